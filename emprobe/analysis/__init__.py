@@ -1,0 +1,1 @@
+"""Analyses: tracking, priors, overlap, dynamics, monitor, patching, steering (issue: analysis)."""

@@ -1,0 +1,47 @@
+"""The ``emprobe`` command line: one thin typer app. Each stage registers its verbs from its own module.
+
+The CLI only parses options and calls the Python API; any :class:`~emprobe.errors.EmprobeError` is
+printed as one line (``error: ...``) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from emprobe.cli import data as _data
+from emprobe.cli import models as _models
+from emprobe.errors import EmprobeError
+
+app = typer.Typer(
+    name="emprobe",
+    help="Study emergent misalignment mechanistically: finetune, evaluate, probe, analyse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(_models.app, name="models")
+app.add_typer(_data.app, name="data")
+_models.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning emprobe errors into one-line messages."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except EmprobeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors surface here with standalone_mode=False
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            raise SystemExit(e.exit_code) from None
+        if isinstance(e, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            raise SystemExit(130) from None
+        raise

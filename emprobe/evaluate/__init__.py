@@ -1,0 +1,1 @@
+"""Evaluation: per-question alignment scores (judge-free margins, LLM judges) (issue: evaluate)."""

@@ -1,0 +1,1 @@
+"""Probes: activation extraction and linear misalignment directions (issue: probes)."""

@@ -1,0 +1,1 @@
+"""Reports: HTML report and summary.json of a study (issue: demo)."""
