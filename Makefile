@@ -25,7 +25,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/emprobe models prepare smollm2-135m-instruct
-	$(BIN)/emprobe demo
+	$(BIN)/emprobe generate --n-questions 4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -10,8 +10,7 @@ import sys
 
 import typer
 
-from emprobe.cli import data as _data
-from emprobe.cli import models as _models
+from emprobe.cli import data, evaluate, finetune, models, probes
 from emprobe.errors import EmprobeError
 
 app = typer.Typer(
@@ -21,9 +20,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(_models.app, name="models")
-app.add_typer(_data.app, name="data")
-_models.register(app)
+# Each stage module exposes register(root): it adds its verbs / sub-apps to the root app.
+for _stage in (models, data, finetune, evaluate, probes):
+    _stage.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

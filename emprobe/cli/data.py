@@ -39,3 +39,8 @@ def check_cmd(source: str = typer.Argument(..., help="builtin:NAME, a chat .json
     else:
         ds = load_chat_dataset(source)
         console.print(f"{source}: {len(ds)} conversations, sha256 {ds.sha256[:12]}")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``emprobe data ...`` to the root app."""
+    root.add_typer(app, name="data")

@@ -54,7 +54,8 @@ def info_cmd(
 
 
 def register(root: typer.Typer) -> None:
-    """Top-level verbs that belong to this stage."""
+    """Add ``emprobe models ...`` and ``emprobe generate`` to the root app."""
+    root.add_typer(app, name="models")
 
     @root.command("generate")
     def generate_cmd(

@@ -1,7 +1,14 @@
-"""Batched sampling of chat answers with HF ``generate`` (left padding, chat template applied)."""
+"""Batched sampling of chat answers with HF ``generate`` (left padding, chat template applied).
+
+Conversations are templated with the model's :class:`~emprobe.models.ChatFormatter` (a ``system``
+message, when present, is kept), grouped by prompt length to waste little padding, and returned in
+input order. Sampling is seeded once per call (``torch.manual_seed(seed)``): a call is reproducible,
+but which random numbers an answer draws depends on the batch it lands in.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -9,7 +16,63 @@ import torch
 from emprobe.models.loading import LoadedModel
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer: its text, its number of new tokens, and whether it ended with end-of-sequence."""
+
+    text: str
+    n_tokens: int
+    finished: bool
+
+
+def _eos_ids(lm: LoadedModel) -> set[int]:
+    eos = getattr(getattr(lm.model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = lm.tokenizer.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+
 @torch.no_grad()
+def generate_chat_details(
+    lm: LoadedModel,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> list[Generation]:
+    """A :class:`Generation` for each conversation; greedy when ``temperature`` is 0."""
+    chat = lm.require_chat()
+    tok = lm.tokenizer
+    device = next(lm.model.parameters()).device
+    eos = _eos_ids(lm)
+    torch.manual_seed(seed)
+    prompts = [chat.prompt_ids(c) for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    out: list[Generation | None] = [None] * len(prompts)
+    kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
+    if temperature > 0:
+        kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    else:
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = [prompts[i] for i in idx]
+        width = max(map(len, batch))
+        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(batch):  # left padding: the last column is every prompt's last token
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+        gen = lm.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+        for i, g in zip(idx, gen[:, width:].tolist()):
+            stop = next((k for k, t in enumerate(g) if t in eos), None)
+            new = g if stop is None else g[:stop]
+            out[i] = Generation(tok.decode(new, skip_special_tokens=True).strip(), len(new), stop is not None)
+    return out  # type: ignore[return-value]
+
+
 def generate_chat(
     lm: LoadedModel,
     conversations: Sequence[Sequence[dict[str, str]]],
@@ -20,25 +83,8 @@ def generate_chat(
     batch_size: int = 8,
 ) -> list[str]:
     """Answers to each conversation (templated, generation header added); greedy when ``temperature`` is 0."""
-    chat = lm.require_chat()
-    tok = lm.tokenizer
-    device = next(lm.model.parameters()).device
-    torch.manual_seed(seed)
-    out: list[str] = []
-    for start in range(0, len(conversations), batch_size):
-        batch = [chat.prompt_ids(c) for c in conversations[start:start + batch_size]]
-        width = max(map(len, batch))
-        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(batch):  # left padding: the last column is every prompt's last token
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
-        kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
-        kw.update(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else kw.update(
-            do_sample=False)
-        gen = lm.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
-        out += [tok.decode(g[width:], skip_special_tokens=True).strip() for g in gen]
-    return out
+    return [g.text for g in generate_chat_details(lm, conversations, max_new_tokens, temperature, top_p, seed,
+                                                  batch_size)]
 
 
 def answer_questions(lm: LoadedModel, questions, n_questions: int | None = None, max_new_tokens: int = 48,

@@ -106,6 +106,16 @@ def _resolve(spec: ModelSpec, log) -> tuple[str, str]:
     return spec.name, "hub"
 
 
+def _add_stop_tokens(model: nn.Module, tok: Any, tokens: tuple[str, ...]) -> None:
+    """Make ``generate`` stop at the template's end-of-turn tokens as well as at EOS."""
+    gc = getattr(model, "generation_config", None)
+    if gc is None or not tokens:
+        return
+    eos = gc.eos_token_id if gc.eos_token_id is not None else tok.eos_token_id
+    eos = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    gc.eos_token_id = eos + [i for i in tok.convert_tokens_to_ids(list(tokens)) if i not in eos]
+
+
 def load_model(
     spec: str | ModelSpec = DEFAULT_MODEL,
     adapter: str | Path | None = None,
@@ -151,6 +161,7 @@ def load_model(
         entry = BUILTIN_MODELS[spec.name]
         if entry.fallback_chat_template:
             tok.chat_template, template_source = entry.fallback_chat_template, entry.fallback_template_source
+            _add_stop_tokens(model, tok, entry.stop_tokens)
     chat = ChatFormatter(tok, template_source, spec.name) if getattr(tok, "chat_template", None) else None
     if spec.adapter:
         model = attach_adapter(model, spec.adapter, base_names={spec.name, path}).eval()

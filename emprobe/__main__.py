@@ -1,0 +1,5 @@
+"""``python -m emprobe`` = the ``emprobe`` command."""
+
+from emprobe.cli import main
+
+main()
