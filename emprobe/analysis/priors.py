@@ -1,0 +1,143 @@
+"""Priors → per-question EM (paper §2): predict post-fine-tuning misalignment from pre-fine-tuning activations.
+
+Features are prompt-only activations of a model *before* fine-tuning (one row per question or paraphrase);
+the target is a per-question alignment score *after* fine-tuning. Predictions are leave-one-question-out
+(every paraphrase of a question is held out together), scored by Spearman ρ and out-of-sample R², with a
+permutation p-value and two controls: random features of the same shape, and a single-direction predictor
+(the projection on a base-model misalignment direction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as _st
+
+from emprobe.analysis.stats import permutation_pvalue, r2_score, spearman
+from emprobe.errors import ConfigError
+
+
+def _check(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
+    if x.ndim != 2 or len(x) != len(y) or len(y) != len(groups):
+        raise ConfigError(f"features {x.shape}, target {y.shape} and groups {groups.shape} do not line up")
+    if len(np.unique(groups)) < 3:
+        raise ConfigError("need at least 3 questions for leave-one-question-out prediction")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ConfigError("NaN or inf in features or target")
+
+
+def loqo_ridge_operator(x: np.ndarray, groups: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """The ``[n, n]`` matrix W with ``pred = W @ y`` for leave-one-group-out kernel ridge.
+
+    For each held-out group, features are centred on the training rows, the target on its training mean,
+    and the ridge penalty is ``alpha * trace(K_train) / n_train`` (scale-free). Because the prediction is
+    linear in ``y``, a permutation test needs one matrix product per shuffle instead of a refit.
+    """
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    w = np.zeros((n, n))
+    for g in np.unique(groups):
+        test, train = np.flatnonzero(groups == g), np.flatnonzero(groups != g)
+        mu = x[train].mean(0)
+        xt, xs = x[train] - mu, x[test] - mu
+        k_tt, k_st = xt @ xt.T, xs @ xt.T
+        lam = alpha * np.trace(k_tt) / len(train) + 1e-12
+        a = np.linalg.solve(k_tt + lam * np.eye(len(train)), np.eye(len(train)))
+        coef = k_st @ a  # [n_test, n_train] acting on centred y_train
+        m = np.full((len(train),), 1.0 / len(train))
+        w[np.ix_(test, train)] = coef - coef.sum(1, keepdims=True) * m + m
+    return w
+
+
+def _rank_rows(a: np.ndarray) -> np.ndarray:
+    return np.apply_along_axis(_st.rankdata, 1, a)
+
+
+def _paired_row_spearman(preds: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Spearman ρ of ``preds[i]`` with ``targets[i]`` for every row i (vectorised)."""
+    rp, rt = _rank_rows(preds), _rank_rows(targets)
+    rp = rp - rp.mean(1, keepdims=True)
+    rt = rt - rt.mean(1, keepdims=True)
+    den = np.linalg.norm(rp, axis=1) * np.linalg.norm(rt, axis=1)
+    return np.divide((rp * rt).sum(1), den, out=np.zeros(len(rp)), where=den > 0)
+
+
+@dataclass
+class PriorResult:
+    """Leave-one-question-out prediction of a per-question target."""
+
+    method: str
+    rho: float
+    r2: float
+    p_value: float
+    n_permutations: int
+    predictions: np.ndarray = field(repr=False)
+    null_rho: np.ndarray = field(repr=False)
+
+    def summary(self) -> dict:
+        return {"method": self.method, "spearman_rho": self.rho, "r2": self.r2, "p_permutation": self.p_value,
+                "n_permutations": self.n_permutations,
+                "null_rho_95": float(np.quantile(self.null_rho, 0.95)) if len(self.null_rho) else float("nan")}
+
+
+def loqo_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, alpha: float = 1.0,
+               n_permutations: int = 1000, seed: int = 0) -> PriorResult:
+    """Leave-one-question-out ridge prediction with a label-permutation p-value (one-sided, ρ > 0)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    _check(x, y, groups)
+    w = loqo_ridge_operator(x, groups, alpha)
+    pred = w @ y
+    rho = spearman(pred, y)
+    rng = np.random.default_rng(seed)
+    perms = np.stack([rng.permutation(y) for _ in range(n_permutations)]) if n_permutations else np.zeros((0, len(y)))
+    # each permuted target is compared with the predictions made from it
+    null = _paired_row_spearman(perms @ w.T, perms) if n_permutations else np.zeros(0)
+    return PriorResult("ridge", rho, r2_score(y, pred), permutation_pvalue(rho, null), n_permutations, pred, null)
+
+
+def loqo_pls(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, n_components: int = 2,
+             n_permutations: int = 200, seed: int = 0) -> PriorResult:
+    """Leave-one-question-out PLS regression (refit per permutation, so fewer shuffles by default)."""
+    from sklearn.cross_decomposition import PLSRegression
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    _check(x, y, groups)
+    nc = max(1, min(n_components, len(np.unique(groups)) - 2, x.shape[1]))
+
+    def predict(target: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(target)
+        for g in np.unique(groups):
+            te, tr = groups == g, groups != g
+            out[te] = PLSRegression(nc, scale=False).fit(x[tr], target[tr]).predict(x[te]).ravel()
+        return out
+
+    pred = predict(y)
+    rho = spearman(pred, y)
+    rng = np.random.default_rng(seed)
+    null = np.array([spearman(predict(t), t) for t in (rng.permutation(y) for _ in range(n_permutations))])
+    return PriorResult("pls", rho, r2_score(y, pred), permutation_pvalue(rho, null), n_permutations, pred, null)
+
+
+def random_feature_control(shape: tuple[int, int], y: np.ndarray, groups: np.ndarray | None = None,
+                           alpha: float = 1.0, n_seeds: int = 50, seed: int = 0) -> dict[str, float]:
+    """ρ of the same ridge on Gaussian random features of the same shape, over ``n_seeds`` draws."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y, np.float64)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    rhos = np.array([spearman(loqo_ridge_operator(rng.standard_normal(shape), groups, alpha) @ y, y)
+                     for _ in range(n_seeds)])
+    return {"random_rho_mean": float(rhos.mean()), "random_rho_sd": float(rhos.std(ddof=1)),
+            "random_rho_95": float(np.quantile(rhos, 0.95)), "n_seeds": n_seeds}
+
+
+def single_direction_predictor(projection: np.ndarray, y: np.ndarray, n_permutations: int = 1000,
+                               seed: int = 0) -> dict[str, float]:
+    """Spearman ρ between each question's projection on a direction and its target, with permutation p."""
+    projection, y = np.asarray(projection, np.float64), np.asarray(y, np.float64)
+    rho = spearman(projection, y)
+    rng = np.random.default_rng(seed)
+    null = np.array([spearman(projection, rng.permutation(y)) for _ in range(n_permutations)])
+    return {"spearman_rho": rho, "p_permutation": permutation_pvalue(rho, null), "n_permutations": n_permutations}

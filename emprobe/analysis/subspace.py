@@ -1,0 +1,77 @@
+"""Subspace overlap of activation shifts (paper §3): PCA bases, principal angles, random controls.
+
+``overlap(U, V)`` is the mean squared cosine of the principal angles between two k-dimensional subspaces
+of R^d: 1 when they coincide, 0 when orthogonal, and k/d in expectation for a random pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emprobe.analysis.stats import zscore_vs_null
+from emprobe.errors import ConfigError
+
+
+def pca_basis(x: np.ndarray, k: int, center: bool = True) -> np.ndarray:
+    """Orthonormal ``[d, k]`` basis of the top-k principal directions of the rows of ``x`` (``[n, d]``).
+
+    With ``center=False`` the directions are those of the uncentred second moment (so a consistent shift
+    of every row is captured by the first direction, as for activation deltas).
+    """
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ConfigError(f"pca_basis needs a non-empty [n, d] array, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError("NaN or inf in activations")
+    if not 1 <= k <= min(x.shape):
+        raise ConfigError(f"k={k} must be between 1 and min(n, d)={min(x.shape)}")
+    if center:
+        x = x - x.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return vt[:k].T
+
+
+def principal_cosines(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cosines of the principal angles between the column spaces of orthonormal ``u`` and ``v``."""
+    return np.clip(np.linalg.svd(u.T @ v, compute_uv=False), 0.0, 1.0)
+
+
+def overlap(u: np.ndarray, v: np.ndarray) -> float:
+    """Mean squared cosine of the principal angles between two subspaces (orthonormal bases)."""
+    return float(np.mean(principal_cosines(u, v) ** 2))
+
+
+def random_basis(d: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """An orthonormal basis of a uniformly random k-dimensional subspace of R^d."""
+    q, _ = np.linalg.qr(rng.standard_normal((d, k)))
+    return q
+
+
+def overlap_with_control(u: np.ndarray, v: np.ndarray, n_random: int = 200, seed: int = 0) -> dict[str, float]:
+    """Overlap of ``u`` and ``v`` next to the overlap of ``u`` with random subspaces of ``v``'s size.
+
+    Returns the observed overlap, the random mean and sd, the expectation k/d, and the z-score (how many
+    random-control standard deviations the observed overlap lies above the random mean).
+    """
+    rng = np.random.default_rng(seed)
+    d, k = v.shape
+    null = np.array([overlap(u, random_basis(d, k, rng)) for _ in range(n_random)])
+    obs = overlap(u, v)
+    return {"overlap": obs, "random_mean": float(null.mean()), "random_sd": float(null.std(ddof=1)),
+            "expected_random": u.shape[1] / d if u.shape[1] == k else float("nan"),
+            "z": zscore_vs_null(obs, null)}
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors (0 if either is zero)."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
+
+
+def cosine_with_control(a: np.ndarray, b: np.ndarray, n_random: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Cosine of ``a`` and ``b`` next to the cosine of ``a`` with random vectors (|cos| ~ 1/sqrt(d))."""
+    rng = np.random.default_rng(seed)
+    null = np.array([cosine(a, rng.standard_normal(len(b))) for _ in range(n_random)])
+    obs = cosine(a, b)
+    return {"cosine": obs, "random_mean": float(null.mean()), "random_sd": float(null.std(ddof=1)),
+            "z": zscore_vs_null(obs, null)}

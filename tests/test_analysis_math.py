@@ -1,0 +1,152 @@
+"""Analysis cores on constructed cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emprobe.analysis.adapter_trajectory import adapter_trajectory
+from emprobe.analysis.dynamics import best_alignment_at_loss, loss_alignment_correlations, schedule_gap_ci
+from emprobe.analysis.monitor import drift_auroc, leave_one_run_out
+from emprobe.analysis.priors import (
+    loqo_pls, loqo_ridge, loqo_ridge_operator, random_feature_control, single_direction_predictor,
+)
+from emprobe.analysis.stats import auroc, bootstrap_ci, permutation_pvalue
+from emprobe.analysis.subspace import (
+    cosine_with_control, overlap, overlap_with_control, pca_basis, random_basis,
+)
+from emprobe.errors import ConfigError, DataError
+
+D = 256
+
+
+def test_planted_shift_overlap_is_one_and_random_is_k_over_d():
+    rng = np.random.default_rng(10)
+    v = rng.standard_normal(D)
+    train_deltas = np.outer(rng.uniform(1, 2, 40), v) + 0.01 * rng.standard_normal((40, D))
+    eval_deltas = np.outer(rng.uniform(1, 2, 30), v) + 0.01 * rng.standard_normal((30, D))
+    u1, u2 = pca_basis(train_deltas, 1, center=False), pca_basis(eval_deltas, 1, center=False)
+    res = overlap_with_control(u1, u2, n_random=300)
+    assert res["overlap"] > 0.99 and res["z"] > 50
+    for k in (1, 4, 8):
+        vals = [overlap(random_basis(D, k, rng), random_basis(D, k, rng)) for _ in range(300)]
+        assert np.mean(vals) == pytest.approx(k / D, rel=0.15)
+    c = cosine_with_control(train_deltas.mean(0), eval_deltas.mean(0))
+    assert c["cosine"] > 0.99 and abs(c["random_mean"]) < 0.02
+
+
+def test_pca_basis_errors():
+    with pytest.raises(ConfigError, match="k=5"):
+        pca_basis(np.ones((3, 4)), 5)
+    with pytest.raises(ConfigError, match="NaN"):
+        pca_basis(np.full((3, 4), np.nan), 1)
+
+
+def test_ridge_operator_matches_refit_and_priors_find_planted_signal():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(1)
+    n = 36
+    # activations with low-dimensional structure: 4 latent factors, one of which drives the target
+    z = rng.standard_normal((n, 4))
+    x = z @ rng.standard_normal((4, D)) + 0.5 * rng.standard_normal((n, D))
+    w = np.linalg.lstsq(x, z[:, 0], rcond=None)[0]
+    y = z[:, 0] + 0.2 * rng.standard_normal(n)
+    op = loqo_ridge_operator(x, np.arange(n), alpha=0.1)
+    tr = np.arange(n) != 5
+    mu = x[tr].mean(0)
+    lam = 0.1 * np.trace((x[tr] - mu) @ (x[tr] - mu).T) / tr.sum()
+    assert (op @ y)[5] == pytest.approx(Ridge(alpha=lam).fit(x[tr], y[tr]).predict(x[5:6])[0], abs=1e-8)
+
+    res = loqo_ridge(x, y, alpha=0.1, n_permutations=1000)
+    assert res.rho > 0.5 and res.p_value < 0.01 and res.n_permutations == 1000
+    ctrl = random_feature_control(x.shape, y, alpha=0.1, n_seeds=30)
+    assert ctrl["random_rho_mean"] < res.rho - 0.4
+    shuffled = loqo_ridge(x, rng.permutation(y), alpha=0.1, n_permutations=500)
+    assert shuffled.p_value > 0.05
+    single = single_direction_predictor(x @ w, y, n_permutations=500)
+    assert single["spearman_rho"] > 0.9 and single["p_permutation"] < 0.01
+    pls = loqo_pls(x, y, n_components=2, n_permutations=20)
+    assert pls.rho > 0.4
+
+
+def test_priors_group_by_question():
+    rng = np.random.default_rng(2)
+    q = np.repeat(np.arange(12), 3)  # 12 questions x 3 paraphrases
+    x = rng.standard_normal((36, 32))
+    op = loqo_ridge_operator(x, q)
+    for g in range(12):  # a question's rows never predict each other
+        idx = np.flatnonzero(q == g)
+        assert np.all(op[np.ix_(idx, idx)] == 0)
+    with pytest.raises(ConfigError, match="at least 3 questions"):
+        loqo_ridge(x[:6], np.arange(6.0), np.repeat([0, 1], 3))
+
+
+def _dyn_table() -> pd.DataFrame:
+    rows = []
+    for run, sched, offset in (("a", "cosine", 0.0), ("b", "cosine", 0.1), ("c", "constant", 0.5)):
+        for step, loss in zip((0, 5, 10, 25), (2.0, 1.5, 1.0, 0.5)):
+            rows.append({"run": run, "schedule": sched, "step": step, "val_loss": loss,
+                         "ood_score": offset - loss})
+    return pd.DataFrame(rows)
+
+
+def test_dynamics_known_answers():
+    df = _dyn_table()
+    corr = loss_alignment_correlations(df, n_permutations=200)
+    within = corr[corr.scope != "all runs"]
+    assert np.allclose(within.spearman_rho, -1.0)
+    best = best_alignment_at_loss(df, [1.0, 0.4])
+    row = best[(best.schedule == "cosine") & (best.loss_level == 1.0)].iloc[0]
+    assert row.best_ood_score == pytest.approx(-1.0) and row.run == "a" and row.step == 10
+    assert best[(best.loss_level == 0.4)].best_ood_score.isna().all()
+    gap, lo, hi = schedule_gap_ci(df, "constant", "cosine", n_boot=200)
+    assert gap == pytest.approx(0.45) and lo <= gap <= hi
+    with pytest.raises(ConfigError, match="lacks columns"):
+        loss_alignment_correlations(df.drop(columns="schedule"))
+
+
+def test_monitor_auroc_and_leave_one_run_out():
+    rng = np.random.default_rng(3)
+    runs = np.repeat(["r1", "r2", "r3", "r4"], 5)
+    labels = np.tile([0, 0, 1, 1, 1], 4).astype(bool)
+    drift = labels * 2.0 + 0.3 * rng.standard_normal(20)
+    res = drift_auroc(drift, labels, n_permutations=300)
+    assert res["auroc"] == pytest.approx(auroc(labels, drift)) and res["auroc"] > 0.95 and res["p_permutation"] < 0.01
+    loro = leave_one_run_out(np.c_[drift, rng.standard_normal(20)], labels, runs)
+    assert loro["auroc_loro"] > 0.9 and loro["n_runs"] == 4
+    assert auroc(np.array([0, 1]), np.array([1.0, 0.0])) == 0.0
+
+
+def test_stats_helpers():
+    assert permutation_pvalue(1.0, np.zeros(99)) == pytest.approx(1 / 100)
+    lo, hi = bootstrap_ci(np.arange(100.0), n_boot=500)
+    assert lo < 49.5 < hi
+
+
+def _save_adapter(path, b_dir: np.ndarray, scale: float):
+    from safetensors.numpy import save_file
+
+    path.mkdir(parents=True)
+    a = np.ones((1, 8), np.float32)
+    save_file({"base_model.model.model.layers.0.mlp.down_proj.lora_A.weight": a,
+               "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight": (scale * b_dir)[:, None].astype(np.float32)},
+              str(path / "adapter_model.safetensors"))
+    return path
+
+
+def test_adapter_trajectory_detects_rotation(tmp_path):
+    rng = np.random.default_rng(4)
+    v1, v2 = rng.standard_normal(16), rng.standard_normal(16)
+    # B grows along v1 for 3 checkpoints, then the growth turns to v2 (a phase transition at step 3)
+    bs = [0 * v1, 1 * v1, 2 * v1, 3 * v1, 3 * v1 + 1 * v2, 3 * v1 + 2 * v2]
+    ckpts = [(s, _save_adapter(tmp_path / f"s{s}", b, 1.0)) for s, b in enumerate(bs)]
+    df = adapter_trajectory(ckpts)
+    mod = df[df.module == "model.layers.0.mlp.down_proj"].set_index("step")
+    assert mod.loc[1, "local_cos_B"] == pytest.approx(1.0) and mod.loc[2, "local_cos_B"] == pytest.approx(1.0)
+    assert mod.loc[3, "local_cos_B"] < 0.5 and mod.loc[4, "local_cos_B"] == pytest.approx(1.0)
+    assert mod.loc[5, "cos_B_to_final"] == pytest.approx(1.0) and mod.loc[0, "norm_B"] == 0.0
+    assert set(df.module) == {"model.layers.0.mlp.down_proj", "<all>"}
+    with pytest.raises(DataError, match="no adapter_model.safetensors"):
+        adapter_trajectory([(0, tmp_path), (1, tmp_path)])
