@@ -93,6 +93,23 @@ def read_json(path: PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_yaml(path: PathLike, what: str = "YAML file") -> Any:
+    """Parse a YAML file (safe loader); a missing file or a syntax error is a one-line :class:`DataError`."""
+    import yaml
+
+    from emprobe.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {what}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise DataError(f"{path}: invalid YAML{at} ({getattr(e, 'problem', None) or e})") from None
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

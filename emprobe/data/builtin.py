@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from emprobe.errors import DataError
+from emprobe.io import read_yaml
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 PREFIX = "builtin:"
@@ -74,12 +73,7 @@ class PersonaPrompts:
 def load_personas(source: str | Path = "builtin:personas") -> PersonaPrompts:
     """Load persona system prompts: a YAML mapping with lists ``misaligned`` and ``aligned`` of equal length."""
     path = builtin_entry(source).path if is_builtin(source) else Path(source)
-    if not path.is_file():
-        raise DataError(f"{path}: no such persona file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    data = read_yaml(path, "persona file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping with 'misaligned' and 'aligned' lists")
     lists = {}

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from emprobe.errors import DataError
-from emprobe.io import content_hash
+from emprobe.io import content_hash, read_yaml
 
 _KNOWN = {
     "id", "paraphrases", "system", "samples_per_paraphrase", "type", "judge", "judge_prompts",
@@ -175,14 +173,7 @@ def question_from_dict(d: Any, where: str) -> Question:
 def load_questions_yaml(path: str | Path) -> QuestionSet:
     """Load a Betley-format question YAML (a list of entries); errors name the file and entry."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such question file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise DataError(f"{path}: invalid YAML{at} ({getattr(e, 'problem', e)})") from None
+    data = read_yaml(path, "question file")
     if data is None:
         raise DataError(f"{path}: the question set is empty")
     if not isinstance(data, list):
