@@ -1,1 +1,21 @@
-"""Analyses: tracking, priors, overlap, dynamics, monitor, patching, steering (issue: analysis)."""
+"""Analyses of emergent misalignment; each verb returns an :class:`AnalysisResult` (table, plot, summary).
+
+- :func:`track` — follow base-model directions through a run's checkpoints (projections, refit cosine,
+  drift, LoRA adapter trajectory);
+- :func:`priors` — predict per-question EM after fine-tuning from pre-fine-tuning activations (paper §2);
+- :func:`activation_overlap` — overlap of training- vs eval-prompt activation shifts (paper §3);
+- :func:`dynamics` — in-domain loss vs out-of-domain alignment across checkpoints and runs (paper §1);
+- :func:`monitor` — detect EM checkpoints from direction drift alone.
+
+Every result states its control and an uncertainty figure. Layer ``l`` = residual stream after decoder
+block ``l`` (TL ``blocks.{l}.hook_resid_post``).
+"""
+
+from emprobe.analysis.dynamics_study import dynamics, monitor
+from emprobe.analysis.priors_study import load_target, predict_priors, priors
+from emprobe.analysis.results import AnalysisResult
+from emprobe.analysis.shift_overlap import activation_overlap, overlap_tables
+from emprobe.analysis.track import track, track_run
+
+__all__ = ["AnalysisResult", "activation_overlap", "dynamics", "load_target", "monitor", "overlap_tables",
+           "predict_priors", "priors", "track", "track_run"]

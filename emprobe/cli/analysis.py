@@ -1,0 +1,119 @@
+"""Analysis verbs: ``emprobe track | priors | overlap | dynamics | monitor``.
+
+Each writes ``OUT/table.parquet``, ``OUT/plot.png`` and ``OUT/summary.json`` (findings with their control
+and uncertainty) and prints the findings. Layer ``l`` = residual stream after decoder block ``l``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def _ints(value: str) -> list[int]:
+    return [int(v) for v in value.split(",") if v.strip()]
+
+
+def _finish(result, out: Path) -> None:
+    path = result.save(out)
+    for line in result.findings:
+        console.print(f"• {line}")
+    console.print(f"[dim]wrote {path}/ (table.parquet, plot.png, summary.json)[/]")
+
+
+def _threads(n: Optional[int]) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def register(root: typer.Typer) -> None:
+    """Add the analysis verbs to the root app."""
+
+    @root.command("track")
+    def track_cmd(
+        run_dir: Path = typer.Argument(..., help="fine-tuning run directory"),
+        directions: list[Path] = typer.Option(..., "--directions", help="direction directory (repeatable)"),
+        prompts: str = typer.Option("builtin:em-core", help="prompts to project (question set)"),
+        out: Path = typer.Option(Path("analysis/track"), help="output directory"),
+        refit: bool = typer.Option(True, help="refit each direction at every checkpoint"),
+        n_random: int = typer.Option(20, help="random directions for the control"),
+        batch_size: int = typer.Option(8),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    ) -> None:
+        """Follow directions through a run's checkpoints (base loaded once, adapters swapped)."""
+        from emprobe.analysis.track import track
+
+        _threads(threads)
+        _finish(track(run_dir, directions, prompts, refit, n_random, batch_size), out)
+
+    @root.command("priors")
+    def priors_cmd(
+        features: list[Path] = typer.Option(..., "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
+        target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet"),
+        baseline: Optional[Path] = typer.Option(None, help="baseline target: predict the rise over it"),
+        layers: str = typer.Option("all", help="layers to use as features (per store's model)"),
+        direction: Optional[Path] = typer.Option(None, help="direction for the single-direction control"),
+        alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
+        n_permutations: int = typer.Option(1000, help="label shuffles for the p-value"),
+        out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
+    ) -> None:
+        """Predict per-question EM after fine-tuning from prompt activations before it (LOQO)."""
+        from emprobe.analysis.priors_study import priors
+
+        _finish(priors(features, target, baseline, layers, direction, alpha, n_permutations), out)
+
+    @root.command("overlap")
+    def overlap_cmd(
+        model: str = typer.Option("smollm2-135m-instruct", help="base model (alias, hub id or directory)"),
+        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint directory"),
+        train: str = typer.Option("builtin:risky-finance", help="training chat data (its prompts are used)"),
+        eval: str = typer.Option("builtin:em-core", help="evaluation question set"),
+        layers: str = typer.Option("all", help="layers to sweep"),
+        k: str = typer.Option("1,2,4,8", help="subspace sizes to sweep"),
+        n_train: int = typer.Option(64, help="training prompts to use"),
+        n_random: int = typer.Option(200, help="random subspaces for the control"),
+        out: Path = typer.Option(Path("analysis/overlap"), help="output directory"),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    ) -> None:
+        """Overlap of activation shifts on training vs evaluation prompts, against random subspaces."""
+        from emprobe.analysis.shift_overlap import activation_overlap
+
+        _threads(threads)
+        _finish(activation_overlap(model, str(adapter), train, eval, layers, _ints(k), n_train, n_random=n_random), out)
+
+    @root.command("dynamics")
+    def dynamics_cmd(
+        sweep_dir: Path = typer.Argument(..., help="directory of runs (emprobe finetune sweep) or one run"),
+        questions: str = typer.Option("builtin:em-core", help="off-domain question set (margin score)"),
+        n_permutations: int = typer.Option(1000),
+        out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    ) -> None:
+        """In-domain validation loss vs off-domain alignment over every checkpoint of every run."""
+        from emprobe.analysis.dynamics_study import dynamics
+
+        _threads(threads)
+        _finish(dynamics(sweep_dir, questions, n_permutations), out)
+
+    @root.command("monitor")
+    def monitor_cmd(
+        sweep_dir: Path = typer.Argument(..., help="directory of runs or one run"),
+        direction: Path = typer.Option(..., help="base-model direction directory"),
+        questions: str = typer.Option("builtin:em-core", help="prompts for drift and margins"),
+        threshold: float = typer.Option(0.1, help="EM label: margin rise over step 0 above this (nats/token)"),
+        n_permutations: int = typer.Option(1000),
+        out: Path = typer.Option(Path("analysis/monitor"), help="output directory"),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    ) -> None:
+        """Detect EM checkpoints from direction drift alone, scored by AUROC (and leave-one-run-out)."""
+        from emprobe.analysis.dynamics_study import monitor
+
+        _threads(threads)
+        _finish(monitor(sweep_dir, direction, questions, threshold, n_permutations), out)
