@@ -1,0 +1,116 @@
+"""Edits of the residual stream during a full forward (steering, directional ablation, patching).
+
+Layer ``l`` = the output of decoder block ``l`` (TL ``blocks.{l}.hook_resid_post``); an edit at layer
+``l`` changes what block ``l + 1`` (and the final norm / LM head, for the last layer) sees.
+
+:func:`intervene` is a context manager: inside it, *every* forward of the model — margin scoring, HF
+``generate``, activation reads — runs with the edits. Edits are functions ``h[B, T, D] -> h'``:
+:func:`add_vector` (steering), :func:`project_out` (directional ablation, ``h ← h − (h·r̂) r̂``) and
+:func:`replace_where` (patching given values on masked positions of a fixed batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Mapping, Sequence
+
+import torch
+
+from emprobe.errors import ConfigError
+from emprobe.models import decoder_layers
+
+Edit = Callable[[torch.Tensor], torch.Tensor]
+
+
+def add_vector(vector: torch.Tensor, scale: float = 1.0) -> Edit:
+    """Steering: ``h + scale * vector`` at every position."""
+    v = vector.detach().float()
+    return lambda h: h + (scale * v).to(h.dtype).to(h.device)
+
+
+def project_out(direction: torch.Tensor) -> Edit:
+    """Directional ablation: remove the component along ``direction`` (normalised) at every position."""
+    r = direction.detach().float()
+    r = r / r.norm().clamp(min=1e-12)
+
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        rr = r.to(h.dtype).to(h.device)
+        return h - (h @ rr)[..., None] * rr
+
+    return fn
+
+
+def replace_where(values: torch.Tensor, mask: torch.Tensor) -> Edit:
+    """Patching: ``h[mask] = values[mask]`` for one fixed batch (``values [B, T, D]``, ``mask [B, T]``)."""
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        if h.shape != values.shape:
+            raise ConfigError(f"patch values have shape {tuple(values.shape)}, the residual {tuple(h.shape)}")
+        return torch.where(mask.to(h.device)[..., None], values.to(h.device, h.dtype), h)
+
+    return fn
+
+
+@contextlib.contextmanager
+def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]] | None = None,
+              capture: Sequence[int] = ()) -> Iterator[dict[int, torch.Tensor]]:
+    """Apply ``edits`` (``{layer: edit or [edits]}``) to block outputs; yield ``{layer: [B, T, D]}`` captures.
+
+    Captured tensors are the (edited) block outputs of the *last* forward run inside the context.
+    Hooks are removed on exit, also after an error.
+    """
+    blocks = decoder_layers(model)
+    edits = {int(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (edits or {}).items()}
+    for layer in list(edits) + list(capture):
+        if not 0 <= layer < len(blocks):
+            raise ConfigError(f"unknown layer {layer}: valid layers are 0..{len(blocks) - 1} "
+                              "(layer l = residual stream after decoder block l)")
+    captured: dict[int, torch.Tensor] = {}
+    want = set(int(c) for c in capture)
+
+    def hook(layer: int):
+        def fn(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output
+            new = h
+            for e in edits.get(layer, ()):
+                new = e(new)
+            if layer in want:
+                captured[layer] = new.detach()
+            if new is h:
+                return None
+            return (new, *output[1:]) if isinstance(output, tuple) else new
+        return fn
+
+    handles = [blocks[layer].register_forward_hook(hook(layer)) for layer in sorted(set(edits) | want)]
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:
+    """Mean per-token log-prob of each row's response tokens (``[B]``), from ``[B, T, V]`` logits.
+
+    ``batch`` is a :class:`~emprobe.probes.tokens.TokenBatch` of prompt+response items; token ``t`` of the
+    response is predicted by the logits at column ``t − 1``.
+    """
+    out = torch.empty(batch.size)
+    for b in range(batch.size):
+        s, p, n = int(batch.start[b]), int(batch.n_prompt[b]), int(batch.n_tokens[b])
+        if n <= p:
+            raise ConfigError("an item has no response tokens to score")
+        lp = torch.log_softmax(logits[b, s + p - 1:s + n - 1].float(), dim=-1)
+        tgt = batch.input_ids[b, s + p:s + n].to(lp.device)
+        out[b] = lp.gather(1, tgt[:, None]).mean().cpu()
+    return out
+
+
+@torch.inference_mode()
+def scored_forward(model: torch.nn.Module, batch, edits: Mapping[int, Edit | Sequence[Edit]] | None = None,
+                   capture: Sequence[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """One full forward of ``batch`` under ``edits``: response log-probs ``[B]`` and captured block outputs."""
+    dev = next(model.parameters()).device
+    with intervene(model, edits, capture) as cap:
+        logits = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
+                       position_ids=batch.position_ids.to(dev), use_cache=False).logits
+    return response_logprobs(logits, batch), dict(cap)
