@@ -1,1 +1,20 @@
-"""Fine-tuning: narrow LoRA or full fine-tunes that save checkpoints along the trajectory (issue: finetune)."""
+"""Fine-tuning: narrow LoRA or full fine-tunes that save checkpoints along the trajectory.
+
+>>> from emprobe.finetune import FinetuneConfig, finetune
+>>> run = finetune(FinetuneConfig(model="smollm2-135m-instruct", data="builtin:risky-finance",
+...                               out="runs/rf", max_steps=25, save_steps=[0, 5, 10, 25]))
+>>> [c.step for c in run.checkpoints()]
+[0, 5, 10, 25]
+
+Built on transformers' ``Trainer`` + peft (the same command runs data-parallel under ``torchrun``);
+the loss covers assistant tokens only. See :mod:`emprobe.finetune.run` for the run-directory layout and
+:meth:`Run.iter_models` for iterating checkpoints with one loaded base model.
+"""
+
+from emprobe.finetune.config import FinetuneConfig, log_spaced_steps
+from emprobe.finetune.run import Checkpoint, Run, checkpoint_name, load_run
+from emprobe.finetune.schedules import SCHEDULES, lr_curve
+from emprobe.finetune.trainer import finetune
+
+__all__ = ["SCHEDULES", "Checkpoint", "FinetuneConfig", "Run", "checkpoint_name", "finetune", "load_run",
+           "log_spaced_steps", "lr_curve"]
