@@ -26,21 +26,12 @@ for _stage in (models, data, finetune, evaluate, probes, analysis):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning emprobe errors into one-line messages."""
+    """Console entry point: run the app, turning emprobe errors into one-line messages (exit code 2).
+
+    Usage errors and ``--help`` are handled by typer itself (standalone mode).
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)
     except EmprobeError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors surface here with standalone_mode=False
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            raise SystemExit(e.exit_code) from None
-        if isinstance(e, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            raise SystemExit(130) from None
-        raise

@@ -70,9 +70,12 @@ def check_adapter(model: nn.Module, adapter_dir: str | Path, base_names: set[str
 def attach_adapter(model: nn.Module, adapter_dir: str | Path, adapter_name: str = "default",
                    base_names: set[str] | None = None) -> nn.Module:
     """Load a LoRA adapter onto ``model`` (wrapping it in a ``PeftModel`` if needed) and activate it."""
+    import warnings
+
     from peft import PeftModel
 
     check_adapter(model, adapter_dir, base_names)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         if isinstance(model, PeftModel):
             model.load_adapter(str(adapter_dir), adapter_name=adapter_name, is_trainable=False)
