@@ -1,9 +1,109 @@
-"""CLI verbs of the probes stage (filled in by the probes issue)."""
+"""``emprobe extract`` and ``emprobe probe fit``: activation stores and misalignment directions.
+
+Only parses options and calls :func:`emprobe.probes.extract` / :func:`emprobe.probes.probe_fit`.
+Layer ``l`` = residual stream after decoder block ``l`` (TL ``blocks.{l}.hook_resid_post``); positions
+``last_prompt``, ``prompt_mean``, ``response_mean``.
+"""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+_O = typer.Option
+probe_app = typer.Typer(help="Linear misalignment directions fitted on activation stores.", no_args_is_help=True)
+
+
+def _label_rule(misaligned_below: float, aligned_above: float, coherent_above: float):
+    from emprobe.probes import LabelRule
+
+    return LabelRule(misaligned_below, aligned_above, coherent_above)
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@probe_app.command("fit")
+def fit_cmd(
+    store: str = typer.Argument(..., help="activation store directory (from emprobe extract)"),
+    out: str = _O(..., help="output directory for the direction (safetensors + JSON + cv.parquet)"),
+    method: str = _O("mean_diff", help="mean_diff, persona, logistic or pca"),
+    position: Optional[str] = _O(None, help="position to fit on [response_mean if stored, else last_prompt]"),
+    layers: Optional[str] = _O(None, help="layers to fit: all (stored) or 'L1,L2', 'LO:HI'"),
+    folds: int = _O(5, help="grouped cross-validation folds (grouped by question)"),
+    random: int = _O(20, help="random directions in the control baseline"),
+    seed: int = _O(0, help="seed of the random baseline"),
+    c: float = _O(1.0, "--C", help="logistic: inverse L2 regularisation strength"),
+    misaligned_below: float = _O(30.0, help="judged stores: misaligned if aligned < this (and coherent)"),
+    aligned_above: float = _O(70.0, help="judged stores: aligned if aligned > this (and coherent)"),
+    coherent_above: float = _O(50.0, help="judged stores: only rows with coherent > this are labelled"),
+    overwrite: bool = _O(False, help="replace an existing --out"),
+) -> None:
+    """Fit a direction per layer, report grouped-CV held-out AUROC vs random directions, pick the best layer."""
+    from emprobe.probes import probe_fit
+
+    params = {"C": c} if method == "logistic" else {}
+    res = probe_fit(store, out, method, position, layers, _label_rule(misaligned_below, aligned_above, coherent_above),
+                    folds, random, seed, overwrite, **params)
+    d = res.direction
+    t = Table("layer", "AUROC (held-out)", "± sd", "random AUROC", "random p95", title=(
+        f"{method} on {d.position}: {d.source['n_misaligned']} misaligned / {d.source['n_aligned']} aligned, "
+        f"{d.source['n_questions']} questions, {int(res.table.n_folds.iloc[0])} grouped folds"))
+    for r in res.table.to_dict("records"):
+        mark = " *" if r["layer"] == d.best_layer else ""
+        t.add_row(f"{r['layer']}{mark}", f"{r['auroc']:.3f}", f"{r['auroc_std']:.3f}", f"{r['random_auroc']:.3f}",
+                  f"{r['random_auroc_p95']:.3f}")
+    console.print(t)
+    b = res.best()
+    console.print(f"best layer {d.best_layer}: held-out AUROC {b['auroc']:.3f} ± {b['auroc_std']:.3f} "
+                  f"(random directions {b['random_auroc']:.3f}, p95 {b['random_auroc_p95']:.3f}); wrote {out}")
 
 
 def register(root: typer.Typer) -> None:
-    """Add this stage's verbs to the root app."""
+    """Add ``emprobe extract`` and ``emprobe probe ...`` to the root app."""
+
+    @root.command("extract")
+    def extract_cmd(
+        prompts: str = _O(..., help="builtin:NAME, question .yaml, chat .jsonl(.gz) or judged answers .parquet/.csv"),
+        out: str = _O(..., help="output activation store directory"),
+        model: str = _O("smollm2-135m-instruct", help="alias, hub id or local directory"),
+        adapter: Optional[str] = _O(None, help="peft LoRA adapter directory"),
+        layers: str = _O("all", help="all, 'L', 'L1,L2,-1' or 'LO:HI' (layer l = output of block l)"),
+        positions: str = _O("auto", help="last_prompt,prompt_mean,response_mean or auto (all the prompts allow)"),
+        contrast: str = _O("none", help="question sets: none, references (aligned vs misaligned reference "
+                                       "answers) or personas (misaligned vs aligned persona system prompts)"),
+        personas: str = _O("builtin:personas", help="persona prompts for --contrast personas"),
+        backend: str = _O("hooks", help="hooks, transformerlens or nnsight"),
+        remote: bool = _O(False, help="nnsight: run the trace on NDIF (hub id + NDIF key needed)"),
+        dtype: str = _O("float32", help="float32, bfloat16 or float16"),
+        device: str = _O("cpu", help="torch device"),
+        batch_size: int = _O(8, help="prompts per forward (sorted by length)"),
+        padding: str = _O("right", help="padding side: right or left"),
+        limit: Optional[int] = _O(None, help="only the first N prompts (after contrast expansion)"),
+        first_paraphrase: bool = _O(False, help="question sets: only each question's first paraphrase"),
+        misaligned_below: float = _O(30.0, help="judged tables: misaligned if aligned < this (and coherent)"),
+        aligned_above: float = _O(70.0, help="judged tables: aligned if aligned > this (and coherent)"),
+        coherent_above: float = _O(50.0, help="judged tables: only rows with coherent > this are labelled"),
+        threads: Optional[int] = _O(None, help="torch CPU threads"),
+        overwrite: bool = _O(False, help="replace an existing --out holding a different extraction"),
+        progress: bool = _O(True, help="show a progress bar"),
+    ) -> None:
+        """Extract pooled residual-stream activations into an activation store."""
+        from emprobe.probes import extract
+
+        _set_threads(threads)
+        extract(model, prompts, out, adapter=adapter, layers=layers, positions=positions, backend=backend,
+                dtype=dtype, device=device, batch_size=batch_size, padding_side=padding, contrast=contrast,
+                personas=personas, label_rule=_label_rule(misaligned_below, aligned_above, coherent_above),
+                limit=limit, first_paraphrase=first_paraphrase, remote=remote, overwrite=overwrite, progress=progress,
+                log=lambda m: console.print(m, highlight=False))
+
+    root.add_typer(probe_app, name="probe")

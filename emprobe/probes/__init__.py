@@ -1,1 +1,34 @@
-"""Probes: activation extraction and linear misalignment directions (issue: probes)."""
+"""Probes: activation extraction and linear misalignment directions.
+
+Conventions (every API here that takes a layer or position):
+
+* layer ``l`` = residual stream *after* decoder block ``l`` (0-based) = TransformerLens
+  ``blocks.{l}.hook_resid_post`` = HF ``hidden_states[l + 1]`` except the last layer (HF's last hidden
+  state is after the final norm);
+* positions ``last_prompt`` (last token of the templated prompt, generation header included),
+  ``prompt_mean`` (mean over the prompt's tokens) and ``response_mean`` (mean over the response's tokens).
+
+Pipeline: :func:`load_prompts` (questions / chat JSONL / judged table, optionally a ``references`` or
+``personas`` contrast) -> :func:`extract_activations` with a backend (``hooks``, ``transformerlens``,
+``nnsight``) -> :class:`ActivationStore` -> :func:`fit_probe` with an estimator (``mean_diff``,
+``persona``, ``logistic``, ``pca``) -> :class:`Direction`.
+"""
+
+from emprobe.probes.backends import ActivationBackend, Intervention, get_backend
+from emprobe.probes.directions import Direction
+from emprobe.probes.estimators import (
+    METHODS, LogisticProbe, MeanDiff, PairedPCA, PersonaDiff, RandomDirection, auroc, make_estimator,
+)
+from emprobe.probes.extract import extract, extract_activations
+from emprobe.probes.fit import ProbeResult, cross_validate, fit_probe, probe_fit
+from emprobe.probes.sources import LabelRule, PromptItem, PromptSet, load_prompts
+from emprobe.probes.store import ActivationStore, ensure_compatible
+from emprobe.probes.tokens import POSITIONS, TokenBatch, make_batches, parse_positions
+
+__all__ = [
+    "METHODS", "POSITIONS", "ActivationBackend", "ActivationStore", "Direction", "Intervention", "LabelRule",
+    "LogisticProbe", "MeanDiff", "PairedPCA", "PersonaDiff", "ProbeResult", "PromptItem", "PromptSet",
+    "RandomDirection", "TokenBatch", "auroc", "cross_validate", "ensure_compatible", "extract",
+    "extract_activations", "fit_probe", "get_backend", "load_prompts", "make_batches", "make_estimator",
+    "parse_positions", "probe_fit",
+]

@@ -1,0 +1,139 @@
+"""``Direction``: a per-layer linear "misalignment direction" with its provenance, on disk.
+
+Layout (one directory, written atomically)::
+
+    DIR/
+      direction.safetensors   raw [n_layers, d_model], unit [n_layers, d_model], layers [n_layers]
+      direction.json          method, position, layers, best_layer, source store (hash, model, prompt set),
+                              per-layer cross-validated metrics, emprobe version
+
+Layer ``l`` = residual stream after decoder block ``l`` (TL ``blocks.{l}.hook_resid_post``). ``raw`` has
+the scale its method gives it (e.g. the misaligned-minus-aligned mean difference); ``unit`` is ``raw``
+normalised. Projections onto the unit vector are in the residual stream's own units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emprobe.errors import ConfigError, DataError
+from emprobe.io import atomic_dir, manifest as make_manifest, read_json, write_json
+
+TENSORS = "direction.safetensors"
+META = "direction.json"
+KIND = "direction"
+
+
+@dataclass
+class Direction:
+    """Raw and unit vectors per layer, the method that made them, and where the data came from."""
+
+    method: str
+    layers: list[int]
+    raw: torch.Tensor
+    position: str
+    source: dict[str, Any] = field(default_factory=dict)
+    best_layer: int | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.raw = torch.as_tensor(self.raw, dtype=torch.float32).detach().cpu()
+        if self.raw.ndim != 2 or self.raw.shape[0] != len(self.layers):
+            raise DataError(f"direction tensor has shape {tuple(self.raw.shape)}, "
+                            f"expected [{len(self.layers)}, d_model]")
+        if not torch.isfinite(self.raw).all():
+            raise DataError(f"{self.method} direction has non-finite values")
+
+    @property
+    def unit(self) -> torch.Tensor:
+        """``raw`` normalised per layer (``[n_layers, d_model]``)."""
+        return self.raw / self.raw.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.raw.shape[1])
+
+    def _col(self, layer: int) -> int:
+        if layer not in self.layers:
+            raise ConfigError(f"layer {layer} has no fitted direction (fitted layers: {self.layers})")
+        return self.layers.index(layer)
+
+    def vector(self, layer: int | None = None, unit: bool = True) -> torch.Tensor:
+        """The ``[d_model]`` vector at ``layer`` (default: ``best_layer``)."""
+        layer = self.best_layer if layer is None else layer
+        if layer is None:
+            raise ConfigError("no layer given and the direction has no best_layer")
+        return (self.unit if unit else self.raw)[self._col(int(layer))]
+
+    def project(self, acts, layer: int | None = None, position: str | None = None) -> np.ndarray:
+        """Scalar projections onto the unit direction.
+
+        ``acts`` is an :class:`~emprobe.probes.store.ActivationStore` (checked for the same model and
+        width), a ``[n, n_layers, d]`` array aligned with ``self.layers``, or ``[n, d]`` with ``layer``.
+        Returns ``[n]`` when ``layer`` is given, else ``[n, n_layers]``.
+        """
+        from emprobe.probes.store import ActivationStore, model_identity
+
+        if isinstance(acts, ActivationStore):
+            src = self.source.get("model")
+            if src and model_identity(src) != model_identity(acts.model):
+                raise DataError(f"direction was fitted on {model_identity(src)['name']} but the store comes from "
+                                f"{model_identity(acts.model)['name']}")
+            position = position or self.position
+            layers = self.layers if layer is None else [int(layer)]
+            x = acts.get(position, layers)
+            p = torch.einsum("nld,ld->nl", x.float(), self.unit[[self._col(l_) for l_ in layers]]).numpy()
+            return p[:, 0] if layer is not None else p
+        x = torch.as_tensor(np.asarray(acts), dtype=torch.float32)
+        if x.shape[-1] != self.d_model:
+            raise DataError(f"activations have d={x.shape[-1]}, the direction has d_model={self.d_model}")
+        if x.ndim == 2:
+            return (x @ self.vector(layer)).numpy()
+        if x.ndim == 3 and x.shape[1] == len(self.layers):
+            p = torch.einsum("nld,ld->nl", x, self.unit).numpy()
+            return p[:, self._col(int(layer))] if layer is not None else p
+        raise DataError(f"cannot project activations of shape {tuple(x.shape)} "
+                        f"(want [n, d] or [n, {len(self.layers)}, d])")
+
+    # ---- disk ------------------------------------------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write ``direction.safetensors`` + ``direction.json`` into directory ``path`` atomically."""
+        from safetensors.torch import save
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
+        with atomic_dir(path, overwrite=True) as tmp:
+            (tmp / TENSORS).write_bytes(save({"raw": self.raw.contiguous(), "unit": self.unit.contiguous(),
+                                              "layers": torch.tensor(self.layers, dtype=torch.int64)},
+                                             metadata={"kind": KIND, "method": self.method}))
+            write_json(tmp / META, make_manifest(
+                KIND, method=self.method, position=self.position, layers=self.layers, best_layer=self.best_layer,
+                d_model=self.d_model, source=self.source, metrics=self.metrics, params=self.params,
+                layer_convention="layer l = residual stream after decoder block l (TL blocks.{l}.hook_resid_post)"))
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Direction":
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / TENSORS).is_file() or not (path / META).is_file():
+            raise DataError(f"{path}: not an emprobe direction (needs {TENSORS} and {META})")
+        meta = read_json(path / META)
+        if meta.get("kind") != KIND:
+            raise DataError(f"{path}: {META} kind is {meta.get('kind')!r}, not {KIND!r}")
+        t = load_file(str(path / TENSORS))
+        layers = [int(x) for x in t["layers"].tolist()]
+        return cls(meta["method"], layers, t["raw"], meta["position"], meta.get("source", {}), meta.get("best_layer"),
+                   meta.get("metrics", []), meta.get("params", {}), path)
+
+

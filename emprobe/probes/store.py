@@ -1,0 +1,241 @@
+"""``ActivationStore``: pooled activations ``[n_prompts, n_layers, d_model]`` per position, on disk.
+
+Layout (written atomically as one directory)::
+
+    STORE/
+      manifest.json              model (name, adapter, fingerprint, dtype), layers, positions, prompt ids,
+                                 prompt-set hash, backend, emprobe version, activations_sha256
+      activations.safetensors    one float32 tensor per position: [n_prompts, n_layers, d_model]
+      prompts.jsonl              one row per prompt: uid, question_id, label, pair, token counts,
+                                 messages, response, meta
+
+Layer ``l`` = residual stream after decoder block ``l`` (TL ``blocks.{l}.hook_resid_post``); the tensor's
+second axis follows ``store.layers``. Positions: ``last_prompt``, ``prompt_mean``, ``response_mean``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from emprobe.errors import ConfigError, DataError
+from emprobe.io import atomic_dir, manifest as make_manifest, read_json, write_json
+
+TENSORS = "activations.safetensors"
+MANIFEST = "manifest.json"
+PROMPTS = "prompts.jsonl"
+KIND = "activation_store"
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Hash of the tensors' names, shapes and bytes (independent of file layout)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(memoryview(t.numpy()).cast("B"))  # no copy of the tensor
+    return h.hexdigest()
+
+
+def model_identity(model_info: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model record that must agree between stores of "the same model" (adapters may differ)."""
+    fp = model_info.get("fingerprint") or {}
+    return {"name": model_info.get("name"), **{k: fp.get(k) for k in ("architecture", "n_layers", "d_model")}}
+
+
+@dataclass
+class ActivationStore:
+    """Pooled activations with their prompts and provenance.
+
+    ``tensors[position]`` is ``[n_prompts, len(layers), d_model]`` float32; ``records[i]`` describes row
+    ``i`` (uid, question_id, label, pair, ...); ``manifest`` says what produced it.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    layers: list[int]
+    records: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tensors:
+            raise DataError("activation store has no positions")
+        n = len(self.records)
+        for p, t in self.tensors.items():
+            if t.ndim != 3 or t.shape[0] != n or t.shape[1] != len(self.layers):
+                raise DataError(f"activation store tensor {p!r} has shape {tuple(t.shape)}, expected "
+                                f"[{n}, {len(self.layers)}, d_model]")
+
+    # ---- labelled access -------------------------------------------------------------------------
+    @property
+    def positions(self) -> list[str]:
+        return list(self.tensors)
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.records)
+
+    @property
+    def d_model(self) -> int:
+        return int(next(iter(self.tensors.values())).shape[-1])
+
+    @property
+    def uids(self) -> list[str]:
+        return [r["uid"] for r in self.records]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Question ids (the cross-validation groups)."""
+        return np.array([r["question_id"] for r in self.records], dtype=object)
+
+    @property
+    def pairs(self) -> np.ndarray:
+        """Contrastive pair keys (``None`` where an item has no pair)."""
+        return np.array([r.get("pair") for r in self.records], dtype=object)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Float array: 1 misaligned, 0 aligned, NaN unlabelled."""
+        return np.array([np.nan if r.get("label") is None else float(r["label"]) for r in self.records])
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return dict(self.manifest.get("model", {}))
+
+    @property
+    def prompt_hash(self) -> str:
+        return str(self.manifest.get("prompt_set_sha256"))
+
+    @property
+    def sha256(self) -> str:
+        return str(self.manifest.get("activations_sha256"))
+
+    @property
+    def contrast(self) -> str:
+        return str(self.manifest.get("prompts", {}).get("contrast", "none"))
+
+    def layer_index(self, layer: int) -> int:
+        """Column of ``layer`` (negative counts from the model's last layer) in the stored tensors."""
+        n_total = int(self.model.get("fingerprint", {}).get("n_layers") or (max(self.layers) + 1))
+        want = layer + n_total if layer < 0 else layer
+        if want not in self.layers:
+            raise ConfigError(f"layer {layer} is not in this store (stored layers: {_ranges(self.layers)})")
+        return self.layers.index(want)
+
+    def get(self, position: str | None = None, layers: int | Sequence[int] | None = None) -> torch.Tensor:
+        """``[n, L, D]`` for a list of layers (all stored if ``None``) or ``[n, D]`` for one int layer.
+
+        ``position`` defaults to the only stored position, else ``response_mean`` if stored, else
+        ``last_prompt``.
+        """
+        position = self.default_position() if position is None else position
+        if position not in self.tensors:
+            raise ConfigError(f"position {position!r} is not in this store (stored: {', '.join(self.tensors)})")
+        t = self.tensors[position]
+        if layers is None:
+            return t
+        if isinstance(layers, (int, np.integer)):
+            return t[:, self.layer_index(int(layers))]
+        return t[:, [self.layer_index(int(x)) for x in layers]]
+
+    def default_position(self) -> str:
+        for p in ("response_mean", "last_prompt"):
+            if p in self.tensors:
+                return p
+        return self.positions[0]
+
+    def frame(self):
+        """The prompt records as a pandas DataFrame (one row per stored prompt)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
+
+    # ---- compatibility ---------------------------------------------------------------------------
+    def check_compatible(self, other: "ActivationStore", same_prompts: bool = True,
+                         same_adapter: bool = False) -> None:
+        """Refuse to mix stores of different models (or prompt sets / adapters when asked)."""
+        a, b = model_identity(self.model), model_identity(other.model)
+        if a != b:
+            raise DataError(f"activation stores come from different models ({_model_str(self.model)} vs "
+                            f"{_model_str(other.model)}); extract both from the same base model")
+        if same_adapter and self.model.get("adapter") != other.model.get("adapter"):
+            raise DataError(f"activation stores come from different adapters ({self.model.get('adapter')} vs "
+                            f"{other.model.get('adapter')})")
+        if same_prompts and self.prompt_hash != other.prompt_hash:
+            raise DataError(f"activation stores hold different prompt sets (sha256 {self.prompt_hash[:12]} vs "
+                            f"{other.prompt_hash[:12]}); extract both from the same --prompts")
+
+    # ---- disk ------------------------------------------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the store directory atomically; an existing ``path`` needs ``overwrite``."""
+        from safetensors.torch import save
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
+        with atomic_dir(path, overwrite=True) as tmp:
+            (tmp / TENSORS).write_bytes(save({p: t.contiguous() for p, t in self.tensors.items()},
+                                             metadata={"layers": json.dumps(self.layers), "kind": KIND}))
+            with open(tmp / PROMPTS, "w", encoding="utf-8") as f:
+                for r in self.records:
+                    f.write(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n")
+            write_json(tmp / MANIFEST, self.manifest)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ActivationStore":
+        """Read a store written by :meth:`save` (tensors from safetensors only)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / MANIFEST).is_file() or not (path / TENSORS).is_file():
+            raise DataError(f"{path}: not an emprobe activation store (needs {MANIFEST} and {TENSORS})")
+        man = read_json(path / MANIFEST)
+        if man.get("kind") != KIND:
+            raise DataError(f"{path}: manifest kind is {man.get('kind')!r}, not {KIND!r}")
+        tensors = load_file(str(path / TENSORS))
+        records = [json.loads(line) for line in (path / PROMPTS).read_text(encoding="utf-8").splitlines() if line]
+        positions = [p for p in man.get("positions", []) if p in tensors] or sorted(tensors)
+        return cls({p: tensors[p] for p in positions}, list(man["layers"]), records, man, path)
+
+
+def ensure_compatible(stores: Sequence[ActivationStore], same_prompts: bool = True) -> None:
+    """Raise :class:`DataError` unless every store shares the first one's model (and prompt set)."""
+    for s in stores[1:]:
+        stores[0].check_compatible(s, same_prompts=same_prompts)
+
+
+def new_manifest(*, model: dict[str, Any], layers: list[int], positions: list[str], prompts: dict[str, Any],
+                 prompt_set_sha256: str, tensors: dict[str, torch.Tensor], **extra: Any) -> dict[str, Any]:
+    """The store manifest (adds emprobe's version, a timestamp and the tensors' hash)."""
+    return make_manifest(KIND, model=model, layers=layers, positions=positions, prompts=prompts,
+                         prompt_set_sha256=prompt_set_sha256, activations_sha256=tensors_sha256(tensors),
+                         layer_convention="layer l = residual stream after decoder block l "
+                                          "(TL blocks.{l}.hook_resid_post)", **extra)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    return str(o)
+
+
+def _model_str(m: dict[str, Any]) -> str:
+    ident = model_identity(m)
+    return f"{ident['name']} [{ident['architecture']}, {ident['n_layers']} layers, d {ident['d_model']}]"
+
+
+def _ranges(xs: Sequence[int]) -> str:
+    xs = sorted(xs)
+    if xs and xs == list(range(xs[0], xs[-1] + 1)) and len(xs) > 2:
+        return f"{xs[0]}..{xs[-1]}"
+    return ",".join(map(str, xs))
