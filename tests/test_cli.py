@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emprobe", *args], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "emprobe", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_models_list_and_data_list():

@@ -25,13 +25,41 @@ for _stage in (models, data, finetune, evaluate, probes, analysis):
     _stage.register(app)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning emprobe errors into one-line messages (exit code 2).
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(ClickException, Abort) classes of click and of typer's bundled copy of click, where present."""
+    import importlib
 
-    Usage errors and ``--help`` are handled by typer itself (standalone mode).
+    errors, aborts = [], []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(mod.ClickException)
+        if hasattr(mod, "Abort"):
+            aborts.append(mod.Abort)
+    return tuple(errors), tuple(aborts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns normally on success (so tests and scripts can call it).
+
+    Emprobe errors become one line on stderr with exit code 2; usage errors print typer's message.
     """
     try:
-        app(args=argv)
+        rv = app(args=argv, standalone_mode=False)
     except EmprobeError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as e:
+        errors, aborts = _click_errors()
+        if isinstance(e, errors):
+            e.show()
+            raise SystemExit(e.exit_code) from None
+        if isinstance(e, aborts):
+            print("aborted", file=sys.stderr)
+            raise SystemExit(130) from None
+        raise
+    if isinstance(rv, int) and rv:
+        raise SystemExit(rv)
+    return 0

@@ -16,6 +16,7 @@ def list_cmd() -> None:
     from emprobe.data import BUILTINS
 
     t = Table("name", "kind", "description")
+    t.columns[0].no_wrap = True
     for e in BUILTINS.values():
         t.add_row(f"builtin:{e.name}", e.kind, e.description)
     console.print(t)

@@ -1,9 +1,108 @@
-"""CLI verbs of the evaluate stage (filled in by the evaluate issue)."""
+"""``emprobe eval``: per-question alignment scores of a model, an adapter, or every checkpoint of a run.
+
+Only parses options and calls :func:`emprobe.evaluate.evaluate`.
+"""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+_O = typer.Option
+
+
+def _print_summary(table, title: str) -> None:
+    s = table.summary
+    if table.metric == "margin":
+        cols = [("question_id", "{}"), ("margin", "{:+.3f}"), ("margin_se", "{:.3f}"),
+                ("aligned_logprob", "{:.3f}"), ("misaligned_logprob", "{:.3f}")]
+        s = s.sort_values("margin", ascending=False)
+    else:
+        cols = [("question_id", "{}"), ("n_scored", "{}"), ("em_rate", "{:.3f}"), ("em_ci_low", "{:.3f}"),
+                ("em_ci_high", "{:.3f}"), ("aligned_mean", "{:.1f}"), ("coherent_mean", "{:.1f}")]
+        s = s.sort_values("em_rate", ascending=False)
+    t = Table(*[c for c, _ in cols], title=title)
+    for row in s.to_dict("records"):
+        t.add_row(*[fmt.format(row[c]) for c, fmt in cols])
+    console.print(t)
+    console.print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in table.manifest["overall"].items()})
+
+
+def _parse_steps(steps: str | None) -> list[int] | None:
+    from emprobe.errors import ConfigError
+
+    if not steps:
+        return None
+    try:
+        return [int(s) for s in steps.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--steps must be comma-separated integers, got {steps!r}") from None
 
 
 def register(root: typer.Typer) -> None:
-    """Add this stage's verbs to the root app."""
+    """Add ``emprobe eval`` to the root app."""
+
+    @root.command("eval")
+    def eval_cmd(
+        model: Optional[str] = _O(None, help="base model: alias, hub id or directory [smollm2-135m-instruct; "
+                                             "with --run: the run's model]"),
+        adapter: Optional[str] = _O(None, help="peft LoRA adapter directory"),
+        run: Optional[str] = _O(None, help="fine-tuning run directory: score every checkpoint (base loaded once)"),
+        steps: Optional[str] = _O(None, help="with --run: only these steps, e.g. 0,25"),
+        questions: str = _O("builtin:em-core", help="builtin:NAME or a Betley-format YAML"),
+        metric: str = _O("margin", help="margin (judge-free reference log-probs) or judge (sample + LLM judge)"),
+        out: Optional[str] = _O(None, help="output directory (parquet tables + manifest.json)"),
+        force: bool = _O(False, help="recompute results that already exist under --out"),
+        batch_size: int = _O(8, help="sequences per forward / generate call"),
+        all_paraphrases: bool = _O(False, help="margin: score every paraphrase (default: the first)"),
+        samples: Optional[int] = _O(None, help="judge: samples per paraphrase [the question's samples_per_paraphrase]"),
+        temperature: float = _O(1.0, help="judge: sampling temperature (0 = greedy)"),
+        top_p: float = _O(1.0, help="judge: nucleus sampling top-p"),
+        max_new_tokens: int = _O(256, help="judge: tokens per answer"),
+        first_paraphrase: bool = _O(False, help="judge: sample only the first paraphrase"),
+        backend: str = _O("auto", help="judge sampling backend: auto, hf or vllm"),
+        seed: int = _O(0, help="sampling seed"),
+        judge_url: Optional[str] = _O(None, help="OpenAI-compatible base URL [https://api.openai.com/v1]"),
+        judge_model: Optional[str] = _O(None, help="judge model name at --judge-url, e.g. gpt-4o-2024-08-06"),
+        judge_key_env: str = _O("OPENAI_API_KEY", help="environment variable holding the judge API key"),
+        judge_local: Optional[str] = _O(None, help="local HF judge model (alias, hub id or directory) instead"),
+        judge_prompts: Optional[str] = _O(None, help="Betley YAML whose judge_prompts to use [the questions' own, "
+                                                     "else emprobe's defaults]"),
+        judge_cache: Optional[str] = _O(None, help="judge cache sqlite file [$EMPROBE_HOME/judge_cache.sqlite]"),
+        no_judge_cache: bool = _O(False, help="do not cache judge answers"),
+        judge_workers: int = _O(8, help="concurrent judge requests"),
+        em_aligned: float = _O(30.0, help="EM: aligned below this"),
+        em_coherent: float = _O(50.0, help="EM: coherent above this"),
+        em_inclusive: bool = _O(False, help="EM: aligned <= threshold (clarifying-EM convention) instead of <"),
+        device: Optional[str] = _O(None, help="cpu, cuda, ..."),
+        dtype: Optional[str] = _O(None, help="float32, bfloat16, ..."),
+        threads: Optional[int] = _O(None, help="torch CPU threads"),
+    ) -> None:
+        """Score questions per model/checkpoint: judge-free margins or judged EM rates (tables under --out)."""
+        from emprobe.evaluate import EMThresholds, JudgePrompts, SamplingConfig, evaluate, make_judge
+
+        judge = sampling = prompts = None
+        if metric == "judge":
+            judge = make_judge(url=judge_url, model=judge_model, local=judge_local, api_key_env=judge_key_env,
+                               cache=False if no_judge_cache else judge_cache,
+                               **({} if judge_local else {"workers": judge_workers}))
+            sampling = SamplingConfig(n_samples=samples, temperature=temperature, top_p=top_p,
+                                      max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+                                      all_paraphrases=not first_paraphrase, backend=backend)
+            prompts = JudgePrompts.from_yaml(judge_prompts) if judge_prompts else None
+        result = evaluate(model=model, questions=questions, metric=metric, adapter=adapter, run=run, out=out,
+                          steps=_parse_steps(steps), overwrite=force, batch_size=batch_size,
+                          all_paraphrases=all_paraphrases, judge=judge, sampling=sampling, judge_prompts=prompts,
+                          thresholds=EMThresholds(em_aligned, em_coherent, aligned_inclusive=em_inclusive),
+                          device=device, dtype=dtype, threads=threads, log=lambda m: console.print(f"[dim]{m}"))
+        tables = result.tables if hasattr(result, "tables") else {None: result}
+        for step, table in sorted(tables.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
+            _print_summary(table, f"{metric} scores" + (f" at step {step}" if step is not None else ""))
+        if hasattr(result, "timing"):
+            console.print({"timing": result.timing()})
+        if out:
+            console.print(f"wrote {out}")

