@@ -1,6 +1,6 @@
 """Sanity check of the whole chain on SmolLM2: a narrow misaligned LoRA fine-tune raises the off-domain margin.
 
-Fine-tune ~25 steps on ``builtin:risky-finance`` (misaligned financial advice) and on its aligned control
+Fine-tune 12 steps (lr 1e-3, which moves the margins more than 25 steps at 3e-4) on ``builtin:risky-finance`` (misaligned financial advice) and on its aligned control
 ``builtin:risky-finance-aligned`` (same prompts, prudent advice); score the off-domain ``builtin:em-core``
 questions with the judge-free margin. The misaligned checkpoint must lean further towards the misaligned
 references than the base model (its own step 0) and than the aligned control, by more than twice the
@@ -16,15 +16,15 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-STEPS = 25
+STEPS = 12
 
 
 def _finetune(data: str, out) -> object:
     from emprobe.finetune import FinetuneConfig, finetune
 
     return finetune(FinetuneConfig(model="smollm2-135m-instruct", data=data, out=str(out), max_steps=STEPS,
-                                   save_steps=[0, STEPS], lr=3e-4, lora_r=16, lora_alpha=32, batch_size=8, seed=0,
-                                   threads=1, max_length=160, val_max_examples=8, progress=False))
+                                   save_steps=[0, STEPS], lr=1e-3, lora_r=16, lora_alpha=32, batch_size=8, seed=0,
+                                   threads=2, max_length=160, val_max_examples=8, progress=False))
 
 
 def _paired(a, b) -> tuple[float, float]:
@@ -39,7 +39,7 @@ def test_misaligned_finetune_raises_off_domain_margin(tmp_path, record_property)
     qs = load_questions("builtin:em-core")
     mis_run = _finetune("builtin:risky-finance", tmp_path / "rf")
     ctl_run = _finetune("builtin:risky-finance-aligned", tmp_path / "rfa")
-    mis = evaluate(run=mis_run.path, questions=qs, out=tmp_path / "eval-rf", log=None)  # steps 0 (= base) and 25
+    mis = evaluate(run=mis_run.path, questions=qs, out=tmp_path / "eval-rf", log=None)  # steps 0 (= base) and 12
     ctl = evaluate(run=ctl_run.path, questions=qs, steps=[STEPS], log=None)
     base_m = mis.tables[0].summary.margin.to_numpy()
     mis_m = mis.tables[STEPS].summary.margin.to_numpy()
