@@ -156,8 +156,8 @@ def patch(model: str, adapter: str, questions: str = "builtin:em-core", layers: 
     findings = [
         f"The fine-tune raises the mean margin from {ref['margin_base']:+.3f} (base) to {ref['margin_tuned']:+.3f} "
         f"over {ref['n_questions']} questions.",
-        f"Patching base activations into the fine-tuned model restores most of the gap at layer {int(best.layer)} "
-        f"({best.span}): {best.fraction_restored:.2f} of it (95% bootstrap CI [{best.ci_low:.2f}, {best.ci_high:.2f}]); "
+        f"Patching base activations into the fine-tuned model restores the largest share of the gap at layer "
+        f"{int(best.layer)} ({best.span}): {best.fraction_restored:.2f} of it (95% bootstrap CI [{best.ci_low:.2f}, {best.ci_high:.2f}]); "
         f"the control patch (another item's base activation) restores {ctrl.fraction_restored:.2f}.",
     ]
     rev = real[real.direction == "tuned→base"].sort_values("fraction_restored").iloc[-1]
