@@ -144,7 +144,12 @@ def direction_drift(runs: list, direction, prompts: str = "builtin:em-core", bat
 
     rows = []
     for run in runs:
-        proj = track_run(run, [direction], prompts, refit=False, n_random=2, batch_size=batch_size).table
+        res = track_run(run, [direction], prompts, refit=False, n_random=2, batch_size=batch_size)
+        if res.figure is not None:  # only the projection table is needed here; do not leak the figure
+            import matplotlib.pyplot as plt
+
+            plt.close(res.figure)
+        proj = res.table
         mean = proj.groupby(["step", "layer"]).projection.mean().unstack("layer")
         shift = mean - mean.iloc[0]
         for step, r in shift.iterrows():
