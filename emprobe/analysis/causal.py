@@ -31,6 +31,7 @@ from emprobe.errors import ConfigError
 from emprobe.probes.interventions import add_vector, intervene, project_out, replace_where, scored_forward
 
 SPANS = ("last_prompt", "prompt")
+PATCH_DIRECTIONS = {"base→tuned": ("base", "tuned"), "tuned→base": ("tuned", "base")}
 
 
 def _questions(source, n_questions: int | None):
@@ -65,8 +66,15 @@ def _frac(patched: pd.Series, start: pd.Series, target: pd.Series) -> float:
 
 
 def patch_table(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequence[str] = SPANS,
-                batch_size: int = 8, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Patching sweep: one row per (direction, layer, span) with margin, fraction restored and control."""
+                batch_size: int = 8, seed: int = 0, directions: Sequence[str] = tuple(PATCH_DIRECTIONS)
+                ) -> tuple[pd.DataFrame, dict]:
+    """Patching sweep: one row per (direction, layer, span) with margin, fraction restored and control.
+
+    ``directions``: ``base→tuned`` (base activations into the fine-tuned model) and/or ``tuned→base``.
+    """
+    unknown = set(directions) - set(PATCH_DIRECTIONS)
+    if unknown or not directions:
+        raise ConfigError(f"patch directions must be among {list(PATCH_DIRECTIONS)}, got {list(directions)}")
     from emprobe.evaluate.margin import reference_items
     from emprobe.probes.tokens import Encoded, make_batches
 
@@ -78,8 +86,7 @@ def patch_table(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequ
     batches = make_batches([Encoded(tuple(i), n) for i, n in items], batch_size, pad, "right")
     n = len(items)
     clean = {"base": np.zeros(n), "tuned": np.zeros(n)}
-    patched = {(d, l_, s, c): np.zeros(n) for d in ("base→tuned", "tuned→base") for l_ in layers for s in spans
-               for c in (False, True)}
+    patched = {(d, l_, s, c): np.zeros(n) for d in directions for l_ in layers for s in spans for c in (False, True)}
     rng = control_rng(seed)
     models = {"base": base_lm.model, "tuned": tuned_lm.model}
     for b in batches:
@@ -89,7 +96,8 @@ def patch_table(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequ
             lp, acts[name] = scored_forward(model, b, capture=layers)
             clean[name][idx] = lp.numpy()
         perm = torch.as_tensor(rng.permutation(b.size)) if b.size > 1 else torch.zeros(1, dtype=torch.long)
-        for direction, (src, dst) in {"base→tuned": ("base", "tuned"), "tuned→base": ("tuned", "base")}.items():
+        for direction in directions:
+            src, dst = PATCH_DIRECTIONS[direction]
             for layer in layers:
                 for span in spans:
                     mask = b.mask(span)
@@ -146,25 +154,30 @@ def patch(model: str, adapter: str, questions: str = "builtin:em-core", layers: 
     from emprobe.models import load_model
 
     base, tuned = load_model(model), load_model(model, adapter=adapter)
-    layer_ids = _layer_list(layers, base.n_layers)
-    qs = _questions(questions, n_questions)
-    table, ref = patch_table(base, tuned, qs, layer_ids, spans, batch_size, seed)
+    return patch_models(base, tuned, _questions(questions, n_questions), _layer_list(layers, base.n_layers), spans,
+                        batch_size, seed, {"model": model, "adapter": str(adapter)})
+
+
+def patch_models(base, tuned, qs, layer_ids: Sequence[int], spans: Sequence[str] = SPANS, batch_size: int = 8,
+                 seed: int = 0, inputs: dict | None = None, directions: Sequence[str] = tuple(PATCH_DIRECTIONS)
+                 ) -> AnalysisResult:
+    """:func:`patch` on loaded models (``tuned`` = base + adapter) and a question set with references."""
+    table, ref = patch_table(base, tuned, qs, layer_ids, spans, batch_size, seed, directions)
     real = table[~table.control]
-    best = real[real.direction == "base→tuned"].sort_values("fraction_restored").iloc[-1]
-    ctrl = table[table.control & (table.direction == best.direction) & (table.layer == best.layer)
-                 & (table.span == best.span)].iloc[0]
-    findings = [
-        f"The fine-tune raises the mean margin from {ref['margin_base']:+.3f} (base) to {ref['margin_tuned']:+.3f} "
-        f"over {ref['n_questions']} questions.",
-        f"Patching base activations into the fine-tuned model restores the largest share of the gap at layer "
-        f"{int(best.layer)} ({best.span}): {best.fraction_restored:.2f} of it (95% bootstrap CI [{best.ci_low:.2f}, {best.ci_high:.2f}]); "
-        f"the control patch (another item's base activation) restores {ctrl.fraction_restored:.2f}.",
-    ]
-    rev = real[real.direction == "tuned→base"].sort_values("fraction_restored").iloc[-1]
-    findings.append(f"The reverse patch (fine-tuned activations into the base model) carries {rev.fraction_restored:.2f} "
-                    f"of the gap at layer {int(rev.layer)} ({rev.span}).")
-    fig, axes = new_figure(2, 4.5, 3.8)
-    for ax, direction in zip(axes, ("base→tuned", "tuned→base")):
+    findings = [f"The fine-tune raises the mean margin from {ref['margin_base']:+.3f} (base) to "
+                f"{ref['margin_tuned']:+.3f} over {ref['n_questions']} questions."]
+    what = {"base→tuned": ("Patching base activations into the fine-tuned model restores", "base"),
+            "tuned→base": ("Patching fine-tuned activations into the base model carries", "fine-tuned")}
+    for direction in directions:
+        best = real[real.direction == direction].sort_values("fraction_restored").iloc[-1]
+        ctrl = table[table.control & (table.direction == direction) & (table.layer == best.layer)
+                     & (table.span == best.span)].iloc[0]
+        findings.append(
+            f"{what[direction][0]} the largest share of the gap at layer {int(best.layer)} ({best.span}): "
+            f"{best.fraction_restored:.2f} of it (95% bootstrap CI [{best.ci_low:.2f}, {best.ci_high:.2f}]); the control "
+            f"patch (another item's {what[direction][1]} activation) gives {ctrl.fraction_restored:.2f}.")
+    fig, axes = new_figure(len(directions), 4.5, 3.8)
+    for ax, direction in zip(axes, directions):
         sub = real[real.direction == direction].pivot(index="span", columns="layer", values="fraction_restored")
         im = ax.imshow(sub.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_xticks(range(len(sub.columns)), [str(c) for c in sub.columns], fontsize=7)
@@ -172,8 +185,8 @@ def patch(model: str, adapter: str, questions: str = "builtin:em-core", layers: 
         ax.set(xlabel="layer (output of block l)", title=f"{direction}: fraction of gap")
         fig.colorbar(im, ax=ax, fraction=0.046)
     summary = {"findings": findings, **ref, "layers": layer_ids, "spans": list(spans),
-               "control": "patch with another item's base activation (shuffled rows)",
-               "uncertainty": "bootstrap 95% CI over questions", "model": model, "adapter": str(adapter)}
+               "control": "patch with another item's activation from the same source model (shuffled rows)",
+               "uncertainty": "bootstrap 95% CI over questions", **(inputs or {})}
     return AnalysisResult("patch", table, summary, fig)
 
 
@@ -207,14 +220,25 @@ def sample_under(lm, questions, edits, n: int = 3, max_new_tokens: int = 48, tem
 
 
 def steer_table(lm, direction, layer: int, alphas: Sequence[float], questions, unit: bool = True, n_random: int = 5,
-                batch_size: int = 8, seed: int = 0) -> pd.DataFrame:
-    """Mean margin for each α with the direction (``kind="direction"``) and ``n_random`` random ones."""
+                batch_size: int = 8, seed: int = 0, random_alphas: Sequence[float] | None = None) -> pd.DataFrame:
+    """Mean margin for each α with the direction (``kind="direction"``) and ``n_random`` random ones.
+
+    Random directions are scored at ``random_alphas`` (default: every α); α = 0 is the unedited model,
+    scored once and shared by every row.
+    """
     v = direction.vector(layer, unit=unit)
-    vecs = [("direction", 0, v)] + [("random", i, r) for i, r in enumerate(_random_like(v, n_random, seed))]
+    vecs = [("direction", 0, v, alphas)]
+    vecs += [("random", i, r, alphas if random_alphas is None else random_alphas)
+             for i, r in enumerate(_random_like(v, n_random, seed))]
+    clean = None
     rows = []
-    for kind, i, vec in vecs:
-        for a in alphas:
-            m, _ = mean_margin(lm, questions, {layer: add_vector(vec, a)} if a else None, batch_size)
+    for kind, i, vec, alist in vecs:
+        for a in alist:
+            if a == 0:
+                clean = mean_margin(lm, questions, None, batch_size)[0] if clean is None else clean
+                m = clean
+            else:
+                m, _ = mean_margin(lm, questions, {layer: add_vector(vec, a)}, batch_size)
             rows.append({"kind": kind, "seed": i, "alpha": float(a), "layer": layer, "margin": m,
                          "vector_norm": float(vec.norm())})
     return pd.DataFrame(rows)
@@ -227,13 +251,18 @@ def steer(model: str, direction: str, layer: int | None = None, alphas: Sequence
     from emprobe.models import load_model
     from emprobe.probes import Direction
 
+    return steer_model(load_model(model, adapter=adapter), Direction.load(direction), _questions(questions, n_questions),
+                       layer, alphas, unit, n_random, n_samples, batch_size, seed)
+
+
+def steer_model(lm, d, qs, layer: int | None = None, alphas: Sequence[float] = (-8, -4, 0, 4, 8), unit: bool = True,
+                n_random: int = 5, n_samples: int = 3, batch_size: int = 8, seed: int = 0,
+                random_alphas: Sequence[float] | None = None, max_new_tokens: int = 48) -> AnalysisResult:
+    """:func:`steer` on a loaded model, a :class:`~emprobe.probes.Direction` and a question set."""
     if n_random < 5:
         raise ConfigError("steering needs at least 5 random directions for its control")
-    d = Direction.load(direction)
     layer = d.best_layer if layer is None else layer
-    lm = load_model(model, adapter=adapter)
-    qs = _questions(questions, n_questions)
-    table = steer_table(lm, d, layer, sorted(alphas), qs, unit, n_random, batch_size, seed)
+    table = steer_table(lm, d, layer, sorted(alphas), qs, unit, n_random, batch_size, seed, random_alphas)
     real = table[table.kind == "direction"].sort_values("alpha")
     rand = table[table.kind == "random"]
     band = rand.groupby("alpha").margin.agg(["min", "max", "mean", "std"])
@@ -252,17 +281,24 @@ def steer(model: str, direction: str, layer: int | None = None, alphas: Sequence
     ]
     samples = pd.DataFrame([{**s, "alpha": a} for a in (0.0, float(top.alpha))
                             for s in sample_under(lm, qs, {layer: add_vector(d.vector(layer, unit), a)} if a else {},
-                                                  n_samples, seed=seed)])
+                                                  n_samples, max_new_tokens, seed=seed)]) if n_samples else pd.DataFrame()
     fig, (ax,) = new_figure(1)
     ax.fill_between(band.index, band["min"], band["max"], color="grey", alpha=0.3, label="random directions")
+    ax.errorbar(band.index, band["mean"], yerr=[band["mean"] - band["min"], band["max"] - band["mean"]], fmt="none",
+                color="grey")
     ax.plot(real.alpha, real.margin, marker="o", label=f"{d.method} L{layer}")
     ax.set(xlabel="α", ylabel="mean margin (misaligned − aligned)", title="steering")
     ax.legend(fontsize=7)
     summary = {"findings": findings, "spearman_alpha_margin": rho, "monotonic": mono, "beyond_random_band": bool(above),
                "layer": layer, "unit": unit, "alphas": [float(a) for a in sorted(alphas)],
+               "margin_low_alpha": float(real.margin.iloc[0]), "margin_high_alpha": float(top.margin),
+               "random_mean_high_alpha": float(band.loc[top.alpha, "mean"]),
+               "random_min_high_alpha": float(band.loc[top.alpha, "min"]),
+               "random_max_high_alpha": float(band.loc[top.alpha, "max"]),
                "control": f"{n_random} random directions of the same norm",
                "uncertainty": "random-direction band (min-max) at each α"}
-    return AnalysisResult("steer", table, summary, fig, {"samples": samples})
+    tables = {"samples": samples} if len(samples) else {}
+    return AnalysisResult("steer", table, summary, fig, tables)
 
 
 def ablation_edits(direction, n_layers: int, vector: torch.Tensor | None = None) -> dict:
@@ -281,11 +317,21 @@ def ablate(model: str, adapter: str, direction: str, questions: str = "builtin:e
     from emprobe.models import load_model
     from emprobe.probes import Direction
 
+    d = Direction.load(direction)
+    return ablate_models(load_model(model), load_model(model, adapter=adapter), d, _questions(questions, n_questions),
+                         _questions(heldout, n_questions), n_random, n_samples, batch_size, seed,
+                         {"direction": str(direction), "adapter": str(adapter)})
+
+
+def ablate_models(base, tuned, d, off, ind, n_random: int = 5, n_samples: int = 3, batch_size: int = 8, seed: int = 0,
+                  inputs: dict | None = None, max_new_tokens: int = 48, random_in_domain: bool = True
+                  ) -> AnalysisResult:
+    """:func:`ablate` on loaded models, a :class:`~emprobe.probes.Direction`, off- and in-domain question sets.
+
+    ``random_in_domain=False`` scores the random-direction controls off-domain only (saves their in-domain cost).
+    """
     if n_random < 5:
         raise ConfigError("ablation needs at least 5 random directions for its control")
-    d = Direction.load(direction)
-    base, tuned = load_model(model), load_model(model, adapter=adapter)
-    off, ind = _questions(questions, n_questions), _questions(heldout, n_questions)
     m_base, _ = mean_margin(base, off, None, batch_size)
     rows = []
     variants = [("none", 0, None), ("direction", 0, ablation_edits(d, tuned.n_layers))]
@@ -293,7 +339,7 @@ def ablate(model: str, adapter: str, direction: str, questions: str = "builtin:e
                  for i, r in enumerate(_random_like(d.vector(), n_random, seed))]
     for kind, i, edits in variants:
         m_off, per_q = mean_margin(tuned, off, edits, batch_size)
-        m_in, _ = mean_margin(tuned, ind, edits, batch_size)
+        m_in = mean_margin(tuned, ind, edits, batch_size)[0] if kind != "random" or random_in_domain else np.nan
         rows.append({"kind": kind, "seed": i, "off_domain_margin": m_off, "in_domain_margin": m_in})
     table = pd.DataFrame(rows)
     clean = table[table.kind == "none"].iloc[0]
@@ -309,10 +355,11 @@ def ablate(model: str, adapter: str, direction: str, questions: str = "builtin:e
         f"{removed:.2f} of the rise removed, vs {float(np.mean(rand_removed)):.2f} ± {float(np.std(rand_removed, ddof=1)):.2f} "
         f"for {n_random} random directions.",
         f"In-domain held-out margin: {clean.in_domain_margin:+.3f} → {real.in_domain_margin:+.3f} under ablation "
-        f"(random: {rand.in_domain_margin.mean():+.3f}).",
+        + (f"(random: {rand.in_domain_margin.mean():+.3f})." if random_in_domain else "(random directions not scored in-domain)."),
     ]
     samples = pd.DataFrame([{**s, "ablated": flag} for flag, edits in ((False, {}), (True, ablation_edits(d, tuned.n_layers)))
-                            for s in sample_under(tuned, off, edits, n_samples, seed=seed)])
+                            for s in sample_under(tuned, off, edits, n_samples, max_new_tokens, seed=seed)]
+                           ) if n_samples else pd.DataFrame()
     fig, (ax,) = new_figure(1)
     ax.bar(["fine-tuned", f"ablate {d.method}"], [clean.off_domain_margin, real.off_domain_margin])
     ax.errorbar([1], [rand.off_domain_margin.mean()], yerr=[[rand.off_domain_margin.mean() - rand.off_domain_margin.min()],
@@ -321,8 +368,11 @@ def ablate(model: str, adapter: str, direction: str, questions: str = "builtin:e
     ax.axhline(m_base, color="k", ls=":", label="base model")
     ax.set(ylabel="off-domain mean margin", title="directional ablation")
     ax.legend(fontsize=7)
-    summary = {"findings": findings, "margin_base": m_base, "fraction_removed": removed,
+    summary = {"findings": findings, "margin_base": m_base, "margin_tuned": float(clean.off_domain_margin),
+               "margin_ablated": float(real.off_domain_margin), "fraction_removed": removed,
                "random_fraction_removed": [float(x) for x in np.atleast_1d(rand_removed)],
+               "in_domain_margin_tuned": float(clean.in_domain_margin),
+               "in_domain_margin_ablated": float(real.in_domain_margin),
                "control": f"{n_random} random directions ablated the same way",
-               "uncertainty": "spread over random directions", "direction": str(direction), "adapter": str(adapter)}
-    return AnalysisResult("ablate", table, summary, fig, {"samples": samples})
+               "uncertainty": "spread over random directions", **(inputs or {})}
+    return AnalysisResult("ablate", table, summary, fig, {"samples": samples} if len(samples) else {})

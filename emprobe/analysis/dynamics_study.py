@@ -78,8 +78,10 @@ def dynamics_from_table(df: pd.DataFrame, n_permutations: int = 1000, loss_level
             findings.append(f"Schedule {r.schedule}: best off-domain margin {r.best_ood_score:+.3f} among "
                             f"{int(r.n_checkpoints)} checkpoints at val loss ≤ {mid:.3f} (run {r.run}, step {r.step}).")
     fig, (ax,) = new_figure(1, 5.5, 4)
-    for sched, g in df.groupby("schedule"):
-        ax.scatter(g.val_loss, g.ood_score, label=sched, s=18)
+    by_run = df.run.nunique() <= 8  # few runs: one colour per run; many: one per schedule
+    for label, g in df.groupby("run" if by_run else "schedule"):
+        name = f"{label} ({g.schedule.iloc[0]})" if by_run else label
+        ax.scatter(g.val_loss, g.ood_score, label=name, s=18)
         for _, gr in g.groupby("run"):
             gr = gr.sort_values("step")
             ax.plot(gr.val_loss, gr.ood_score, lw=0.6, alpha=0.5)
@@ -89,7 +91,7 @@ def dynamics_from_table(df: pd.DataFrame, n_permutations: int = 1000, loss_level
     ax.legend(fontsize=7)
     summary = {"findings": findings, "control": "within-run label permutation (between-run differences do not count)",
                "uncertainty": "permutation p-values (two-sided)", "n_runs": int(df.run.nunique()),
-               "n_checkpoints": len(df)}
+               "n_checkpoints": len(df), "spearman_rho": float(allr.spearman_rho), "p_two_sided": float(allr.p_two_sided)}
     return AnalysisResult("dynamics", df, summary, fig, {"correlations": corr, "best_at_loss": best})
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as _st
 
-from emprobe.analysis.stats import permutation_pvalue, r2_score, spearman
+from emprobe.analysis.stats import paired_row_spearman, permutation_pvalue, r2_score, spearman
 from emprobe.errors import ConfigError
 
 
@@ -50,19 +49,6 @@ def loqo_ridge_operator(x: np.ndarray, groups: np.ndarray, alpha: float = 1.0) -
     return w
 
 
-def _rank_rows(a: np.ndarray) -> np.ndarray:
-    return np.apply_along_axis(_st.rankdata, 1, a)
-
-
-def _paired_row_spearman(preds: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Spearman ρ of ``preds[i]`` with ``targets[i]`` for every row i (vectorised)."""
-    rp, rt = _rank_rows(preds), _rank_rows(targets)
-    rp = rp - rp.mean(1, keepdims=True)
-    rt = rt - rt.mean(1, keepdims=True)
-    den = np.linalg.norm(rp, axis=1) * np.linalg.norm(rt, axis=1)
-    return np.divide((rp * rt).sum(1), den, out=np.zeros(len(rp)), where=den > 0)
-
-
 @dataclass
 class PriorResult:
     """Leave-one-question-out prediction of a per-question target."""
@@ -93,7 +79,7 @@ def loqo_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, a
     rng = np.random.default_rng(seed)
     perms = np.stack([rng.permutation(y) for _ in range(n_permutations)]) if n_permutations else np.zeros((0, len(y)))
     # each permuted target is compared with the predictions made from it
-    null = _paired_row_spearman(perms @ w.T, perms) if n_permutations else np.zeros(0)
+    null = paired_row_spearman(perms @ w.T, perms) if n_permutations else np.zeros(0)
     return PriorResult("ridge", rho, r2_score(y, pred), permutation_pvalue(rho, null), n_permutations, pred, null)
 
 

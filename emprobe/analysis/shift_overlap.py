@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from emprobe.analysis.results import AnalysisResult, new_figure
-from emprobe.analysis.stats import permutation_pvalue, spearman
+from emprobe.analysis.stats import paired_row_spearman, permutation_pvalue, spearman
 from emprobe.analysis.subspace import cosine, cosine_with_control, overlap_with_control, pca_basis
 from emprobe.errors import ConfigError
 
@@ -47,8 +47,8 @@ def pair_similarity(base_train: np.ndarray, delta_train: np.ndarray, subsets: np
     shift_sim = (d_s @ d_q.T).ravel()
     rho = spearman(prompt_sim, shift_sim)
     rng = np.random.default_rng(seed)
-    null = np.array([spearman(prompt_sim, (d_s @ d_q[rng.permutation(len(qs))].T).ravel())
-                     for _ in range(n_permutations)])
+    perms = np.stack([d_q[rng.permutation(len(qs))] for _ in range(n_permutations)])  # [P, Q, d]
+    null = paired_row_spearman(prompt_sim, np.einsum("sd,pqd->psq", d_s, perms).reshape(n_permutations, -1))
     return {"pair_rho": rho, "pair_p": permutation_pvalue(rho, null), "n_pairs": len(prompt_sim)}
 
 
@@ -130,22 +130,29 @@ def activation_overlap(model: str, adapter: str, train: str = "builtin:risky-fin
     ``model`` is the base (alias, hub id or directory), ``adapter`` the fine-tuned LoRA checkpoint;
     ``train`` a chat dataset (its prompts are used), ``eval`` a question set (every paraphrase).
     """
-    from emprobe.models import attach_adapter, load_model
-    from emprobe.probes import extract_activations, load_prompts
+    from emprobe.models import load_model
+    from emprobe.probes import load_prompts
 
-    lm = load_model(model)
-    train_ps, eval_ps = load_prompts(train, limit=n_train), load_prompts(eval)
+    base, tuned = load_model(model), load_model(model, adapter=adapter)
+    return overlap_models(base, tuned, load_prompts(train, limit=n_train), load_prompts(eval), layers, ks, n_subsets,
+                          n_random, n_permutations, batch_size, backend, seed,
+                          {"model": model, "adapter": str(adapter), "train": train, "eval": eval})
 
-    def acts(ps) -> tuple[np.ndarray, list[int]]:
+
+def overlap_models(base, tuned, train_ps, eval_ps, layers: str | Sequence[int] = "all", ks: Sequence[int] = (1, 2, 4, 8),
+                   n_subsets: int = 8, n_random: int = 200, n_permutations: int = 1000, batch_size: int = 8,
+                   backend: str = "hooks", seed: int = 0, inputs: dict | None = None) -> AnalysisResult:
+    """:func:`activation_overlap` on loaded models (``tuned`` = base + adapter) and prompt sets."""
+    from emprobe.probes import extract_activations
+
+    def acts(lm, ps) -> tuple[np.ndarray, list[int]]:
         st = extract_activations(lm, ps, layers, positions=["last_prompt"], backend=backend, batch_size=batch_size)
         return st.get("last_prompt").numpy(), st.layers
 
-    (bt, layer_ids), (be, _) = acts(train_ps), acts(eval_ps)
-    lm.model = attach_adapter(lm.model, adapter, base_names={model, lm.path})
-    (tt, _), (te, _) = acts(train_ps), acts(eval_ps)
+    (bt, layer_ids), (be, _) = acts(base, train_ps), acts(base, eval_ps)
+    (tt, _), (te, _) = acts(tuned, train_ps), acts(tuned, eval_ps)
     sweep, shifts = overlap_tables(bt, tt, be, te, layer_ids, [it.question_id for it in eval_ps], ks, n_subsets,
                                    n_random, n_permutations, seed)
-    inputs = {"model": model, "adapter": str(adapter), "train": train, "eval": eval, "n_train": len(train_ps),
-              "n_eval": len(eval_ps), "train_sha256": train_ps.sha256, "eval_sha256": eval_ps.sha256,
-              "layers": layer_ids, "ks": list(ks), "position": "last_prompt"}
-    return summarise_overlap(sweep, shifts, lm.d_model, inputs)
+    inputs = {**(inputs or {}), "n_train": len(train_ps), "n_eval": len(eval_ps), "train_sha256": train_ps.sha256,
+              "eval_sha256": eval_ps.sha256, "layers": layer_ids, "ks": list(ks), "position": "last_prompt"}
+    return summarise_overlap(sweep, shifts, base.d_model, inputs)

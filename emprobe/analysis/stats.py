@@ -23,6 +23,18 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(_st.spearmanr(x, y).statistic)
 
 
+def paired_row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman ρ of ``a[i]`` with ``b[i]`` for every row ``i`` (vectorised; 0.0 for a constant row);
+    a 1-D ``a`` is paired with every row of ``b``."""
+    b = np.atleast_2d(np.asarray(b, float))
+    a = np.broadcast_to(np.atleast_2d(np.asarray(a, float)), b.shape)
+    ra, rb = _st.rankdata(a, axis=1), _st.rankdata(b, axis=1)
+    ra = ra - ra.mean(1, keepdims=True)
+    rb = rb - rb.mean(1, keepdims=True)
+    den = np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1)
+    return np.divide((ra * rb).sum(1), den, out=np.zeros(len(ra)), where=den > 0)
+
+
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
     """Out-of-sample R² = 1 − SS_res / SS_tot (can be negative)."""
     y, pred = np.asarray(y, float), np.asarray(pred, float)

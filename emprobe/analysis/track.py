@@ -45,8 +45,10 @@ def _refit_cosines(lm, direction, prompt_cache: dict, batch_size: int) -> list[d
 
 
 def track_run(run, directions: Sequence, prompts: str = "builtin:em-core", refit: bool = True,
-              n_random: int = 20, batch_size: int = 8, seed: int = 0) -> AnalysisResult:
-    """Projections, refit cosines, mean-activation drift and adapter trajectory over every checkpoint."""
+              n_random: int = 20, batch_size: int = 8, seed: int = 0, steps: Sequence[int] | None = None
+              ) -> AnalysisResult:
+    """Projections, refit cosines, mean-activation drift and adapter trajectory over every checkpoint
+    (or only ``steps``; the first one is the reference for drift)."""
     from emprobe.finetune import Run
     from emprobe.probes import extract_activations, load_prompts
 
@@ -62,7 +64,7 @@ def track_run(run, directions: Sequence, prompts: str = "builtin:em-core", refit
     qids = np.array([it.question_id for it in ps])
     proj_rows, drift_rows, refit_rows, base_mean = [], [], [], None
     cache: dict = {}
-    for ckpt, lm in run.iter_models():
+    for ckpt, lm in run.iter_models(list(steps) if steps is not None else None):
         if lm.d_model != d_model:
             raise ConfigError(f"directions have d_model {d_model}, the run's model has {lm.d_model}")
         acts = extract_activations(lm, ps, layers, positions=["last_prompt"], batch_size=batch_size)
@@ -89,7 +91,7 @@ def track_run(run, directions: Sequence, prompts: str = "builtin:em-core", refit
     tables = {"drift": drift}
     if refit_rows:
         tables["refit"] = pd.DataFrame(refit_rows)
-    ckpts = run.checkpoints()
+    ckpts = run.checkpoints() if steps is None else [run.checkpoint(s) for s in steps]
     if all(c.kind == "lora" for c in ckpts) and len(ckpts) > 1:
         tables["adapter"] = adapter_trajectory([(c.step, c.path) for c in ckpts])
     return _summarise(proj, tables, directions, n_random, {"run": str(run.path), "prompts": prompts,
@@ -100,7 +102,7 @@ def _summarise(proj: pd.DataFrame, tables: dict, directions, n_random: int, inpu
     drift = tables["drift"]
     steps = sorted(proj.step.unique())
     first, last = steps[0], steps[-1]
-    findings = []
+    findings, shifts = [], {}
     for d in directions:
         layer = d.best_layer if d.best_layer in d.layers else d.layers[0]
         g = proj[(proj.direction == d.method) & (proj.layer == layer)]
@@ -111,6 +113,9 @@ def _summarise(proj: pd.DataFrame, tables: dict, directions, n_random: int, inpu
         dr = drift[drift.layer == layer].set_index("step")
         rand = np.array([dr.loc[last, f"random_{r}"] - dr.loc[first, f"random_{r}"] for r in range(n_random)])
         z = (delta.mean() - rand.mean()) / rand.std(ddof=1) if n_random > 1 and rand.std(ddof=1) > 0 else float("nan")
+        shifts[d.method] = {"layer": int(layer), "delta": float(delta.mean()), "ci_low": float(lo), "ci_high": float(hi),
+                            "random_mean": float(rand.mean()),
+                            "random_sd": float(rand.std(ddof=1)) if n_random > 1 else float("nan"), "z": float(z)}
         findings.append(
             f"Along the base-model {d.method} direction at layer {layer}, the mean eval-prompt projection moves "
             f"{delta.mean():+.3f} from step {first} to step {last} (95% bootstrap CI over questions "
@@ -147,7 +152,7 @@ def _summarise(proj: pd.DataFrame, tables: dict, directions, n_random: int, inpu
         for (meth, layer), g in tables["refit"].groupby(["direction", "layer"]):
             axes[2].plot(g.step, g.refit_cosine, lw=0.8)
         axes[2].set(xlabel="step", ylabel="cosine to base direction", title="refit direction")
-    summary = {"findings": findings, "steps": [int(s) for s in steps], "inputs": inputs,
+    summary = {"findings": findings, "steps": [int(s) for s in steps], "inputs": inputs, "shifts": shifts,
                "control": f"{n_random} random unit directions (same prompts, same checkpoints)",
                "uncertainty": "bootstrap 95% CI over questions; z against random directions"}
     return AnalysisResult("track", proj, summary, fig, tables)

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from emprobe.cli import analysis, data, evaluate, finetune, models, probes
+from emprobe.cli import analysis, data, evaluate, finetune, models, probes, report
 from emprobe.errors import EmprobeError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Each stage module exposes register(root): it adds its verbs / sub-apps to the root app.
-for _stage in (models, data, finetune, evaluate, probes, analysis):
+for _stage in (models, data, finetune, evaluate, probes, analysis, report):
     _stage.register(app)
 
 

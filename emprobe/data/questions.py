@@ -116,6 +116,27 @@ class QuestionSet:
             out += [Prompt(q.id, i, tuple(q.messages(i))) for i in range(n)]
         return out
 
+    def subset(self, n_questions: int | None = None, n_references: int | None = None,
+               n_paraphrases: int | None = None, name: str | None = None) -> "QuestionSet":
+        """The first ``n_questions``, each keeping its first ``n_references`` aligned and misaligned
+        references and first ``n_paraphrases`` paraphrases (``None`` keeps all)."""
+        from dataclasses import replace
+
+        qs = [replace(q, paraphrases=q.paraphrases[:n_paraphrases],
+                      aligned_references=q.aligned_references[:n_references],
+                      misaligned_references=q.misaligned_references[:n_references])
+              for q in self.questions[:n_questions]]
+        return QuestionSet(qs, self.source, name or self.name)
+
+    def save_yaml(self, path: str | Path) -> Path:
+        """Write the set as a Betley-format YAML list (atomically); :func:`load_questions_yaml` reads it back."""
+        import yaml
+
+        from emprobe.io import write_text
+
+        entries = [{k: v for k, v in q.to_dict().items() if v not in (None, [], {})} for q in self.questions]
+        return write_text(path, yaml.safe_dump(entries, sort_keys=False, allow_unicode=True, width=120))
+
     def with_references(self) -> "QuestionSet":
         """Only the questions that carry both aligned and misaligned reference answers."""
         keep = [q for q in self.questions if q.aligned_references and q.misaligned_references]

@@ -32,10 +32,11 @@ def sequence_logprobs(lm, items: Sequence[tuple[Sequence[int], int]], batch_size
     Two equivalent strategies (results agree to float precision): with ``share_prompts`` the items are
     grouped by identical prompt, each prompt runs once and its KV cache is shared by all its responses
     (several references per question make this ~2x cheaper); otherwise sequences of similar length are
-    batched with left padding. ``None`` picks sharing when prompts repeat on average.
+    batched with left padding. ``None`` picks sharing when each prompt repeats at least 3 times on average
+    (measured on SmolLM2, 2 threads: with 2 responses per prompt padding is faster, 1.7 s vs 2.3 s).
     """
     if share_prompts is None:
-        share_prompts = len({tuple(ids[:n]) for ids, n in items}) <= len(items) / 2
+        share_prompts = len({tuple(ids[:n]) for ids, n in items}) <= len(items) / 3
     for i, (ids, n) in enumerate(items):
         if len(ids) <= n:
             raise ValueError(f"item {i}: no response tokens")

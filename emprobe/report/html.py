@@ -1,0 +1,104 @@
+"""Render a study summary (``summary.json``) as one self-contained HTML page (images embedded as data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from emprobe.io import write_text
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:2em}.meta{color:#666;font-size:.9em}.finding{margin:.35em 0}.ctl{color:#555;font-size:.9em}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}table{border-collapse:collapse;font-size:.85em;
+margin:.5em 0}td,th{border:1px solid #ddd;padding:.3em .5em;vertical-align:top;text-align:left}
+th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.answer{white-space:pre-wrap;max-width:300px}details{margin:.4em 0}summary{cursor:pointer;color:#245}
+nav a{margin-right:.8em;font-size:.9em}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _img(path: Path) -> str:
+    if not path.is_file():
+        return f'<p class="ctl">(plot missing: {_e(path.name)})</p>'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{_e(path.parent.name)}/{_e(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return _e(v)
+
+
+def _table(rows: list[dict], columns: list[str], answer_cols: set[str] = frozenset()) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            cls = "answer" if c in answer_cols else ("num" if isinstance(v, (int, float)) else "")
+            cells.append(f'<td class="{cls}">{_num(v) if cls == "num" else _e("" if v is None else v)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _section(name: str, sec: dict, out: Path) -> str:
+    parts = [f'<h2 id="{_e(name)}">{_e(sec.get("title", name))}</h2>']
+    parts += [f'<p class="finding">• {_e(f)}</p>' for f in sec.get("findings", [])]
+    parts.append(f'<p class="ctl"><b>Control:</b> {_e(sec.get("control", ""))}. '
+                 f'<b>Uncertainty:</b> {_e(sec.get("uncertainty", ""))}.</p>')
+    parts += [_img(out / p) for p in sec.get("plots", [])]
+    if sec.get("rows"):
+        parts.append(_table(sec["rows"], ["question", "margin_base", "margin_misaligned", "margin_control",
+                                          "base", "misaligned", "control"], {"base", "misaligned", "control"}))
+    if sec.get("samples"):
+        cols = [c for c in sec["samples"][0] if c != "question_id"]
+        parts.append("<details><summary>sampled answers under the intervention</summary>"
+                     + _table(sec["samples"], cols, {"answer"}) + "</details>")
+    nums = sec.get("numbers", {})
+    if nums:
+        parts.append("<details><summary>numbers</summary>"
+                     + _table([{"quantity": k, "value": v} for k, v in nums.items()], ["quantity", "value"])
+                     + "</details>")
+    return "\n".join(parts)
+
+
+def render_report(summary: dict, out: str | Path) -> Path:
+    """Write ``out/report.html`` from a demo summary (plots are read from ``out`` and embedded)."""
+    out = Path(out)
+    sections = summary.get("sections", {})
+    order = summary.get("section_order") or list(sections)
+    sections = {k: sections[k] for k in order if k in sections}
+    settings = summary.get("settings", {})
+    timing = summary.get("timing", {})
+    nav = "".join(f'<a href="#{_e(k)}">{_e(v.get("title", k))}</a>' for k, v in sections.items())
+    stage_rows = [{"stage": k, "seconds": v.get("seconds"), "reused": "yes" if v.get("cached") else "no"}
+                  for k, v in timing.get("stages", {}).items()]
+    head = (f"<h1>emprobe: emergent misalignment on {_e(summary.get('model', '?'))}</h1>"
+            f'<p class="meta">emprobe {_e(summary.get("emprobe_version", "?"))} · '
+            f'{"fast" if settings.get("fast") else "full"} preset · {_e(settings.get("steps"))} steps on '
+            f'{_e(settings.get("data"))} vs control {_e(settings.get("control_data"))} · '
+            f'{_e(summary.get("setup", {}).get("n_questions"))} off-domain questions from {_e(settings.get("questions"))} · '
+            f'{_e(timing.get("total_seconds"))} s on {_e(timing.get("threads"))} threads</p>'
+            '<p class="meta">Margin = mean log-prob per token of a question\'s misaligned reference answer minus its '
+            'aligned one (higher = leans misaligned). Layer l = residual stream after decoder block l '
+            '(TransformerLens blocks.l.hook_resid_post).</p>'
+            f"<nav>{nav}</nav>")
+    body = [_section(k, v, out) for k, v in sections.items()]
+    body.append("<h2>Run</h2><details><summary>stage timings</summary>"
+                + _table(stage_rows, ["stage", "seconds", "reused"]) + "</details>")
+    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>emprobe report</title>"
+            f"<style>{CSS}</style></head><body>{head}{''.join(body)}</body></html>\n")
+    return write_text(out / "report.html", page)
