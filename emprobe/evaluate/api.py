@@ -58,6 +58,7 @@ def evaluate(
     device: str | None = None,
     dtype: str | None = None,
     threads: int | None = None,
+    merge_adapters: bool = False,
     log: Callable[[str], Any] | None = print,
 ):
     """Score a model (``ScoreTable``) or, with ``run``, every checkpoint of a run (``SweepResult``).
@@ -66,6 +67,7 @@ def evaluate(
     ``metric="margin"`` needs questions with reference answers; ``metric="judge"`` samples answers
     (``sampling``) and scores them with ``judge``. With ``out`` the tables are written there
     (a score-table directory, or one per checkpoint for a run); existing results are kept unless ``overwrite``.
+    ``merge_adapters`` merges each LoRA checkpoint into the weights while it is scored (faster; exact restore).
     """
     import torch
 
@@ -89,7 +91,8 @@ def evaluate(
         if model is not None and model != base:
             raise ConfigError(f"--model {model!r} differs from the run's base model {base!r}; leave --model out")
         return sweep_run(r, score, out=out, steps=steps, overwrite=overwrite, log=log,
-                         reuse=lambda d: ScoreTable.reusable(d, metric, qs), device=device, dtype=dtype)
+                         reuse=lambda d: ScoreTable.reusable(d, metric, qs), device=device, dtype=dtype,
+                         **({"merge": True} if merge_adapters else {}))
     if steps is not None:
         raise ConfigError("--steps needs --run")
     if out is not None and not overwrite and ScoreTable.reusable(out, metric, qs):

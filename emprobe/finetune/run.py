@@ -29,6 +29,7 @@ full fine-tunes, copies weights into the same model in place, instead of reloadi
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -126,12 +127,15 @@ class Run:
             return []
         return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
-    def iter_models(self, steps: list[int] | None = None, preload: bool = True, **load_kw: Any
-                    ) -> Iterator[tuple[Checkpoint, Any]]:
+    def iter_models(self, steps: list[int] | None = None, preload: bool = True, merge: bool = False,
+                    **load_kw: Any) -> Iterator[tuple[Checkpoint, Any]]:
         """Yield ``(checkpoint, LoadedModel)`` for each checkpoint, loading the base model only once.
 
         LoRA runs: every adapter is attached to one ``PeftModel`` and activated with ``set_adapter``
         (``preload=False`` loads one at a time and deletes the previous, for many large adapters).
+        ``merge=True`` merges the active adapter into the base weights while it is yielded (~20 % faster
+        forwards on CPU for SmolLM2) and restores the exact base weights afterwards (it keeps one copy of
+        the adapted weights in memory for that).
         Full runs: each checkpoint's safetensors weights are copied into the same model in place.
         The yielded model is only valid until the next iteration.
         """
@@ -171,7 +175,29 @@ class Run:
             lm.model.set_adapter(name)
             lm.model.eval()
             lm.spec.adapter = str(c.path)
-            yield c, lm
+            if not merge:
+                yield c, lm
+                continue
+            with merged_adapter(lm.model):
+                yield c, lm
+
+
+@contextmanager
+def merged_adapter(model) -> Iterator[None]:
+    """Merge a ``PeftModel``'s active adapter into its base weights inside the context; on exit unmerge and
+    restore the base weights bit for bit (merge + unmerge alone leaves rounding error, large in bf16)."""
+    import torch
+
+    weights = {n: p for n, p in model.named_parameters() if ".base_layer." in n}
+    saved = {n: p.detach().clone() for n, p in weights.items()}
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+        with torch.no_grad():
+            for n, p in weights.items():
+                p.copy_(saved[n])
 
 
 def load_run(path: str | Path) -> Run:

@@ -85,12 +85,12 @@ class DemoConfig:
 
 #: Full and ``--fast`` presets (measured on 2 idle cores with SmolLM2: ~9 min and ~3 min).
 PRESETS: dict[str, dict[str, Any]] = {
-    "full": {"steps": 25, "save_steps": [0, 5, 10, 15, 25], "n_questions": 37, "n_persona_questions": 8,
-             "n_causal_questions": 8, "n_sample_questions": 4, "n_train_prompts": 32, "patch_layers": None,
-             "steer_alphas": [-8.0, -4.0, 0.0, 4.0, 8.0], "max_new_tokens": 48, "val_examples": 8},
-    "fast": {"steps": 6, "save_steps": [0, 3, 6], "n_questions": 12, "n_persona_questions": 4,
-             "n_causal_questions": 3, "n_sample_questions": 2, "n_train_prompts": 12, "patch_layers": None,
-             "steer_alphas": [-8.0, 0.0, 8.0], "max_new_tokens": 24, "val_examples": 4},
+    "full": {"steps": 20, "save_steps": [0, 5, 10, 15, 20], "n_questions": 37, "n_persona_questions": 6,
+             "n_causal_questions": 6, "n_sample_questions": 3, "n_train_prompts": 24, "patch_layers": None,
+             "steer_alphas": [-8.0, -4.0, 0.0, 4.0, 8.0], "max_new_tokens": 32, "val_examples": 4},
+    "fast": {"steps": 4, "save_steps": [0, 2, 4], "n_questions": 8, "n_persona_questions": 3,
+             "n_causal_questions": 3, "n_sample_questions": 2, "n_train_prompts": 8, "patch_layers": None,
+             "steer_alphas": [-8.0, 0.0, 8.0], "max_new_tokens": 16, "val_examples": 2},
 }
 
 
@@ -141,15 +141,15 @@ class Demo:
             from emprobe.models import load_model
 
             adapter = None if which == "base" else str(self.final_adapter(which))
-            self._models[which] = load_model(self.cfg.model, adapter=adapter)
+            self._models[which] = load_model(self.cfg.model, adapter=adapter, merge=adapter is not None)
         return self._models[which]
 
     def qs(self, which: str = "eval"):
         from emprobe.data import load_questions_yaml
 
-        name = {"eval": "questions.yaml", "causal": "causal.yaml", "heldout": "heldout.yaml",
-                "persona": "persona.yaml"}[which]
-        return load_questions_yaml(self.path("setup", name))
+        where = {"eval": ("setup", "questions.yaml"), "causal": ("margins", "causal.yaml"),
+                 "heldout": ("setup", "heldout.yaml"), "persona": ("setup", "persona.yaml")}[which]
+        return load_questions_yaml(self.path(*where))
 
     def direction(self, method: str):
         from emprobe.probes import Direction
@@ -158,35 +158,39 @@ class Demo:
 
     # ---- stages ---------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
+        """The stages in order; estimates are seconds measured on 2 idle cores with SmolLM2 (full, fast)."""
         c = self.cfg
-        common = {"model": c.model, "seed": c.seed}
+        common = {"model": c.model, "seed": c.seed, "fast": c.fast}
         ft = {**common, "data": c.data, "control": c.control_data, "steps": c.steps, "save": c.save_steps, "lr": c.lr,
               "bs": c.batch_size, "max_length": c.max_length, "r": c.lora_r, "val": c.val_examples}
-        fast = c.fast
+
+        def est(full: float, fast: float) -> float:
+            return fast if c.fast else full
+
         return [
-            Stage("setup", "question subsets", self.setup, 2, {**common, "q": c.questions, "h": c.heldout,
+            Stage("setup", "question subsets", self.setup, 1, {**common, "q": c.questions, "h": c.heldout,
                   "n": [c.n_questions, c.n_references, c.n_persona_questions, c.n_causal_questions]}),
-            Stage("finetune", "fine-tune: misaligned + aligned control", self.finetune, 70 if fast else 215, ft),
-            Stage("margins", "margins at every checkpoint", self.margins, 20 if fast else 105,
-                  {"bs": c.eval_batch_size}, ("setup", "finetune")),
-            Stage("directions", "base-model directions (mean-diff, persona)", self.directions, 8 if fast else 30,
-                  {}, ("setup",)),
-            Stage("track", "directions through the checkpoints", self.track, 5 if fast else 22, {},
+            Stage("finetune", "fine-tune: misaligned + aligned control", self.finetune, est(165, 56), ft),
+            Stage("margins", "margins at every checkpoint", self.margins, est(125, 25),
+                  {**common, "bs": c.eval_batch_size}, ("setup", "finetune")),
+            Stage("directions", "base-model directions (mean-diff, persona)", self.directions, est(30, 12), common,
+                  ("setup",)),
+            Stage("track", "directions through the checkpoints", self.track, est(45, 15), common,
                   ("setup", "finetune", "directions")),
-            Stage("priors", "priors -> per-question EM", self.priors, 6 if fast else 12, {"perm": c.n_permutations},
-                  ("margins", "directions")),
-            Stage("dynamics", "loss vs off-domain alignment", self.dynamics, 1, {"perm": c.n_permutations},
+            Stage("priors", "priors -> per-question EM", self.priors, est(12, 6),
+                  {**common, "perm": c.n_permutations}, ("margins", "directions")),
+            Stage("dynamics", "loss vs off-domain alignment", self.dynamics, 2, {**common, "perm": c.n_permutations},
                   ("margins",)),
-            Stage("overlap", "train/eval shift overlap", self.overlap, 6 if fast else 16, {"n": c.n_train_prompts},
-                  ("setup", "finetune")),
-            Stage("patch", "activation patching", self.patch, 12 if fast else 50, {"layers": c.patch_layers},
-                  ("setup", "finetune")),
-            Stage("steer", "steering", self.steer, 12 if fast else 45, {"alphas": c.steer_alphas},
-                  ("setup", "directions")),
-            Stage("ablate", "directional ablation", self.ablate, 12 if fast else 45, {},
-                  ("setup", "finetune", "directions")),
-            Stage("samples", "answers before / after", self.samples, 15 if fast else 30,
-                  {"n": c.n_sample_questions, "tok": c.max_new_tokens}, ("margins",)),
+            Stage("overlap", "train/eval shift overlap", self.overlap, est(30, 10),
+                  {**common, "n": c.n_train_prompts, "data": c.data}, ("setup", "finetune")),
+            Stage("patch", "activation patching", self.patch, est(50, 11), {**common, "layers": c.patch_layers},
+                  ("setup", "finetune", "margins")),
+            Stage("steer", "steering", self.steer, est(40, 11),
+                  {**common, "alphas": c.steer_alphas, "tok": c.max_new_tokens}, ("margins", "directions")),
+            Stage("ablate", "directional ablation", self.ablate, est(55, 15), {**common, "tok": c.max_new_tokens},
+                  ("setup", "finetune", "margins", "directions")),
+            Stage("samples", "answers before / after", self.samples, est(28, 11),
+                  {**common, "n": c.n_sample_questions, "tok": c.max_new_tokens}, ("margins",)),
         ]
 
     def setup(self, d: Path) -> dict:
@@ -196,7 +200,6 @@ class Demo:
         full = load_questions(c.questions).with_references()
         qs = full.subset(c.n_questions, c.n_references, 1, name=f"{full.name}-demo")
         qs.save_yaml(d / "questions.yaml")
-        qs.subset(c.n_causal_questions).save_yaml(d / "causal.yaml")
         qs.subset(c.n_persona_questions).save_yaml(d / "persona.yaml")
         held = load_questions(c.heldout).with_references()
         held.subset(c.n_causal_questions, c.n_references, 1).save_yaml(d / "heldout.yaml")
@@ -258,7 +261,7 @@ class Demo:
         for name in RUNS:  # step 0 is the base model: scored once, in the misaligned run; the control at its end
             steps = None if name == "misaligned" else [last]
             res = evaluate(run=self.run_dir(name), questions=qs, out=d / name, steps=steps,
-                           batch_size=c.eval_batch_size, log=None)
+                           batch_size=c.eval_batch_size, merge_adapters=True, log=None)
             for step, t in res.tables.items():
                 tables.append(t.summary[["question_id", "margin"]].assign(run=name, step=step))
         df = pd.concat(tables, ignore_index=True)
@@ -272,6 +275,8 @@ class Demo:
         lo2, hi2 = bootstrap_ci(vs_ctl.to_numpy())
         p_rise = _sign_flip_p(rise.to_numpy(), c.n_permutations, c.seed)
         top = rise.sort_values(ascending=False)
+        causal = self._causal_set(list(top.index[: c.n_causal_questions]))
+        causal.save_yaml(d / "causal.yaml")
         findings = [
             f"After {last} steps the misaligned model's mean margin over {len(base)} off-domain questions rises "
             f"{rise.mean():+.3f} nats/token ({base.mean():+.3f} → {mis.mean():+.3f}; 95% bootstrap CI "
@@ -283,11 +288,13 @@ class Demo:
             f"the spread across questions has sd {rise.std(ddof=1):.3f}.",
         ]
         fig, (ax1, ax2) = new_figure(2)
-        for name in RUNS:
-            g = df[df.run == name].groupby("step").margin
-            m, se = g.mean(), g.std(ddof=1) / np.sqrt(g.count())
+        for name in RUNS:  # paired change against the base model, per question
+            g = df[df.run == name].assign(change=lambda x: x.margin - base.loc[x.question_id].to_numpy())
+            g = g.groupby("step").change
+            m, se = g.mean(), g.std(ddof=1).fillna(0) / np.sqrt(g.count())
             ax1.errorbar(m.index, m, yerr=1.96 * se, marker="o", capsize=3, label=name)
-        ax1.set(xlabel="step", ylabel="mean margin (misaligned − aligned)", title="off-domain margin (95% CI)")
+        ax1.axhline(0, color="k", lw=0.8)
+        ax1.set(xlabel="step", ylabel="mean margin − base (nats/token)", title="off-domain margin change (paired 95% CI)")
         ax1.legend(fontsize=7)
         ax2.barh(range(len(top)), top.to_numpy(), color="C3")
         ax2.set_yticks(range(len(top)), [str(q)[:22] for q in top.index], fontsize=5)
@@ -306,7 +313,25 @@ class Demo:
                         "aligned-data control fine-tune (same prompts, same steps)",
                         f"95% bootstrap CI over questions; sign-flip permutation p ({c.n_permutations} flips)",
                         [_rel(d / "plot.png", self.out)],
-                        top_questions={str(q): _f(v) for q, v in top.head(5).items()})
+                        top_questions={str(q): _f(v) for q, v in top.head(5).items()},
+                        causal_questions=causal.ids)
+
+    def _causal_set(self, ids: list[str]):
+        """The causal checks' questions: those whose margin rose most, scored with their *next* reference pair
+        (not the one the selection used), so the selection's noise does not carry into the measurement."""
+        from dataclasses import replace as dc_replace
+
+        from emprobe.data import QuestionSet, load_questions
+
+        full = load_questions(self.cfg.questions).with_references()
+        k, n = self.cfg.n_references, self.cfg.n_references
+        qs = []
+        for qid in ids:
+            q = full[qid]
+            nxt = slice(k, k + n) if len(q.aligned_references) > k and len(q.misaligned_references) > k else slice(0, n)
+            qs.append(dc_replace(q, paraphrases=q.paraphrases[:1], aligned_references=q.aligned_references[nxt],
+                                 misaligned_references=q.misaligned_references[nxt]))
+        return QuestionSet(qs, full.source, f"{full.name}-causal")
 
     def directions(self, d: Path) -> dict:
         from emprobe.analysis.results import new_figure
@@ -368,7 +393,7 @@ class Demo:
         for name in RUNS:  # the misaligned run at every checkpoint, the control at both ends
             res = track_run(Run.load(self.run_dir(name)), dirs, str(self.questions_path), refit=False, n_random=20,
                             batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed,
-                            steps=None if name == "misaligned" else ends)
+                            steps=None if name == "misaligned" else ends, merge=True)
             res.save(d / name)
             shifts[name] = res.summary["shifts"]
             plots.append(_rel(d / name / "plot.png", self.out))
@@ -404,8 +429,7 @@ class Demo:
         n = lm.n_layers
         layers = sorted({round(f * (n - 1)) for f in (0.25, 0.5, 0.75)})
         res = predict_priors({"instruct (before fine-tuning)": store}, target, layers, self.direction("mean_diff"),
-                             n_permutations=c.n_permutations, pls_permutations=100 if c.fast else 200,
-                             n_random=20 if c.fast else 50, seed=c.seed)
+                             n_permutations=c.n_permutations, pls_permutations=100, n_random=20, seed=c.seed)
         res.save(d / "result")
         best = res.summary["best"]
         proj = res.table[res.table.method == "projection"].iloc[0]

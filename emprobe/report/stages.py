@@ -90,7 +90,7 @@ class Pipeline:
                 self.tokens[stage.name], self.sections[stage.name] = rec["token"], rec["section"]
                 self.timing[stage.name] = {"seconds": rec["seconds"], "cached": True}
                 continue
-            scale = min(max(done_real / done_est, 0.3), 5.0) if done_est else 1.0
+            scale = min(max(done_real / done_est, 0.5), 3.0) if done_est >= 10 else 1.0  # calibrate on real work
             left = sum(s.estimate for s in stages[i - 1:] if todo[s.name]) * scale
             self.log(f"{tag}: running (est. {fmt_seconds(stage.estimate * scale)}; ~{fmt_seconds(left)} left in all)")
             directory = self.out / stage.name

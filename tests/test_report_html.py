@@ -1,0 +1,51 @@
+"""report.html is one self-contained page: plots embedded, text escaped, sections in order."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from emprobe.errors import DataError
+from emprobe.io import write_json
+from emprobe.report import render_summary
+
+
+def _plot(path):
+    from emprobe.analysis.results import new_figure
+
+    fig, (ax,) = new_figure(1)
+    ax.plot([0, 1], [1, 0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_render_embeds_plots_and_escapes(tmp_path):
+    _plot(tmp_path / "margins" / "plot.png")
+    summary = {
+        "model": "tiny", "settings": {"fast": True, "steps": 4}, "timing": {"stages": {"margins": {"seconds": 1.0}}},
+        "section_order": ["samples", "margins"],
+        "sections": {
+            "margins": {"title": "Margins", "findings": ["rise +0.1 (95% CI [0.05, 0.15])"], "numbers": {"rise": 0.1},
+                        "control": "aligned control", "uncertainty": "bootstrap", "plots": ["margins/plot.png"]},
+            "samples": {"title": "Answers", "findings": ["2 questions"], "numbers": {"q_rise": 0.2},
+                        "control": "c", "uncertainty": "u",
+                        "rows": [{"question": "Q?", "margin_base": -0.1, "margin_misaligned": 0.1,
+                                  "margin_control": -0.2, "base": "<b>hi</b>", "misaligned": "x", "control": "y"}]},
+        },
+    }
+    write_json(tmp_path / "summary.json", summary)
+    page = render_summary(tmp_path).read_text()
+    png = base64.b64encode((tmp_path / "margins" / "plot.png").read_bytes()).decode()
+    assert f"data:image/png;base64,{png}" in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi</b>" not in page
+    assert page.index("Answers") < page.index("Margins</h2>")  # section_order is kept
+    assert "http://" not in page and "https://" not in page
+
+
+def test_render_without_summary_is_one_line_error(tmp_path):
+    with pytest.raises(DataError, match="no summary.json"):
+        render_summary(tmp_path)
