@@ -152,10 +152,10 @@ def patch(model: str, adapter: str, questions: str = "builtin:em-core", layers: 
           spans: Sequence[str] = SPANS, n_questions: int | None = 12, batch_size: int = 8, seed: int = 0
           ) -> AnalysisResult:
     """Cross-model activation patching between ``model`` and ``model`` + ``adapter`` (see module docstring)."""
-    from emprobe.models import load_model
+    from emprobe.models import load_model, resolve_layers
 
     base, tuned = load_model(model), load_model(model, adapter=adapter)
-    return patch_models(base, tuned, _questions(questions, n_questions), _layer_list(layers, base.n_layers), spans,
+    return patch_models(base, tuned, _questions(questions, n_questions), resolve_layers(layers, base.n_layers), spans,
                         batch_size, seed, {"model": model, "adapter": str(adapter)})
 
 
@@ -193,15 +193,6 @@ def patch_models(base, tuned, qs, layer_ids: Sequence[int], spans: Sequence[str]
                "control": "patch with another item's activation from the same source model (shuffled rows)",
                "uncertainty": "bootstrap 95% CI over questions", **(inputs or {})}
     return AnalysisResult("patch", table, summary, fig)
-
-
-def _layer_list(layers: str | Sequence[int], n: int) -> list[int]:
-    from emprobe.models import resolve_layers
-
-    if isinstance(layers, str) and layers.count(":") == 2:  # LO:HI:STEP
-        lo, hi, step = (int(x) if x else None for x in layers.split(":"))
-        return resolve_layers(list(range(lo or 0, min(hi or n, n), step or 1)), n)
-    return resolve_layers(layers, n)
 
 
 def _random_like(v: torch.Tensor, n: int, seed: int) -> list[torch.Tensor]:

@@ -49,7 +49,7 @@ def d_model(model: nn.Module) -> int:
 
 
 def resolve_layers(layers: str | int | Iterable[int] | None, total: int) -> list[int]:
-    """Parse ``"all"``, ``"3"``, ``"0,5,-1"``, ``"10:20"`` or a list into sorted unique layer indices.
+    """Parse ``"all"``, ``"3"``, ``"0,5,-1"``, ``"10:20"``, ``"0:30:3"`` or a list into sorted unique layer indices.
 
     Negative indices count from the end. An index outside ``0..total-1`` raises :class:`ConfigError`
     naming the valid range.
@@ -65,12 +65,13 @@ def resolve_layers(layers: str | int | Iterable[int] | None, total: int) -> list
                 continue
             try:
                 if ":" in part:
-                    lo, hi = part.split(":", 1)
-                    items += list(range(int(lo or 0), int(hi) if hi else total))
+                    lo, hi, *step = part.split(":", 2)
+                    stop = min(int(hi), total) if hi else total
+                    items += list(range(int(lo or 0), stop, int(step[0]) if step and step[0] else 1))
                 else:
                     items.append(int(part))
             except ValueError:
-                raise ConfigError(f"bad layer spec {layers!r}: use 'all', 'L', 'L1,L2' or 'LO:HI'") from None
+                raise ConfigError(f"bad layer spec {layers!r}: use 'all', 'L', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'") from None
     else:
         items = [int(x) for x in layers]
     out = []

@@ -21,7 +21,7 @@ Layer ``l`` everywhere = residual stream after decoder block ``l`` (TL ``blocks.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,7 +66,6 @@ class DemoConfig:
     seed: int = 0
     n_permutations: int = 1000
     eval_batch_size: int = 16
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> "DemoConfig":
         """Fill the ``None`` fields from the preset (``fast`` or full)."""
