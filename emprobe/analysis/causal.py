@@ -169,8 +169,8 @@ def patch_models(base, tuned, qs, layer_ids: Sequence[int], spans: Sequence[str]
     findings = [f"The fine-tune moves the mean margin from {ref['margin_base']:+.3f} (base) to "
                 f"{ref['margin_tuned']:+.3f} over {ref['n_questions']} questions (gap {gap:+.3f} ± {ref['gap_se']:.3f} SE)."]
     if not gap > 2 * ref["gap_se"]:
-        findings.append("The gap is not clearly above zero on these questions, so the fractions below are unstable; "
-                        "use more questions or a longer fine-tune before reading them.")
+        findings.append(f"The gap ({gap:+.3f}) is not more than 2 SE ({2 * ref['gap_se']:.3f}) above zero on these "
+                        "questions, so the fractions below are unstable; use more questions or a longer fine-tune.")
     what = {"base→tuned": ("Patching base activations into the fine-tuned model restores", "base"),
             "tuned→base": ("Patching fine-tuned activations into the base model carries", "fine-tuned")}
     for direction in directions:

@@ -208,6 +208,7 @@ class Demo:
         from emprobe.finetune import FinetuneConfig, Run
 
         c = self.cfg
+        self.lm("base")  # prepares a built-in model once here, not in both trainer processes at the same time
         cfgs = [FinetuneConfig(model=c.model, data=data, out=str(d / name), max_steps=c.steps, save_steps=c.save_steps,
                                lr=c.lr, batch_size=c.batch_size, max_length=c.max_length, lora_r=c.lora_r,
                                lora_alpha=2 * c.lora_r, seed=c.seed, val_max_examples=c.val_examples, progress=False,
