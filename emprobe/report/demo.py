@@ -86,10 +86,10 @@ class DemoConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {"steps": 20, "save_steps": [0, 5, 10, 15, 20], "n_questions": 37, "n_persona_questions": 6,
              "n_causal_questions": 6, "n_sample_questions": 3, "n_train_prompts": 24, "patch_layers": None,
-             "steer_alphas": [-8.0, -4.0, 0.0, 4.0, 8.0], "max_new_tokens": 32, "val_examples": 4},
+             "steer_alphas": [-1.0, -0.5, 0.0, 0.5, 1.0], "max_new_tokens": 32, "val_examples": 4},
     "fast": {"steps": 4, "save_steps": [0, 2, 4], "n_questions": 8, "n_persona_questions": 3,
              "n_causal_questions": 3, "n_sample_questions": 2, "n_train_prompts": 8, "patch_layers": None,
-             "steer_alphas": [-8.0, 0.0, 8.0], "max_new_tokens": 16, "val_examples": 2},
+             "steer_alphas": [-1.0, 0.0, 1.0], "max_new_tokens": 16, "val_examples": 2},
 }
 
 
@@ -507,7 +507,9 @@ class Demo:
 
         c = self.cfg
         alphas = c.steer_alphas
-        res = steer_model(self.lm("base"), self.direction("mean_diff"), self.qs("causal"), None, alphas, True, 5,
+        # the raw mean-diff vector: alpha = 1 adds the whole misaligned-minus-aligned mean difference, a scale that
+        # carries over between models (a unit vector at a fixed alpha is large for SmolLM2, tiny for Gemma)
+        res = steer_model(self.lm("base"), self.direction("mean_diff"), self.qs("causal"), None, alphas, False, 5,
                           0 if c.fast else 1, c.eval_batch_size, c.seed, random_alphas=[max(alphas)],
                           max_new_tokens=c.max_new_tokens)
         res.save(d / "result")
