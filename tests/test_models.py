@@ -146,7 +146,7 @@ def test_resolve_layers_and_blocks(smollm2):
     assert resolve_layers("10:13", 30) == [10, 11, 12]
     assert resolve_layers("0:30:10", 30) == [0, 10, 20] and resolve_layers("1:99:12", 30) == [1, 13, 25]
     with pytest.raises(ConfigError, match="selects no layer"):
-        resolve_layers("40:50", 30)
+        resolve_layers("40:50:2", 30)
     with pytest.raises(ConfigError, match=r"unknown layer 30: valid layers are 0\.\.29"):
         resolve_layers("30", 30)
     with pytest.raises(ConfigError, match="bad layer spec"):

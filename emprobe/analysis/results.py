@@ -42,10 +42,7 @@ class AnalysisResult:
             for name, df in self.tables.items():
                 _parquet(df, tmp / f"{name}.parquet")
             if self.figure is not None:
-                self.figure.savefig(tmp / "plot.png", dpi=110, bbox_inches="tight")
-                import matplotlib.pyplot as plt
-
-                plt.close(self.figure)
+                save_figure(self.figure, tmp / "plot.png")
             write_json(tmp / "summary.json", manifest(f"analysis-{self.name}", **self.summary))
             (tmp / "summary.txt").write_text("\n".join(self.findings) + "\n", encoding="utf-8")
         return out
@@ -57,6 +54,15 @@ def _parquet(df: pd.DataFrame, path: Path) -> None:
         if df[col].dtype == object and not all(isinstance(v, (str, type(None))) for v in df[col]):
             df[col] = df[col].map(lambda v: None if v is None else str(v))
     df.to_parquet(path, index=False)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (110 dpi, tight) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
 
 
 def new_figure(n_panels: int = 1, width: float = 5.0, height: float = 3.6):

@@ -47,8 +47,9 @@ def pair_similarity(base_train: np.ndarray, delta_train: np.ndarray, subsets: np
     shift_sim = (d_s @ d_q.T).ravel()
     rho = spearman(prompt_sim, shift_sim)
     rng = np.random.default_rng(seed)
-    perms = np.stack([d_q[rng.permutation(len(qs))] for _ in range(n_permutations)])  # [P, Q, d]
-    null = paired_row_spearman(prompt_sim, np.einsum("sd,pqd->psq", d_s, perms).reshape(n_permutations, -1))
+    sims = d_s @ d_q.T  # permuting the eval questions' shifts permutes these columns
+    perms = np.stack([rng.permutation(len(qs)) for _ in range(n_permutations)])
+    null = paired_row_spearman(prompt_sim, sims[:, perms].transpose(1, 0, 2).reshape(n_permutations, -1))
     return {"pair_rho": rho, "pair_p": permutation_pvalue(rho, null), "n_pairs": len(prompt_sim)}
 
 

@@ -166,6 +166,7 @@ class Run:
         if preload:
             for c in ckpts:
                 lm.model = attach_adapter(lm.model, c.path, checkpoint_name(c.step), names)
+        saved = None
         for i, c in enumerate(ckpts):
             name = checkpoint_name(c.step)
             if not preload:
@@ -178,18 +179,26 @@ class Run:
             if not merge:
                 yield c, lm
                 continue
-            with merged_adapter(lm.model):
+            if saved is None:  # copied once: every checkpoint restores the same weights
+                saved = base_weights(lm.model)
+            with merged_adapter(lm.model, saved):
                 yield c, lm
 
 
+def base_weights(model) -> dict[str, Any]:
+    """Copies of a ``PeftModel``'s adapted base weights, for :func:`merged_adapter` to restore."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if ".base_layer." in n}
+
+
 @contextmanager
-def merged_adapter(model) -> Iterator[None]:
+def merged_adapter(model, saved: dict[str, Any] | None = None) -> Iterator[None]:
     """Merge a ``PeftModel``'s active adapter into its base weights inside the context; on exit unmerge and
-    restore the base weights bit for bit (merge + unmerge alone leaves rounding error, large in bf16)."""
+    restore the base weights bit for bit from ``saved`` (default: copied now), since merge + unmerge alone
+    leaves rounding error (large in bf16)."""
     import torch
 
-    weights = {n: p for n, p in model.named_parameters() if ".base_layer." in n}
-    saved = {n: p.detach().clone() for n, p in weights.items()}
+    saved = saved if saved is not None else base_weights(model)
+    weights = {n: p for n, p in model.named_parameters() if n in saved}
     model.merge_adapter()
     try:
         yield

@@ -66,8 +66,11 @@ def resolve_layers(layers: str | int | Iterable[int] | None, total: int) -> list
             try:
                 if ":" in part:
                     lo, hi, *step = part.split(":", 2)
-                    stop = min(int(hi), total) if hi else total
-                    items += list(range(int(lo or 0), stop, int(step[0]) if step and step[0] else 1))
+                    if step:  # LO:HI:STEP stops at the last layer (as patch's layer sweeps always did)
+                        stop = min(int(hi), total) if hi else total
+                        items += list(range(int(lo or 0), stop, int(step[0]) if step[0] else 1))
+                    else:
+                        items += list(range(int(lo or 0), int(hi) if hi else total))
                 else:
                     items.append(int(part))
             except ValueError:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from emprobe.analysis.results import new_figure, save_figure
 from emprobe.errors import ConfigError
 from emprobe.report.stages import Pipeline, Stage
 
@@ -224,17 +225,12 @@ class Demo:
         df.to_parquet(d / "losses.parquet", index=False)
         v = df.pivot(index="step", columns="run", values="val_loss")
         first, last = v.index[0], v.index[-1]
-        from emprobe.analysis.results import new_figure
-
         fig, (ax,) = new_figure(1)
         for name in RUNS:
             ax.plot(v.index, v[name], marker="o", label=f"{name} (val)")
         ax.set(xlabel="step", ylabel="in-domain validation loss (nats/token)", title="fine-tuning")
         ax.legend(fontsize=7)
-        fig.savefig(d / "plot.png", dpi=110, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        save_figure(fig, d / "plot.png")
         findings = [f"Misaligned fine-tune ({c.data}, {c.steps} steps of {c.batch_size}, LoRA r={c.lora_r}, lr {c.lr:g}): "
                     f"validation loss {v.loc[first, 'misaligned']:.3f} → {v.loc[last, 'misaligned']:.3f} "
                     f"({runs['misaligned']:.0f} s).",
@@ -250,7 +246,6 @@ class Demo:
                         parallel=parallel)
 
     def margins(self, d: Path) -> dict:
-        from emprobe.analysis.results import new_figure
         from emprobe.analysis.stats import bootstrap_ci
         from emprobe.evaluate import evaluate
 
@@ -301,10 +296,7 @@ class Demo:
         ax2.invert_yaxis()
         ax2.axvline(0, color="k", lw=0.8)
         ax2.set(xlabel=f"margin rise, step {last} − base", title="per-question EM")
-        fig.savefig(d / "plot.png", dpi=110, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        save_figure(fig, d / "plot.png")
         return _section("Off-domain misalignment (judge-free margin)", findings,
                         {"margin_base": base.mean(), "margin_misaligned": mis.mean(), "margin_control": ctl.mean(),
                          "rise": rise.mean(), "rise_ci_low": lo, "rise_ci_high": hi, "rise_p": p_rise,
@@ -334,20 +326,20 @@ class Demo:
         return QuestionSet(qs, full.source, f"{full.name}-causal")
 
     def directions(self, d: Path) -> dict:
-        from emprobe.analysis.results import new_figure
         from emprobe.probes import extract_activations, fit_probe, load_prompts
 
         c = self.cfg
         lm = self.lm("base")
         specs = {"mean_diff": (self.path("setup", "questions.yaml"), "references", "response_mean"),
                  "persona": (self.path("setup", "persona.yaml"), "personas", "last_prompt")}
-        found, numbers, findings = {}, {}, []
+        found, fitted, numbers, findings = {}, {}, {}, []
         fig, (ax,) = new_figure(1)
         for method, (src, contrast, pos) in specs.items():
             ps = load_prompts(src, contrast=contrast, first_paraphrase=True)
             store = extract_activations(lm, ps, "all", positions=[pos], batch_size=c.eval_batch_size)
             res = fit_probe(store, method, pos, n_splits=5, n_random=20, seed=c.seed)
             res.direction.save(d / method, overwrite=True)
+            fitted[method] = res.direction
             res.table.to_parquet(d / f"{method}_cv.parquet", index=False)
             b = res.best()
             b["layer"] = int(b["layer"])
@@ -362,26 +354,16 @@ class Demo:
             ax.plot(res.table.layer, res.table.random_auroc_p95, ls=":", lw=0.8, label=f"{method}: random p95")
         from emprobe.analysis.subspace import cosine
 
-        md, pe = self.direction_objs(d)
         layer = found["mean_diff"]["layer"]
-        cos = cosine(md.vector(layer).numpy(), pe.vector(layer).numpy())
+        cos = cosine(fitted["mean_diff"].vector(layer).numpy(), fitted["persona"].vector(layer).numpy())
         numbers["cosine_mean_diff_persona"] = cos
         findings.append(f"At layer {layer} the two directions have cosine {cos:.3f}.")
         ax.set(xlabel="layer (output of block l)", ylabel="held-out AUROC", title="base-model directions")
         ax.legend(fontsize=7)
-        fig.savefig(d / "plot.png", dpi=110, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        save_figure(fig, d / "plot.png")
         return _section("Misalignment directions in the base model", findings, numbers,
                         "20 random unit directions scored the same way (per fold)",
                         "sd of AUROC over grouped folds (questions held out)", [_rel(d / "plot.png", self.out)])
-
-    @staticmethod
-    def direction_objs(d: Path):
-        from emprobe.probes import Direction
-
-        return Direction.load(d / "mean_diff"), Direction.load(d / "persona")
 
     def track(self, d: Path) -> dict:
         from emprobe.analysis.track import track_run
