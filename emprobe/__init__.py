@@ -18,4 +18,38 @@ __version__ = "0.1.0"
 
 from emprobe.errors import EmprobeError  # noqa: E402
 
-__all__ = ["EmprobeError", "__version__"]
+#: ``ep.NAME`` -> "module:attribute"; imported on first use so ``import emprobe`` stays fast.
+_API = {
+    # loading
+    "load_model": "emprobe.models:load_model", "load_questions": "emprobe.data:load_questions",
+    "load_dataset": "emprobe.data:load_chat_dataset", "load_prompts": "emprobe.probes:load_prompts",
+    "load_run": "emprobe.finetune:load_run", "Direction": "emprobe.probes:Direction",
+    "ActivationStore": "emprobe.probes:ActivationStore", "FinetuneConfig": "emprobe.finetune:FinetuneConfig",
+    # stages
+    "finetune": "emprobe.api:finetune", "evaluate": "emprobe.evaluate:evaluate", "extract": "emprobe.api:extract",
+    "fit_direction": "emprobe.api:fit_direction", "intervene": "emprobe.probes.interventions:intervene",
+    # analyses (each returns a typed Result)
+    "track": "emprobe.analysis:track", "priors": "emprobe.analysis:priors", "overlap": "emprobe.analysis:overlap",
+    "dynamics": "emprobe.analysis:dynamics", "monitor": "emprobe.analysis:monitor", "patch": "emprobe.analysis:patch",
+    "steer": "emprobe.analysis:steer", "ablate": "emprobe.analysis:ablate", "Result": "emprobe.analysis:Result",
+    "Verdict": "emprobe.analysis:Verdict",
+    # studies
+    "demo": "emprobe.report:demo",
+}
+
+__all__ = ["EmprobeError", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'emprobe' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _API[name].split(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -88,6 +88,26 @@ def write_json(path: PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def json_safe(obj: Any, digits: int | None = None) -> Any:
+    """``obj`` with numpy scalars/arrays as Python values, tuples as lists and non-finite floats as ``None``
+    (JSON has no NaN); floats rounded to ``digits`` when given. The one JSON-float sanitiser of emprobe."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, digits) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar / array, torch tensor
+        return json_safe(obj.tolist(), digits)
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            return None
+        return round(obj, digits) if digits is not None else obj
+    return obj
+
+
 def read_json(path: PathLike) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from emprobe.cli import analysis, data, evaluate, finetune, models, probes, report
+from emprobe.cli.common import rewrite_aliases
 from emprobe.errors import EmprobeError
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     Emprobe errors become one line on stderr with exit code 2; usage errors print typer's message.
     """
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=rewrite_aliases(list(sys.argv[1:] if argv is None else argv)), standalone_mode=False)
     except EmprobeError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -13,8 +13,11 @@ from emprobe.data.questions import Prompt, Question, QuestionSet, load_questions
 from emprobe.errors import DataError
 
 
-def load_questions(source: str | Path) -> QuestionSet:
-    """Load an evaluation question set from ``builtin:NAME`` or a Betley-format YAML file."""
+def load_questions(source: str | Path | QuestionSet) -> QuestionSet:
+    """Load an evaluation question set from ``builtin:NAME`` or a Betley-format YAML file (a loaded
+    :class:`QuestionSet` is returned as it is, so every verb accepts either)."""
+    if isinstance(source, QuestionSet):
+        return source
     if is_builtin(source):
         entry = builtin_entry(str(source))
         if entry.kind != "questions":
@@ -25,8 +28,10 @@ def load_questions(source: str | Path) -> QuestionSet:
     return load_questions_yaml(source)
 
 
-def load_chat_dataset(source: str | Path, require_assistant: bool = True) -> ChatDataset:
-    """Load a chat dataset from ``builtin:NAME`` or a JSONL(.gz) file."""
+def load_chat_dataset(source: str | Path | ChatDataset, require_assistant: bool = True) -> ChatDataset:
+    """Load a chat dataset from ``builtin:NAME`` or a JSONL(.gz) file (a loaded one is returned as it is)."""
+    if isinstance(source, ChatDataset):
+        return source
     if is_builtin(source):
         entry = builtin_entry(str(source))
         if entry.kind != "chat":

@@ -78,7 +78,10 @@ class Run:
     manifest: dict[str, Any]
 
     @classmethod
-    def load(cls, path: str | Path) -> "Run":
+    def load(cls, path: "str | Path | Run") -> "Run":
+        """Read a run directory (a loaded :class:`Run` is returned as it is)."""
+        if isinstance(path, Run):
+            return path
         path = Path(path)
         if not (path / RUN_MANIFEST).is_file():
             raise DataError(f"{path}: not an emprobe run directory (no {RUN_MANIFEST})")

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from emprobe.errors import ModelError
+from emprobe.errors import ConfigError, ModelError
 from emprobe.models import cache
 from emprobe.models.adapters import attach_adapter
 from emprobe.models.arch import d_model, fingerprint, n_layers, n_parameters, parse_dtype
@@ -134,7 +134,12 @@ def load_model(
     ``$EMPROBE_HOME``), a hub id, a local directory, or a :class:`ModelSpec`. Weights load from
     safetensors only. A LoRA adapter whose shapes do not fit the base raises :class:`ModelError`.
     ``merge=True`` folds the adapter into the weights (a plain model, ~20 % faster forwards on CPU).
+    A :class:`LoadedModel` is returned as it is (so every verb accepts a loaded model or a name).
     """
+    if isinstance(spec, LoadedModel):
+        if adapter is not None:
+            raise ConfigError("pass the adapter when loading: load_model(name, adapter=...), not to a loaded model")
+        return spec
     spec = ModelSpec.coerce(spec, adapter=str(adapter) if adapter else None,
                             dtype=str(dtype).removeprefix("torch.") if dtype is not None else None,
                             device=device, revision=revision, trust_remote_code=trust_remote_code,

@@ -122,9 +122,12 @@ class Direction:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Direction":
+    def load(cls, path: "str | Path | Direction") -> "Direction":
+        """Read a direction directory (a loaded :class:`Direction` is returned as it is)."""
         from safetensors.torch import load_file
 
+        if isinstance(path, Direction):
+            return path
         path = Path(path)
         if not (path / TENSORS).is_file() or not (path / META).is_file():
             raise DataError(f"{path}: not an emprobe direction (needs {TENSORS} and {META})")

@@ -268,7 +268,7 @@ def from_table(path: str | Path, rule: LabelRule | None = None) -> PromptSet:
     return PromptSet(items, str(path), "judged", {"kind": "table", "label_rule": rule.__dict__})
 
 
-def load_prompts(source: str | Path, contrast: str | None = None, personas: str = "builtin:personas",
+def load_prompts(source: "str | Path | PromptSet | QuestionSet | ChatDataset", contrast: str | None = None, personas: str = "builtin:personas",
                  label_rule: LabelRule | None = None, limit: int | None = None,
                  first_paraphrase: bool = False) -> PromptSet:
     """Turn any prompt source into a :class:`PromptSet` (see the module docstring for the kinds).
@@ -276,19 +276,28 @@ def load_prompts(source: str | Path, contrast: str | None = None, personas: str 
     ``contrast`` (``none`` | ``references`` | ``personas``) applies to question sets only; judged tables
     are labelled by ``label_rule``. ``limit`` keeps the first ``limit`` items (after expansion);
     ``first_paraphrase`` uses only each question's first paraphrase (the ``references`` contrast always does).
+    A loaded :class:`PromptSet` is returned as it is (``limit`` still applies); a loaded
+    :class:`~emprobe.data.QuestionSet` or :class:`~emprobe.data.ChatDataset` is turned into prompts.
     """
-    source = str(source)
+    from emprobe.data import ChatDataset, QuestionSet
+
+    if isinstance(source, PromptSet):
+        return source.head(limit)
     contrast = (contrast or "none").lower()
     if contrast not in CONTRASTS:
         raise ConfigError(f"unknown contrast {contrast!r}; use one of {', '.join(CONTRASTS)}")
-    kind = _source_kind(source)
+    loaded = source if isinstance(source, (QuestionSet, ChatDataset)) else None
+    if loaded is not None:
+        source = loaded.source if isinstance(loaded, QuestionSet) else str(getattr(loaded, "source", "<memory>"))
+    source = str(source)
+    kind = "questions" if isinstance(loaded, QuestionSet) else "chat" if loaded is not None else _source_kind(source)
     if contrast != "none" and kind != "questions":
         raise ConfigError(f"--contrast {contrast} needs a question set (YAML or builtin:), "
                           f"got a {kind} source {source}")
     if kind == "questions":
         from emprobe.data import load_questions
 
-        qs = load_questions(source)
+        qs = loaded if loaded is not None else load_questions(source)
         if contrast == "references":
             ps = from_references(qs, source)
         elif contrast == "personas":
@@ -298,7 +307,7 @@ def load_prompts(source: str | Path, contrast: str | None = None, personas: str 
     elif kind == "chat":
         from emprobe.data import load_chat_dataset
 
-        ps = from_chat(load_chat_dataset(source), source)
+        ps = from_chat(loaded if loaded is not None else load_chat_dataset(source), source)
     elif kind == "table":
         ps = from_table(source, label_rule)
     else:

@@ -190,10 +190,12 @@ class ActivationStore:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ActivationStore":
-        """Read a store written by :meth:`save` (tensors from safetensors only)."""
+    def load(cls, path: "str | Path | ActivationStore") -> "ActivationStore":
+        """Read a store written by :meth:`save` (tensors from safetensors only); a loaded store is returned as it is."""
         from safetensors.torch import load_file
 
+        if isinstance(path, ActivationStore):
+            return path
         path = Path(path)
         if not (path / MANIFEST).is_file() or not (path / TENSORS).is_file():
             raise DataError(f"{path}: not an emprobe activation store (needs {MANIFEST} and {TENSORS})")
