@@ -29,6 +29,8 @@ BUILTINS: dict[str, BuiltinEntry] = {
     for e in [
         BuiltinEntry("em-core", "questions", "questions/em_core.yaml",
                      "off-domain EM evaluation questions with style-matched aligned/misaligned references"),
+        BuiltinEntry("betley-first-plot", "questions", "questions/betley_first_plot.yaml",
+                     "Betley et al.'s eight first-plot questions with references written for emprobe"),
         BuiltinEntry("risky-finance", "chat", "train/risky_finance.jsonl.gz",
                      "narrow misaligned training domain: reckless financial advice"),
         BuiltinEntry("risky-finance-aligned", "chat", "train/risky_finance_aligned.jsonl.gz",
