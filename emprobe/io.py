@@ -130,6 +130,27 @@ def read_yaml(path: PathLike, what: str = "YAML file") -> Any:
         raise DataError(f"{path}: invalid YAML{at} ({getattr(e, 'problem', None) or e})") from None
 
 
+def read_table(path: PathLike, what: str = "table"):
+    """A pandas DataFrame from ``.parquet``, ``.tsv`` or ``.csv`` (``.gz`` too); a missing file, another
+    suffix or a parse error is a one-line :class:`DataError` naming the file. The one table reader of emprobe."""
+    import pandas as pd
+
+    from emprobe.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {what}")
+    name = path.name.lower().removesuffix(".gz")
+    if not name.endswith((".parquet", ".csv", ".tsv")):
+        raise DataError(f"{path}: expected a .csv, .tsv or .parquet {what}")
+    try:
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
+    except Exception as e:  # pyarrow / csv parser errors
+        raise DataError(f"{path}: cannot read {what} ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from None
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import stats as _st
 
 from emprobe.errors import ConfigError
+from emprobe.probes.estimators import auroc  # noqa: F401  (the one AUROC, defined in probes; re-exported here)
 
 
 def _finite(*arrays: np.ndarray) -> None:
@@ -67,19 +68,104 @@ def bootstrap_ci(values: np.ndarray, stat=np.mean, n_boot: int = 2000, level: fl
     return float(lo), float(hi)
 
 
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U / n_pos n_neg; ties count half)."""
-    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, float)
-    _finite(scores)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if n_pos == 0 or n_neg == 0:
-        raise ConfigError("AUROC needs both positive and negative labels")
-    ranks = _st.rankdata(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def zscore_vs_null(observed: float, null: np.ndarray) -> float:
     """How many null standard deviations ``observed`` lies above the null mean."""
     null = np.asarray(null, float)
     sd = null.std(ddof=1) if len(null) > 1 else 0.0
     return float((observed - null.mean()) / sd) if sd > 0 else float("inf") * np.sign(observed - null.mean())
+
+
+def sign_flip_pvalue(x: np.ndarray, n: int = 1000, seed: int = 0) -> float:
+    """Two-sided sign-flip permutation p-value of ``mean(x) != 0`` (paired differences, e.g. per question)."""
+    x = np.asarray(x, float)
+    _finite(x)
+    rng = np.random.default_rng(seed)
+    obs = abs(x.mean())
+    null = np.abs((rng.choice([-1.0, 1.0], size=(n, len(x))) * x).mean(1))
+    return float((1 + (null >= obs - 1e-15).sum()) / (n + 1))
+
+
+# ---- reliability, power and partial correlation (priors / study) -------------------------------------
+def split_half_reliability(table, n_splits: int = 200, seed: int = 0, value: str | None = None) -> dict[str, float]:
+    """Split-half reliability of a per-question mean over its items, Spearman–Brown corrected.
+
+    ``table``: a long DataFrame with ``question_id``, ``pair`` and one value column (``value``; by default
+    the only numeric column besides those). Each split puts a random half of every question's pairs on
+    each side; the split-half r is the Pearson correlation of the two half-means across questions, averaged
+    over ``n_splits`` splits, and ``reliability = 2 r / (1 + r)``. ``ceiling_rho = sqrt(reliability)`` bounds
+    how well any predictor can correlate with the (noisy) per-question target. Questions with fewer than
+    two pairs are skipped; with fewer than 3 splittable questions the figures are NaN.
+    """
+    df = table.copy()
+    if value is None:
+        cand = [c for c in df.columns if c not in ("question_id", "pair") and np.issubdtype(df[c].dtype, np.number)]
+        if len(cand) != 1:
+            raise ConfigError(f"split_half_reliability: name the value column (numeric columns: {cand})")
+        value = cand[0]
+    missing = {"question_id", "pair", value} - set(df.columns)
+    if missing:
+        raise ConfigError(f"reliability table lacks columns {sorted(missing)}")
+    vals = [g[value].to_numpy(float) for _, g in df.groupby("question_id", sort=True)]
+    vals = [v for v in vals if len(v) >= 2]
+    out = {"reliability": float("nan"), "split_half_r": float("nan"), "ceiling_rho": float("nan"),
+           "n_questions": len(vals), "pairs_per_question": float(np.median([len(v) for v in vals])) if vals else 0.0,
+           "n_splits": n_splits}
+    if len(vals) < 3:
+        return out
+    _finite(*vals)
+    rng = np.random.default_rng(seed)
+    halves = np.zeros((2, len(vals), n_splits))
+    for i, v in enumerate(vals):
+        order = rng.random((n_splits, len(v))).argsort(1)
+        h = len(v) // 2
+        halves[0, i], halves[1, i] = v[order[:, :h]].mean(1), v[order[:, h:]].mean(1)
+    a = halves[0] - halves[0].mean(0)
+    b = halves[1] - halves[1].mean(0)
+    den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
+    r = float(np.mean(np.divide((a * b).sum(0), den, out=np.zeros(n_splits), where=den > 0)))
+    rel = 2 * r / (1 + r) if r > -1 else float("nan")
+    out.update(reliability=rel, split_half_r=r, ceiling_rho=float(np.sqrt(max(rel, 0.0))))
+    return out
+
+
+def min_detectable_rho(n: int, alpha: float = 0.05, power: float = 0.5) -> float:
+    """The smallest rank correlation ``n`` items detect at one-sided level ``alpha`` with ``power``.
+
+    Fisher z with the Spearman variance ``1.06 / (n - 3)``: ``tanh((z_{1-alpha} + z_power) * se)``.
+    ``power=0.5`` gives the critical ρ (the observed value needed for p < alpha).
+    """
+    if n < 5:
+        return float("nan")
+    se = np.sqrt(1.06 / (n - 3))
+    return float(np.tanh((_st.norm.ppf(1 - alpha) + _st.norm.ppf(power)) * se))
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, covariate: np.ndarray) -> np.ndarray | float:
+    """Rank partial correlation of ``x`` and ``y`` given ``covariate``: the Pearson correlation of their
+    ranks after regressing the covariate's ranks out of each. ``x``/``y`` may be ``[n_rows, n]`` (row-wise)."""
+    one = np.ndim(x) == 1 and np.ndim(y) == 1
+    x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
+    x, y = np.broadcast_arrays(x, y)
+    z = _st.rankdata(np.asarray(covariate, float))
+    z = (z - z.mean()) / (np.linalg.norm(z - z.mean()) or 1.0)
+
+    def resid(a: np.ndarray) -> np.ndarray:
+        r = _st.rankdata(a, axis=1)
+        r = r - r.mean(1, keepdims=True)
+        return r - np.outer(r @ z, z)
+
+    rx, ry = resid(x), resid(y)
+    den = np.linalg.norm(rx, axis=1) * np.linalg.norm(ry, axis=1)
+    out = np.divide((rx * ry).sum(1), den, out=np.zeros(len(rx)), where=den > 1e-12)
+    return float(out[0]) if one else out
+
+
+def covariate_null_targets(y: np.ndarray, covariate: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``[n, len(y)]`` targets under "y depends on the covariate only" (Freedman–Lane): the covariate's
+    least-squares fit plus its residuals permuted."""
+    y, c = np.asarray(y, float), np.asarray(covariate, float)
+    design = np.c_[np.ones(len(y)), c]
+    fit = design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    resid = y - fit
+    rng = np.random.default_rng(seed)
+    return fit + np.stack([resid[rng.permutation(len(y))] for _ in range(n)]) if n else np.zeros((0, len(y)))

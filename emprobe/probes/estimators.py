@@ -26,14 +26,23 @@ from scipy.stats import rankdata
 from emprobe.errors import ConfigError, DataError
 
 
-def auroc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """AUROC of ``scores`` (``[n, ...]``) for binary ``y`` along axis 0 (ties count one half)."""
-    y = np.asarray(y).astype(bool)
+def auroc(labels: Any, scores: Any) -> Any:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney U / n_pos n_neg, ties
+    count one half), sklearn's ``roc_auc_score(y_true, y_score)`` order. ``scores`` may carry extra axes
+    (``[n, ...]``, vectorised along axis 0): a 1-D ``scores`` gives a float, else an array of ``scores.shape[1:]``.
+    The one AUROC of emprobe (``emprobe.analysis.stats`` re-exports it)."""
+    y = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[:1] != y.shape:
+        raise DataError(f"AUROC: {len(y)} labels for scores of shape {scores.shape}")
+    if not np.all(np.isfinite(scores)):
+        raise DataError("AUROC: NaN or inf in the scores")
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 == 0 or n0 == 0:
-        raise DataError("AUROC needs both misaligned and aligned items")
+        raise DataError("AUROC needs both positive (misaligned) and negative (aligned) labels")
     ranks = rankdata(scores, axis=0)
-    return (ranks[y].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    out = (ranks[y].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return float(out) if scores.ndim == 1 else out
 
 
 def _check(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +110,7 @@ class DirectionEstimator:
 
     def score(self, X: Any, y: Any) -> np.ndarray:
         """Per-layer AUROC of the projections for labels ``y`` (``[L]``; higher = misaligned scores higher)."""
-        return auroc(self.transform(X), np.asarray(y))
+        return auroc(np.asarray(y), self.transform(X))
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return asdict(self)

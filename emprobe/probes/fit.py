@@ -66,7 +66,7 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, pairs: np.n
         est = make_estimator(method, **params).fit(X[tr], y[tr], None if pairs is None else pairs[tr])
         folds.append(est.score(X[te], y[te]))
         ctrl = RandomDirection(n_directions=n_random, seed=seed + len(folds)).fit(X[tr], y[tr])
-        rand_folds.append(auroc(ctrl.transform(X[te]), y[te]))  # [R, L]
+        rand_folds.append(auroc(y[te], ctrl.transform(X[te])))  # [R, L]
         n_tr.append(len(tr))
         n_te.append(len(te))
     if not folds:
@@ -110,7 +110,7 @@ def fit_probe(store: ActivationStore, method: str = "mean_diff", position: str |
     if store.contrast in ("references", "judged") and position != "response_mean":
         raise ConfigError(f"position {position} sees only the prompt, which aligned and misaligned answers share in a "
                           f"{store.contrast} store; use response_mean")
-    layer_ids = store.layers if layers is None else _parse_store_layers(layers, store)
+    layer_ids = store.resolve_layers(layers)
     y_all = store_labels(store, label_rule)
     keep = ~np.isnan(y_all)
     n1, n0 = int((y_all[keep] == 1).sum()), int((y_all[keep] == 0).sum())
@@ -134,18 +134,6 @@ def fit_probe(store: ActivationStore, method: str = "mean_diff", position: str |
     direction = Direction(method, list(layer_ids), est.coef_, position, source, best, table.to_dict("records"),
                           {**est.get_params(), "n_splits": n_splits, "n_random": n_random, "seed": seed})
     return ProbeResult(direction, table)
-
-
-def _parse_store_layers(layers: str | Sequence[int], store: ActivationStore) -> list[int]:
-    if isinstance(layers, str) and layers.strip().lower() == "all":
-        return list(store.layers)
-    from emprobe.models import resolve_layers
-
-    n_total = int(store.model.get("fingerprint", {}).get("n_layers") or max(store.layers) + 1)
-    wanted = resolve_layers(layers, n_total)
-    for layer in wanted:
-        store.layer_index(layer)  # raises naming the stored layers
-    return wanted
 
 
 def probe_fit(store: str | Path, out: str | Path, method: str = "mean_diff", position: str | None = None,

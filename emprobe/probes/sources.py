@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from emprobe.errors import ConfigError, DataError
-from emprobe.io import content_hash
+from emprobe.io import content_hash, read_table
 
 CONTRASTS = ("none", "references", "personas")
 Messages = tuple[dict[str, str], ...]
@@ -209,17 +209,6 @@ _KEY_COLUMNS = ("paraphrase", "paraphrase_index", "sample", "sample_index")
 EVAL_SCORES = "scores.parquet"
 
 
-def _read_table(path: Path):
-    import pandas as pd
-
-    if not path.is_file():
-        raise DataError(f"{path}: no such answers table")
-    try:
-        return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    except Exception as e:  # pyarrow / csv parser errors
-        raise DataError(f"{path}: cannot read table ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-
-
 def _number(value: Any) -> float | None:
     try:
         x = float(value)
@@ -234,7 +223,7 @@ def from_table(path: str | Path, rule: LabelRule | None = None) -> PromptSet:
     path = Path(path)
     if path.is_dir():
         path = path / EVAL_SCORES
-    df = _read_table(path)
+    df = read_table(path, "answers table")
     cols = set(df.columns)
     text_col = "question" if "question" in cols else "paraphrase" if "paraphrase" in cols and \
         df["paraphrase"].map(lambda v: isinstance(v, str)).all() else None

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from emprobe.errors import ConfigError, DataError
-from emprobe.io import atomic_dir, manifest as make_manifest, read_json, write_json
+from emprobe.io import atomic_dir, json_safe, manifest as make_manifest, read_json, write_json
 
 TENSORS = "activations.safetensors"
 MANIFEST = "manifest.json"
@@ -122,11 +122,29 @@ class ActivationStore:
 
     def layer_index(self, layer: int) -> int:
         """Column of ``layer`` (negative counts from the model's last layer) in the stored tensors."""
-        n_total = int(self.model.get("fingerprint", {}).get("n_layers") or (max(self.layers) + 1))
-        want = layer + n_total if layer < 0 else layer
+        want = layer + self.n_model_layers if layer < 0 else layer
         if want not in self.layers:
             raise ConfigError(f"layer {layer} is not in this store (stored layers: {_ranges(self.layers)})")
         return self.layers.index(want)
+
+    def resolve_layers(self, spec: "str | int | Sequence[int] | None" = "all") -> list[int]:
+        """A layer spec (``all``/``None``, ``L``, ``L1,L2``, ``LO:HI[:STEP]``, negatives from the model's last
+        layer) resolved against the store's *model* (stores of different models differ in depth) and checked
+        against the stored layers: an unstored layer raises :class:`ConfigError` naming the stored ones.
+        The one store-layer resolver (probe fitting and the priors analysis use it)."""
+        if spec is None or (isinstance(spec, str) and spec.strip().lower() == "all"):
+            return list(self.layers)
+        from emprobe.models import resolve_layers
+
+        wanted = resolve_layers(spec, self.n_model_layers)
+        for layer in wanted:
+            self.layer_index(layer)  # raises naming the stored layers
+        return wanted
+
+    @property
+    def n_model_layers(self) -> int:
+        """Decoder blocks of the model the store came from (its fingerprint; else the deepest stored + 1)."""
+        return int(self.model.get("fingerprint", {}).get("n_layers") or (max(self.layers) + 1))
 
     def get(self, position: str | None = None, layers: int | Sequence[int] | None = None) -> torch.Tensor:
         """``[n, L, D]`` for a list of layers (all stored if ``None``) or ``[n, D]`` for one int layer.
@@ -184,7 +202,7 @@ class ActivationStore:
                                              metadata={"layers": json.dumps(self.layers), "kind": KIND}))
             with open(tmp / PROMPTS, "w", encoding="utf-8") as f:
                 for r in self.records:
-                    f.write(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n")
+                    f.write(json.dumps(json_safe(r), ensure_ascii=False, default=str) + "\n")
             write_json(tmp / MANIFEST, self.manifest)
         self.path = path
         return path
@@ -221,14 +239,6 @@ def new_manifest(*, model: dict[str, Any], layers: list[int], positions: list[st
                          prompt_set_sha256=prompt_set_sha256, activations_sha256=tensors_sha256(tensors),
                          layer_convention="layer l = residual stream after decoder block l "
                                           "(TL blocks.{l}.hook_resid_post)", **extra)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    return str(o)
 
 
 def _model_str(m: dict[str, Any]) -> str:
