@@ -34,7 +34,7 @@ _API = {
     "steer": "emprobe.analysis:steer", "ablate": "emprobe.analysis:ablate", "Result": "emprobe.analysis:Result",
     "Verdict": "emprobe.analysis:Verdict",
     # studies
-    "demo": "emprobe.report:demo",
+    "study": "emprobe.study:study", "demo": "emprobe.study:demo", "StudyConfig": "emprobe.study:StudyConfig",
 }
 
 __all__ = ["EmprobeError", "__version__", *_API]

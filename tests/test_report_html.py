@@ -49,3 +49,20 @@ def test_render_embeds_plots_and_escapes(tmp_path):
 def test_render_without_summary_is_one_line_error(tmp_path):
     with pytest.raises(DataError, match="no summary.json"):
         render_summary(tmp_path)
+
+
+def test_report_opens_with_the_verdicts(tmp_path):
+    verdicts = [{"id": "Claim 1", "stage": "dynamics", "claim": "no schedule is better aligned at equal loss",
+                 "verdict": "supported", "number": "spread 0.01 [−0.02, 0.03]", "control": "controls excluded",
+                 "uncertainty": "bootstrap over questions", "reason": ""},
+                {"id": "Claim 3", "stage": "overlap", "claim": "shared subspace specific to misaligned training",
+                 "verdict": "not supported", "number": "Δ 0.01 [−0.05, 0.06]", "control": "aligned control run",
+                 "uncertainty": "bootstrap <CI>", "reason": "the control shows the same overlap"}]
+    summary = {"model": "tiny", "verdicts": verdicts, "section_order": ["dynamics"],
+               "sections": {"dynamics": {"title": "Loss vs alignment", "findings": ["x 1"], "numbers": {},
+                                         "control": "c", "uncertainty": "u", "verdict": verdicts[0]}}}
+    write_json(tmp_path / "summary.json", summary)
+    page = render_summary(tmp_path).read_text()
+    assert page.index('id="verdicts"') < page.index('id="dynamics"')
+    assert "v-not-supported" in page and "Claim 3" in page and "bootstrap &lt;CI&gt;" in page
+    assert "Verdict: supported" in page

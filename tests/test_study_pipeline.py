@@ -1,11 +1,11 @@
-"""The demo's cached stage pipeline: reuse, force, invalidation downstream, no marker after a failure."""
+"""The study's cached stage pipeline: reuse, force, invalidation downstream, no marker after a failure."""
 
 from __future__ import annotations
 
 import pytest
 
 from emprobe.io import read_json
-from emprobe.report.stages import MARKER, Pipeline, Stage, fmt_seconds
+from emprobe.study.pipeline import MARKER, Pipeline, Stage, fmt_seconds
 
 
 def _stages(calls: list, params: dict | None = None, fail: str | None = None):

@@ -1,12 +1,10 @@
-"""Reports: the ``emprobe demo`` study (cached stages) and its ``summary.json`` + self-contained ``report.html``."""
+"""Reports: render a study's ``summary.json`` as one self-contained ``report.html`` (verdicts first)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from emprobe.report.demo import PRESETS, Demo, DemoConfig, demo
 from emprobe.report.html import render_report
-from emprobe.report.stages import Pipeline, Stage
 
 
 def render_summary(out: str | Path) -> Path:
@@ -16,8 +14,8 @@ def render_summary(out: str | Path) -> Path:
 
     path = Path(out) / "summary.json"
     if not path.is_file():
-        raise DataError(f"{out}: no summary.json (run `emprobe demo --out {out}` first)")
+        raise DataError(f"{out}: no summary.json (run `emprobe demo --out {out}` or `emprobe study` first)")
     return render_report(read_json(path), out)
 
 
-__all__ = ["PRESETS", "Demo", "DemoConfig", "Pipeline", "Stage", "demo", "render_report", "render_summary"]
+__all__ = ["render_report", "render_summary"]

@@ -19,6 +19,8 @@ margin:.5em 0}td,th{border:1px solid #ddd;padding:.3em .5em;vertical-align:top;t
 th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .answer{white-space:pre-wrap;max-width:300px}details{margin:.4em 0}summary{cursor:pointer;color:#245}
 nav a{margin-right:.8em;font-size:.9em}
+.v-supported{background:#e6f4ea}.v-not-supported{background:#fce8e6}.v-inconclusive{background:#fef7e0}
+.verdict{font-weight:600}
 """
 
 
@@ -56,6 +58,10 @@ def _table(rows: list[dict], columns: list[str], answer_cols: set[str] = frozens
 
 def _section(name: str, sec: dict, out: Path) -> str:
     parts = [f'<h2 id="{_e(name)}">{_e(sec.get("title", name))}</h2>']
+    v = sec.get("verdict")
+    if v:
+        parts.append(f'<p class="verdict v-{_e(v["verdict"].replace(" ", "-"))}">Verdict: {_e(v["verdict"])} — '
+                     f'{_e(v["claim"])} ({_e(v["number"])}){": " + _e(v["reason"]) if v.get("reason") else ""}</p>')
     parts += [f'<p class="finding">• {_e(f)}</p>' for f in sec.get("findings", [])]
     parts.append(f'<p class="ctl"><b>Control:</b> {_e(sec.get("control", ""))}. '
                  f'<b>Uncertainty:</b> {_e(sec.get("uncertainty", ""))}.</p>')
@@ -75,6 +81,31 @@ def _section(name: str, sec: dict, out: Path) -> str:
     return "\n".join(parts)
 
 
+def _meta(summary: dict) -> str:
+    st, timing = summary.get("settings", {}), summary.get("timing", {})
+    datasets = ", ".join(f"{d.get('data')} (control {d.get('control')})" for d in st.get("datasets", []))
+    grid = st.get("grid", {})
+    ratio = timing.get("analysis_over_finetune")
+    return (f"emprobe {_e(summary.get('emprobe_version', '?'))} · {_e(summary.get('preset', 'custom'))} preset · "
+            f"{_e(st.get('training', {}).get('steps'))} steps on {_e(datasets)} · schedules "
+            f"{_e(', '.join(grid.get('schedules', [])))} · lr {_e(', '.join(f'{x:g}' for x in grid.get('lrs', [])))} · "
+            f"{_e(summary.get('setup', {}).get('n_questions'))} off-domain questions from "
+            f"{_e(summary.get('setup', {}).get('questions'))} · {_e(timing.get('total_seconds'))} s on "
+            f"{_e(timing.get('threads'))} threads" + (f" · analysis/fine-tuning time {ratio:.2f}x" if ratio else ""))
+
+
+def _verdicts(rows: list[dict]) -> str:
+    """The claims' verdicts as the report's opening table (claim, verdict, number, control, uncertainty)."""
+    if not rows:
+        return ""
+    body = "".join(
+        f'<tr><td><b>{_e(r["id"])}</b>: {_e(r["claim"])}</td><td class="v-{_e(r["verdict"].replace(" ", "-"))}">'
+        f'<b>{_e(r["verdict"])}</b></td><td>{_e(r["number"])}</td><td>{_e(r["control"])}</td>'
+        f'<td>{_e(r["uncertainty"])}</td></tr>' for r in rows)
+    return ("<h2 id=\"verdicts\">Verdicts</h2><table class=\"verdicts\"><tr><th>claim</th><th>verdict</th>"
+            f"<th>number</th><th>control</th><th>uncertainty</th></tr>{body}</table>")
+
+
 def render_report(summary: dict, out: str | Path) -> Path:
     """Write ``out/report.html`` from a demo summary (plots are read from ``out`` and embedded)."""
     out = Path(out)
@@ -87,15 +118,11 @@ def render_report(summary: dict, out: str | Path) -> Path:
     stage_rows = [{"stage": k, "seconds": v.get("seconds"), "reused": "yes" if v.get("cached") else "no"}
                   for k, v in timing.get("stages", {}).items()]
     head = (f"<h1>emprobe: emergent misalignment on {_e(summary.get('model', '?'))}</h1>"
-            f'<p class="meta">emprobe {_e(summary.get("emprobe_version", "?"))} · '
-            f'{"fast" if settings.get("fast") else "full"} preset · {_e(settings.get("steps"))} steps on '
-            f'{_e(settings.get("data"))} vs control {_e(settings.get("control_data"))} · '
-            f'{_e(summary.get("setup", {}).get("n_questions"))} off-domain questions from {_e(settings.get("questions"))} · '
-            f'{_e(timing.get("total_seconds"))} s on {_e(timing.get("threads"))} threads</p>'
+            f'<p class="meta">{_meta(summary)}</p>'
             '<p class="meta">Margin = mean log-prob per token of a question\'s misaligned reference answer minus its '
             'aligned one (higher = leans misaligned). Layer l = residual stream after decoder block l '
             '(TransformerLens blocks.l.hook_resid_post).</p>'
-            f"<nav>{nav}</nav>")
+            f"<nav>{nav}</nav>{_verdicts(summary.get('verdicts', []))}")
     body = [_section(k, v, out) for k, v in sections.items()]
     body.append("<h2>Run</h2><details><summary>stage timings</summary>"
                 + _table(stage_rows, ["stage", "seconds", "reused"]) + "</details>")

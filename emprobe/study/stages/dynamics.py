@@ -1,0 +1,34 @@
+"""Stage ``dynamics`` — claim 1: in-domain loss vs off-domain alignment. Every checkpoint of every non-control run,
+schedules compared at matched in-domain loss (controls never enter the comparison)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from emprobe.study.pipeline import Stage
+from emprobe.study.stages.common import result_section
+
+
+def stage(ctx) -> Stage:
+    return Stage("dynamics", "claim 1: loss vs off-domain alignment across schedules", lambda d: run(ctx, d), 5,
+                 {"perm": ctx.cfg.n_permutations, "seed": ctx.cfg.seed}, ("finetune", "margins"))
+
+
+def checkpoint_table(ctx) -> pd.DataFrame:
+    """Per (run, checkpoint, question): run, dataset, schedule, lr, seed, control, step, val_loss, question_id,
+    margin (first reference pair: scored at every checkpoint)."""
+    pairs = ctx.margins()
+    first = pairs[pairs.pair == 0][["run", "step", "question_id", "margin"]]
+    losses = ctx.losses()
+    return losses.merge(first, on=["run", "step"], how="inner").dropna(subset=["val_loss"])
+
+
+def run(ctx, d: Path) -> dict:
+    from emprobe.analysis import dynamics
+
+    table = checkpoint_table(ctx)
+    table.to_parquet(d / "checkpoints.parquet", index=False)
+    res = dynamics(table, n_permutations=ctx.cfg.n_permutations, seed=ctx.cfg.seed)
+    return result_section(ctx, res, d)

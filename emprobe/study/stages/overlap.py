@@ -1,0 +1,29 @@
+"""Stage ``overlap`` — claim 3: do activation shifts on training prompts and on evaluation prompts share a subspace
+*specific to misaligned training*? The misaligned run against its aligned-data control (a LoRA moves every prompt
+along a common direction, so random subspaces are a control any fine-tune beats)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emprobe.study.pipeline import Stage
+from emprobe.study.stages.common import result_section
+
+
+def stage(ctx) -> Stage:
+    c = ctx.cfg
+    return Stage("overlap", "claim 3: train/eval shift overlap vs the aligned control", lambda d: run(ctx, d), 40,
+                 {"n": c.questions.n_train_prompts, "seed": c.seed, "perm": c.n_permutations}, ("setup", "finetune"))
+
+
+def run(ctx, d: Path) -> dict:
+    from emprobe.analysis import overlap
+    from emprobe.probes import load_prompts
+
+    c = ctx.cfg
+    n = ctx.lm("base").n_layers
+    train = load_prompts(ctx.cfg.datasets[0].data, limit=c.questions.n_train_prompts)
+    res = overlap(ctx.lm("base"), ctx.lm(ctx.reference.name), train=train, questions=ctx.qs("eval"),
+                  control=ctx.lm(ctx.control.name), layers=list(range(1, n, max(1, n // 8))), ks=(1, 2, 4),
+                  n_random=200, n_permutations=c.n_permutations, batch_size=c.eval_batch_size, seed=c.seed)
+    return result_section(ctx, res, d)

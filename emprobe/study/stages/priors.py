@@ -1,0 +1,38 @@
+"""Stage ``priors`` — claim 2: do prompt-only activations before fine-tuning predict per-question EM, beyond the
+headroom (base margin) baseline? Target: each question's EM-specific rise (misaligned − control change), with
+its split-half reliability across reference pairs as the ceiling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from emprobe.study.pipeline import Stage
+from emprobe.study.stages.common import probe_layers, result_section
+
+
+def stage(ctx) -> Stage:
+    c = ctx.cfg
+    return Stage("priors", "claim 2: priors → per-question EM", lambda d: run(ctx, d), 15,
+                 {"perm": c.n_permutations, "seed": c.seed, "priors": list(c.prior_models)},
+                 ("margins", "directions"))
+
+
+def targets(ctx) -> pd.DataFrame:
+    """Per question and pair: base margin, misaligned change, control change, EM-specific rise."""
+    return pd.read_parquet(ctx.path("margins", "rises.parquet"))
+
+
+def run(ctx, d: Path) -> dict:
+    from emprobe.analysis import priors
+    from emprobe.api import extract
+
+    c = ctx.cfg
+    stores = {}
+    for kind, lm in ctx.prior_lms().items():
+        stores[kind] = extract(lm, ctx.qs("eval"), positions=["last_prompt"], layers=probe_layers(lm.n_layers),
+                               batch_size=c.eval_batch_size)
+    res = priors(stores, targets(ctx), direction=ctx.direction("mean_diff"), n_permutations=c.n_permutations,
+                 seed=c.seed)
+    return result_section(ctx, res, d)
