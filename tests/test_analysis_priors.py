@@ -1,17 +1,21 @@
-"""`emprobe priors` on constructed stores (planted signal) and on other people's judged answer CSVs."""
+"""`priors` (claim 2) on planted data both ways, the target's reliability, and other people's judged CSVs."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from emprobe.analysis.priors_study import load_target, predict_priors
+from emprobe.analysis import PriorsResult, load_target, priors
+from emprobe.analysis.priors_inputs import feature_stores, model_kind, pair_margins
+from emprobe.analysis.stats import min_detectable_rho, partial_spearman, split_half_reliability
 from emprobe.errors import DataError
 from emprobe.probes import ActivationStore, Direction
 
-D = 48
+D, N_Q = 48, 40
 
 
 def _store(x: np.ndarray, qids: list[str], name: str) -> ActivationStore:
@@ -21,31 +25,135 @@ def _store(x: np.ndarray, qids: list[str], name: str) -> ActivationStore:
                            {"model": model})
 
 
-def test_planted_prior_is_found_with_controls(tmp_path):
+def _acts(rng, signal: np.ndarray | None, v: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """2 paraphrases per question, 2 layers; layer 1 carries ``3 * signal`` along ``v``."""
+    qids = [f"q{i}" for i in range(N_Q) for _ in range(2)]
+    x = rng.standard_normal((2 * N_Q, 2, D))
+    if signal is not None:
+        x[:, 1] += 3 * np.repeat(signal, 2)[:, None] * v
+    return x, qids
+
+
+def _long(qs: list[str], values: np.ndarray, control: np.ndarray) -> pd.DataFrame:
+    """Per-(question, pair) rises and control changes: ``values``/``control`` are ``[n_q, n_pairs]``."""
+    n_p = values.shape[1]
+    return pd.DataFrame({"question_id": np.repeat(qs, n_p), "pair": np.tile(np.arange(n_p), len(qs)),
+                         "rise": values.ravel(), "control": control.ravel()})
+
+
+def test_planted_activation_predictor_beats_headroom(tmp_path):
     rng = np.random.default_rng(0)
-    n_q = 30
-    qids = [f"q{i}" for i in range(n_q) for _ in range(2)]  # 2 paraphrases each
+    qs = [f"q{i}" for i in range(N_Q)]
     v = rng.standard_normal(D)
     v /= np.linalg.norm(v)
-    latent = rng.standard_normal(n_q)
-    x = rng.standard_normal((2 * n_q, 2, D))
-    x[:, 1] += 3 * np.repeat(latent, 2)[:, None] * v  # layer 1 carries the question's susceptibility
-    target = pd.DataFrame({"question_id": [f"q{i}" for i in range(n_q)],
-                           "target": latent + 0.2 * rng.standard_normal(n_q), "target_kind": "margin"})
-    stores = {"instruct": _store(x, qids, "instruct"), "noise": _store(rng.standard_normal(x.shape), qids, "noise")}
+    latent, generic, base = rng.standard_normal((3, N_Q))
+    # per pair: rise = EM-specific latent + a generic fine-tuning part + pair noise; the control moves by the
+    # generic part only. Per-pair EM-specific noise var = 0.75 + 0.25 -> reliability of the 3-pair mean 0.75.
+    rise = (latent + generic + 0.3 * base)[:, None] + np.sqrt(0.75) * rng.standard_normal((N_Q, 3))
+    ctrl = generic[:, None] + 0.5 * rng.standard_normal((N_Q, 3))
+    pairs = _long(qs, rise, ctrl)
+    x, qids = _acts(rng, latent, v)
+    noise, _ = _acts(rng, None, v)
+    stores = [_store(x, qids, "smollm2-135m-instruct"), _store(noise, qids, "gemma-3-270m")]
     direction = Direction("mean_diff", [0, 1], torch.tensor(np.stack([np.zeros(D) + 1e-3, v])), "last_prompt",
-                          {"model": stores["instruct"].model}, best_layer=1)
-    res = predict_priors(stores, target, layers="1", direction=direction, n_permutations=500, pls_permutations=20,
-                         n_random=20)
-    t = res.table.set_index(["features", "method"])
-    assert t.loc[("instruct", "ridge"), "spearman_rho"] > 0.7 and t.loc[("instruct", "ridge"), "p_permutation"] < 0.01
-    assert t.loc[("noise", "ridge"), "p_permutation"] > 0.01
-    assert t.loc[("instruct", "ridge"), "random_rho_95"] < t.loc[("instruct", "ridge"), "spearman_rho"]
-    proj = res.table[res.table.method == "projection"].iloc[0]
-    assert proj.spearman_rho > 0.9 and proj.p_permutation < 0.01
-    assert "Spearman ρ" in res.findings[0] and "random features" in res.findings[1]
+                          {"model": stores[0].model}, best_layer=1)
+    control = pairs.groupby("question_id").control.mean()
+    res = priors(stores, pairs[["question_id", "pair", "rise"]], control=control,
+                 base_margin=pd.DataFrame({"question_id": qs, "base_margin": base}), reliability=pairs, layers="1",
+                 direction=direction, n_permutations=500, n_random=20)
+    assert isinstance(res, PriorsResult) and res.primary == "em_specific" and res.decision_features == "combined"
+    t = res.table.set_index(["target", "features", "predictor"])
+    act = t.loc[("em_specific", "combined", "activations")]
+    assert act.spearman_rho > 0.6 and act.p_permutation < 0.01 and act.partial_p < 0.01 and act.partial_rho > 0.5
+    assert act.null_rho_mean < 0 and act.random_rho_mean < act.spearman_rho - 0.4  # LOQO bias shown, and beaten
+    assert t.loc[("em_specific", "instruct", "activations")].spearman_rho > 0.7
+    assert t.loc[("em_specific", "pre-trained", "activations")].p_permutation > 0.01
+    assert t.loc[("em_specific", "base margin", "headroom")].spearman_rho < 0.3
+    assert t.loc[("raw", "combined", "activations")].spearman_rho < act.spearman_rho  # generic part is noise
+    assert t.loc[("em_specific", "direction:mean_diff@L1", "direction")].spearman_rho > 0.7
+    assert res.reliability["reliability"] == pytest.approx(0.75, abs=0.15)
+    v_ = res.verdict()
+    assert v_.verdict == "supported" and "partial" in v_.number
+    f = res.findings()
+    assert f[0].startswith("Leave-one-question-out ridge on 'combined'") and "Headroom baseline" in f[1]
+    assert any("ceiling" in s for s in f) and any("detectable" in s for s in f)
     out = res.save(tmp_path / "priors")
+    s = json.loads((out / "summary.json").read_text())
+    assert s["verdict"]["verdict"] == "supported" and s["n_questions"] == N_Q and s["rho_instruct"] > 0.7
     assert (out / "plot.png").stat().st_size > 1000 and (out / "predictions.parquet").is_file()
+
+
+@pytest.mark.parametrize("encode_base", [False, True])
+def test_headroom_only_target_does_not_credit_activations(encode_base):
+    rng = np.random.default_rng(1)
+    qs = [f"q{i}" for i in range(N_Q)]
+    v = rng.standard_normal(D)
+    v /= np.linalg.norm(v)
+    base = rng.standard_normal(N_Q)
+    target = pd.DataFrame({"question_id": qs, "target": 2 * base + 0.5 * rng.standard_normal(N_Q),
+                           "target_kind": "margin_rise"})
+    # activations random, or (harder) carrying the base margin itself: either way they add nothing beyond it
+    x, qids = _acts(rng, base if encode_base else None, v)
+    res = priors({"instruct": _store(x, qids, "m")}, target, base_margin=pd.Series(base, index=qs), layers="1",
+                 n_permutations=500, n_random=10)
+    act = res.row("activations")
+    assert act.partial_rho < 0.3 and act.partial_p > 0.05  # LOQO shrinkage may push it below 0
+    assert res.verdict().verdict == "not supported"
+    assert res.findings()[0].startswith("Headroom alone")
+    if encode_base:  # the activations do predict the target, only through the headroom
+        assert act.p_permutation < 0.01
+
+
+def test_split_half_reliability_matches_theory():
+    rng = np.random.default_rng(2)
+    n_q, n_p, noise_var = 400, 4, 1.0
+    true = rng.standard_normal(n_q)  # var 1; the mean of 4 pairs has noise var 0.25 -> reliability 0.8
+    vals = true[:, None] + np.sqrt(noise_var) * rng.standard_normal((n_q, n_p))
+    df = pd.DataFrame({"question_id": np.repeat(np.arange(n_q), n_p), "pair": np.tile(np.arange(n_p), n_q),
+                       "rise": vals.ravel()})
+    rel = split_half_reliability(df, n_splits=100)
+    assert rel["reliability"] == pytest.approx(0.8, abs=0.04) and rel["ceiling_rho"] == pytest.approx(0.894, abs=0.03)
+    one = split_half_reliability(df[df.pair == 0], n_splits=10)  # one pair per question: nothing to split
+    assert np.isnan(one["reliability"]) and one["n_questions"] == 0
+
+
+def test_stats_helpers_power_and_partial():
+    assert min_detectable_rho(37) == pytest.approx(0.283, abs=0.01)  # critical ρ, one-sided 0.05
+    assert min_detectable_rho(37, power=0.8) > min_detectable_rho(37) > min_detectable_rho(100)
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal(500)
+    x, y = z + 0.3 * rng.standard_normal(500), z + 0.3 * rng.standard_normal(500)
+    assert partial_spearman(x, y, z) == pytest.approx(0.0, abs=0.12)
+    w = rng.standard_normal(500)  # a shared part beyond z
+    assert partial_spearman(x + w, y + w, z) > 0.5
+
+
+def test_feature_names_come_from_the_model(tmp_path):
+    assert model_kind({"name": "gemma-3-270m"}) == "pre-trained"
+    assert model_kind({"name": "smollm2-135m-instruct"}) == "instruct"
+    d = tmp_path / "some-model"
+    d.mkdir()
+    (d / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 8}))
+    assert model_kind({"name": str(d)}) == "pre-trained"
+    (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{x}}"}))
+    assert model_kind({"name": str(d)}) == "instruct"
+    x, qids = _acts(np.random.default_rng(4), None, np.ones(D))
+    names = feature_stores([_store(x, qids, "gemma-3-270m"), _store(x, qids, "smollm2-135m-instruct")])
+    assert list(names) == ["pre-trained", "instruct"]
+    two = feature_stores([_store(x, qids, "a-instruct"), _store(x, qids, "b-instruct")])
+    assert list(two) == ["instruct (a-instruct)", "instruct (b-instruct)"]
+
+
+def test_pair_margins_from_a_score_table():
+    from emprobe.evaluate.tables import ScoreTable
+
+    rows = [{"question_id": q, "kind": k, "reference_index": r, "paraphrase_index": p,
+             "logprob_mean": (1.0 if k == "misaligned" else 0.0) + r + 0.1 * p}
+            for q in ("a", "b") for k in ("aligned", "misaligned") for r in range(3) for p in range(2)]
+    table = ScoreTable(pd.DataFrame(rows), pd.DataFrame({"question_id": ["a", "b"]}), {"metric": "margin"})
+    pm = pair_margins(table)
+    assert len(pm) == 6 and np.allclose(pm.value, 1.0) and set(pm.pair) == {0, 1, 2}
+    assert np.allclose(pair_margins(table, baseline=table).value, 0.0)
 
 
 def test_target_from_other_peoples_judged_csv(external):
@@ -69,3 +177,7 @@ def test_target_errors(tmp_path):
     bad.write_text("question_id,answer\nq,a\n")
     with pytest.raises(DataError, match="lacks columns"):
         load_target(bad)
+    x, qids = _acts(np.random.default_rng(5), None, np.ones(D))
+    few = pd.DataFrame({"question_id": ["q0", "q1", "q2"], "target": [0.1, 0.2, 0.3]})
+    with pytest.raises(DataError, match="need >= 5"):
+        priors({"m": _store(x, qids, "m")}, few, layers="1")

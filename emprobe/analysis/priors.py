@@ -4,7 +4,8 @@ Features are prompt-only activations of a model *before* fine-tuning (one row pe
 the target is a per-question alignment score *after* fine-tuning. Predictions are leave-one-question-out
 (every paraphrase of a question is held out together), scored by Spearman ρ and out-of-sample R², with a
 permutation p-value and two controls: random features of the same shape, and a single-direction predictor
-(the projection on a base-model misalignment direction).
+(the projection on a base-model misalignment direction). Predictors with unpenalised covariates (the base
+margin, i.e. headroom) share the same folds through :func:`loqo_ridge_operator`.
 """
 
 from __future__ import annotations
@@ -26,26 +27,40 @@ def _check(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
         raise ConfigError("NaN or inf in features or target")
 
 
-def loqo_ridge_operator(x: np.ndarray, groups: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+def _design(covariates: np.ndarray | None, n: int) -> np.ndarray:
+    """``[n, 1 + c]``: an intercept column plus the unpenalised covariates."""
+    if covariates is None:
+        return np.ones((n, 1))
+    return np.c_[np.ones(n), np.asarray(covariates, np.float64).reshape(n, -1)]
+
+
+def loqo_ridge_operator(x: np.ndarray | None, groups: np.ndarray, alpha: float = 1.0,
+                        covariates: np.ndarray | None = None) -> np.ndarray:
     """The ``[n, n]`` matrix W with ``pred = W @ y`` for leave-one-group-out kernel ridge.
 
-    For each held-out group, features are centred on the training rows, the target on its training mean,
-    and the ridge penalty is ``alpha * trace(K_train) / n_train`` (scale-free). Because the prediction is
-    linear in ``y``, a permutation test needs one matrix product per shuffle instead of a refit.
+    For each held-out group the model is ``y ~ intercept + covariates (unpenalised) + x (ridge)``, fitted on
+    the other groups: features and target are residualised on the intercept and covariates of the training
+    rows, and the ridge penalty is ``alpha * trace(K_train) / n_train`` (scale-free). ``x=None`` is the
+    plain least-squares fit on the covariates. Because the prediction is linear in ``y``, a permutation
+    test needs one matrix product per shuffle instead of a refit.
     """
-    x = np.asarray(x, np.float64)
-    n = len(x)
+    groups = np.asarray(groups)
+    n = len(groups)
+    x = None if x is None else np.asarray(x, np.float64)
+    z = _design(covariates, n)
     w = np.zeros((n, n))
     for g in np.unique(groups):
         test, train = np.flatnonzero(groups == g), np.flatnonzero(groups != g)
-        mu = x[train].mean(0)
-        xt, xs = x[train] - mu, x[test] - mu
-        k_tt, k_st = xt @ xt.T, xs @ xt.T
-        lam = alpha * np.trace(k_tt) / len(train) + 1e-12
-        a = np.linalg.solve(k_tt + lam * np.eye(len(train)), np.eye(len(train)))
-        coef = k_st @ a  # [n_test, n_train] acting on centred y_train
-        m = np.full((len(train),), 1.0 / len(train))
-        w[np.ix_(test, train)] = coef - coef.sum(1, keepdims=True) * m + m
+        proj = np.linalg.pinv(z[train])  # [c, n_train]: least squares on the covariates
+        op = z[test] @ proj
+        if x is not None and x.shape[1]:
+            resid = np.eye(len(train)) - z[train] @ proj
+            xt = resid @ x[train]
+            xs = x[test] - z[test] @ (proj @ x[train])
+            k_tt = xt @ xt.T
+            lam = alpha * np.trace(k_tt) / len(train) + 1e-12
+            op = op + (xs @ xt.T) @ np.linalg.solve(k_tt + lam * np.eye(len(train)), resid)
+        w[np.ix_(test, train)] = op
     return w
 
 
@@ -110,11 +125,9 @@ def loqo_pls(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, n_c
 def random_feature_control(shape: tuple[int, int], y: np.ndarray, groups: np.ndarray | None = None,
                            alpha: float = 1.0, n_seeds: int = 50, seed: int = 0) -> dict[str, float]:
     """ρ of the same ridge on Gaussian random features of the same shape, over ``n_seeds`` draws."""
-    rng = np.random.default_rng(seed)
     y = np.asarray(y, np.float64)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-    rhos = np.array([spearman(loqo_ridge_operator(rng.standard_normal(shape), groups, alpha) @ y, y)
-                     for _ in range(n_seeds)])
+    rhos = random_feature_rhos(shape, y, groups, alpha, n_seeds, seed)[:, 0]
     return {"random_rho_mean": float(rhos.mean()), "random_rho_sd": float(rhos.std(ddof=1)),
             "random_rho_95": float(np.quantile(rhos, 0.95)), "n_seeds": n_seeds}
 
@@ -127,3 +140,27 @@ def single_direction_predictor(projection: np.ndarray, y: np.ndarray, n_permutat
     rng = np.random.default_rng(seed)
     null = np.array([spearman(projection, rng.permutation(y)) for _ in range(n_permutations)])
     return {"spearman_rho": rho, "p_permutation": permutation_pvalue(rho, null), "n_permutations": n_permutations}
+
+
+def operator_scores(w: np.ndarray, y: np.ndarray, null_targets: np.ndarray) -> dict[str, float]:
+    """ρ and R² of the LOQO prediction ``w @ y``, against the same operator on ``null_targets`` (``[n_perm, n]``,
+    e.g. shuffled targets): the null's mean shows the estimator's own bias, its p is one-sided."""
+    pred = w @ y
+    rho = spearman(pred, y)
+    null = paired_row_spearman(null_targets @ w.T, null_targets) if len(null_targets) else np.zeros(0)
+    return {"spearman_rho": rho, "r2": r2_score(y, pred), "p_permutation": permutation_pvalue(rho, null),
+            "null_rho_mean": float(null.mean()) if len(null) else float("nan"),
+            "null_rho_95": float(np.quantile(null, 0.95)) if len(null) else float("nan")}
+
+
+def random_feature_rhos(shape: tuple[int, int], ys: np.ndarray, groups: np.ndarray, alpha: float = 1.0,
+                        n_draws: int = 50, seed: int = 0) -> np.ndarray:
+    """``[n_draws, n_targets]``: ρ of the same LOQO ridge on Gaussian random features of ``shape`` for each
+    row of ``ys`` (one operator per draw, shared by the targets)."""
+    rng = np.random.default_rng([seed, 0xF0A7])
+    ys = np.atleast_2d(np.asarray(ys, np.float64))
+    out = np.zeros((n_draws, len(ys)))
+    for i in range(n_draws):
+        w = loqo_ridge_operator(rng.standard_normal(shape), groups, alpha)
+        out[i] = paired_row_spearman(ys @ w.T, ys)
+    return out

@@ -1,176 +1,185 @@
-"""``emprobe priors``: predict per-question EM after fine-tuning from activations before it (paper §2).
+"""``priors``: do prompt-only activations before fine-tuning predict per-question EM after it? (claim 2)
 
 Features: prompt-only activations (``last_prompt``, chosen layers) of one or more models *before*
-fine-tuning (e.g. a pre-trained model and the instruct model), as :class:`~emprobe.probes.ActivationStore`
-directories. Target: a per-question score after fine-tuning — the ``margin`` of an ``emprobe eval`` score
-table (optionally minus a baseline table's, i.e. the rise), the EM rate of a judged table, or the EM rate of
-anyone's judged answers CSV (columns ``question_id``, ``aligned``, ``coherent``), such as the
-clarifying-EM CSVs. Layer ``l`` = residual stream after decoder block ``l``.
+fine-tuning (e.g. a pre-trained and an instruct checkpoint), as :class:`~emprobe.probes.ActivationStore`
+objects or directories. Target: a per-question score after fine-tuning (see :func:`load_target`). With the
+aligned-data control's per-question change (``control``) the default target is the EM-specific part,
+misaligned change − control change; the raw rise is reported next to it.
+
+Every predictor is scored on the same leave-one-question-out folds with the same ridge estimator:
+``headroom`` (the base margin only), ``activations``, ``activations+headroom`` (activations with the base
+margin as an unpenalised covariate) and ``direction`` (the projection on a base-model direction). Each has a
+permutation null (shuffled targets through the same estimator: on a few dozen rows LOQO ridge is biased
+far below zero, and the null's mean shows by how much); the activations also get random features of equal
+dimension and the partial correlation of their prediction with the target given the base margin
+(Freedman–Lane permutation p). The target's split-half reliability across reference pairs
+(Spearman–Brown) gives the ceiling, and ``n`` the smallest detectable ρ.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from emprobe.analysis.priors import loqo_pls, loqo_ridge, random_feature_control, single_direction_predictor
-from emprobe.analysis.results import AnalysisResult, new_figure
-from emprobe.errors import ConfigError, DataError
+from emprobe.analysis.priors import loqo_ridge_operator, operator_scores, random_feature_rhos
+from emprobe.analysis.priors_inputs import feature_stores, load_target, per_question, question_features
+from emprobe.analysis.priors_result import PriorsResult
+from emprobe.analysis.stats import (
+    covariate_null_targets, min_detectable_rho, partial_spearman, permutation_pvalue, spearman,
+    split_half_reliability,
+)
+from emprobe.errors import DataError
+
+__all__ = ["load_target", "priors"]
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix in (".csv", ".tsv"):
-        return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
-    raise DataError(f"{path}: expected an emprobe score table directory, a .csv or a .parquet file")
+def priors(features: Any, target: Any, *, control: Any = None, base_margin: Any = None, reliability: Any = None,
+           layers: str | Sequence[int] | None = None, direction: Any = None, alpha: float = 1.0,
+           n_permutations: int = 1000, n_random: int = 50, seed: int = 0) -> PriorsResult:
+    """Leave-one-question-out prediction of per-question EM from pre-fine-tuning activations, with baselines.
 
-
-def load_target(source: str | Path, baseline: str | Path | None = None, thresholds=None) -> pd.DataFrame:
-    """Per-question target ``[question_id, target, target_kind]`` (higher = more misaligned).
-
-    ``source``: an ``emprobe eval`` score table directory (margin → ``margin``; judge → ``em_rate``) or a
-    judged answers table (CSV/parquet with ``question_id``, ``aligned``, ``coherent`` → EM rate under
-    ``thresholds``, default aligned < 30 and coherent > 50). With ``baseline`` (same kinds), the target is
-    the difference after − before.
+    ``features``: ``{name: store}`` or stores / store directories (named by their model's kind);
+    ``target``: per-question rise (DataFrame ``[question_id, target(, target_kind)]``, a long per-pair table
+    with a ``pair`` column, or a file for :func:`load_target`); ``control``: the aligned control's per-question
+    change (same forms; makes the EM-specific target the default); ``base_margin``: the base model's
+    per-question margin (headroom baseline); ``reliability``: a long ``[question_id, pair, value(, control)]``
+    table of per-pair rises (defaults to ``target`` when that is per-pair); ``direction``: a
+    :class:`~emprobe.probes.Direction` (or directory) for the single-direction predictor.
     """
-    from emprobe.evaluate import EMThresholds, em_summary
-    from emprobe.evaluate.tables import ScoreTable
-
-    path = Path(source)
-    if path.is_dir():
-        table = ScoreTable.load(path)
-        col = "margin" if "margin" in table.summary.columns else "em_rate"
-        if col not in table.summary.columns:
-            raise DataError(f"{path}: score table summary has neither 'margin' nor 'em_rate'")
-        df = table.summary[["question_id", col]].rename(columns={col: "target"}).assign(target_kind=col)
-    elif path.is_file():
-        raw = _read_table(path)
-        missing = {"question_id", "aligned", "coherent"} - set(raw.columns)
-        if missing:
-            raise DataError(f"{path}: judged answers table lacks columns {sorted(missing)}")
-        summ = em_summary(raw, thresholds or EMThresholds())
-        df = summ[["question_id", "em_rate"]].rename(columns={"em_rate": "target"}).assign(target_kind="em_rate")
-    else:
-        raise DataError(f"{path}: no such score table or judged answers file")
-    df = df.dropna(subset=["target"])
-    if baseline is not None:
-        base = load_target(baseline, None, thresholds).set_index("question_id")["target"]
-        df = df[df.question_id.isin(base.index)].copy()
-        df["target"] = df["target"].to_numpy() - base.loc[df.question_id].to_numpy()
-        df["target_kind"] = df["target_kind"] + "_rise"
-    if df.empty:
-        raise DataError(f"{path}: no question has a target score")
-    return df.reset_index(drop=True)
-
-
-def _store_layers(store, layers: str | Sequence[int] | None) -> list[int] | None:
-    """Resolve a layer spec against the store's own model (stores of different models differ in depth)."""
-    if layers is None or str(layers) == "all":
-        return None
-    from emprobe.models import resolve_layers
-
-    n_total = int(store.model.get("fingerprint", {}).get("n_layers") or max(store.layers) + 1)
-    return resolve_layers(layers, n_total)
-
-
-def question_features(store, layers: str | Sequence[int] | None, question_ids: Sequence[str],
-                      position: str = "last_prompt") -> np.ndarray:
-    """``[n_questions, n_layers * d]``: each question's activations averaged over its paraphrases."""
-    x = store.get(position, _store_layers(store, layers)).numpy()
-    x = x.reshape(len(x), -1)
-    groups = store.groups
-    missing = [q for q in question_ids if q not in set(groups)]
-    if missing:
-        raise DataError(f"activation store lacks questions {missing[:5]} (extract on the same question set)")
-    return np.stack([x[groups == q].mean(0) for q in question_ids])
-
-
-def predict_priors(stores: dict[str, object], target: pd.DataFrame, layers: str | Sequence[int] | None = None,
-                   direction=None, alpha: float = 1.0,
-                   n_permutations: int = 1000, pls_permutations: int = 200, n_random: int = 50,
-                   seed: int = 0) -> AnalysisResult:
-    """Leave-one-question-out prediction of ``target`` from each feature store and from all combined.
-
-    Controls: random features of the same dimension (``n_random`` draws), and — with ``direction`` — the
-    single-direction predictor (projection on the direction at its best layer, using the store of the
-    model the direction was fitted on).
-    """
-    if not stores:
-        raise ConfigError("priors needs at least one activation store")
-    qids = [q for q in target.question_id if all(q in set(s.groups) for s in stores.values())]
-    if len(qids) < 4:
-        raise DataError(f"only {len(qids)} questions are in both the target and every activation store (need >= 4)")
-    y = target.set_index("question_id").loc[qids, "target"].to_numpy(float)
+    stores = feature_stores(features)
+    tgt = load_target(target)
+    kind = str(tgt.target_kind.iloc[0])
+    raw = tgt.groupby("question_id", sort=False).target.mean()
+    ctrl, base = per_question(control, "control"), per_question(base_margin, "base_margin")
+    if reliability is None and isinstance(target, pd.DataFrame) and "pair" in target.columns:
+        reliability = target
+    qids = [q for q in raw.index if all(q in set(s.groups) for s in stores.values())
+            and (ctrl is None or q in ctrl.index) and (base is None or q in base.index)]
+    if len(qids) < 5:
+        raise DataError(f"only {len(qids)} questions are in the target, the control/base margin and every "
+                        "activation store (need >= 5)")
+    y_raw = raw.loc[qids].to_numpy(float)
+    targets = {"raw": y_raw}
+    if ctrl is not None:
+        targets = {"em_specific": y_raw - ctrl.loc[qids].to_numpy(float), "raw": y_raw}
+    b = None if base is None else base.loc[qids].to_numpy(float)
     feats = {name: question_features(s, layers, qids) for name, s in stores.items()}
     if len(feats) > 1:
         feats["combined"] = np.concatenate(list(feats.values()), axis=1)
-    rows, preds = [], {"question_id": qids, "target": y}
-    for name, x in feats.items():
-        ridge = loqo_ridge(x, y, alpha=alpha, n_permutations=n_permutations, seed=seed)
-        pls = loqo_pls(x, y, n_permutations=pls_permutations, seed=seed)
-        ctrl = random_feature_control(x.shape, y, alpha=alpha, n_seeds=n_random, seed=seed)
-        for res in (ridge, pls):
-            rows.append({"features": name, "dim": x.shape[1], **res.summary(), **ctrl})
-        preds[f"pred_{name}"] = ridge.predictions
+    rng = np.random.default_rng(seed)
+    perm_idx = np.stack([rng.permutation(len(qids)) for _ in range(n_permutations)]) if n_permutations \
+        else np.zeros((0, len(qids)), int)
+    ctx = _Ctx(targets, perm_idx, b, alpha, n_permutations, seed)
+    rows = [*_activation_rows(ctx, feats, n_random)]
+    preds = {"question_id": qids, **{f"target_{k}": v for k, v in targets.items()}}
+    preds.update({f"pred_{name}": loqo_ridge_operator(x, ctx.groups, alpha) @ ctx.y for name, x in feats.items()})
+    if b is not None:
+        w = loqo_ridge_operator(None, ctx.groups, covariates=b)
+        rows += ctx.rows("base margin", "headroom", 1, w, raw_rho={k: spearman(b, y) for k, y in targets.items()})
+        preds.update(base_margin=b, pred_headroom=w @ ctx.y)
+    if ctrl is not None:
+        preds["control_change"] = ctrl.loc[qids].to_numpy(float)
     if direction is not None:
-        from emprobe.probes.store import model_identity
-
-        want = model_identity(direction.source.get("model", {})) if direction.source.get("model") else None
-        match = [s for s in stores.values() if want is None or model_identity(s.model) == want]
-        if not match:
-            raise DataError(f"no feature store comes from the direction's model {want}")
-        store = match[0]
-        proj = direction.project(store, layer=direction.best_layer, position="last_prompt")
-        per_q = np.array([proj[store.groups == q].mean() for q in qids])
-        single = single_direction_predictor(per_q, y, n_permutations, seed)
-        rows.append({"features": f"direction:{direction.method}@L{direction.best_layer}", "dim": 1,
-                     "method": "projection", "spearman_rho": single["spearman_rho"], "r2": float("nan"),
-                     "p_permutation": single["p_permutation"], "n_permutations": n_permutations})
-        preds["direction_projection"] = per_q
-    table = pd.DataFrame(rows)
-    return _summarise(table, pd.DataFrame(preds), target["target_kind"].iloc[0], len(qids))
+        proj, label = _direction_projection(direction, stores, qids)
+        rows += ctx.rows(label, "direction", 1, loqo_ridge_operator(None, ctx.groups, covariates=proj),
+                         raw_rho={k: spearman(proj, y) for k, y in targets.items()})
+        preds["direction_projection"] = proj
+    rel = _reliability(reliability, ctrl is not None, seed)
+    n = len(qids)
+    return PriorsResult(
+        table=pd.DataFrame(rows), predictions=pd.DataFrame(preds), n_questions=n, target_kind=kind,
+        primary=next(iter(targets)), decision_features="combined" if len(stores) > 1 else next(iter(stores)),
+        reliability=rel, rho_critical=min_detectable_rho(n), rho_detectable=min_detectable_rho(n, power=0.8),
+        control_rise_rho=spearman(targets["raw"], preds["control_change"]) if ctrl is not None else float("nan"),
+        meta={"features": {k: str(s.model.get("name")) for k, s in stores.items()}, "layers": str(layers or "all"),
+              "alpha": alpha, "n_permutations": n_permutations, "n_random": n_random, "seed": seed})
 
 
-def _summarise(table: pd.DataFrame, preds: pd.DataFrame, kind: str, n: int) -> AnalysisResult:
-    ridge = table[table.method == "ridge"]
-    best = ridge.loc[ridge.spearman_rho.idxmax()]
-    findings = [
-        f"Leave-one-question-out ridge on '{best.features}' activations predicts the per-question {kind} of "
-        f"{n} questions with Spearman ρ = {best.spearman_rho:.3f} (R² = {best.r2:.3f}, permutation p = "
-        f"{best.p_permutation:.3g} over {int(best.n_permutations)} shuffles).",
-        f"Control: random features of the same dimension give ρ = {best.random_rho_mean:.3f} ± "
-        f"{best.random_rho_sd:.3f} (95th percentile {best.random_rho_95:.3f}).",
-    ]
-    for _, r in table[table.method == "projection"].iterrows():
-        findings.append(f"Single-direction predictor ({r.features}): ρ = {r.spearman_rho:.3f} "
-                        f"(permutation p = {r.p_permutation:.3g}).")
-    fig, (ax,) = new_figure(1)
-    col = f"pred_{best.features}"
-    ax.scatter(preds[col], preds.target, s=14)
-    for _, r in preds.iterrows():
-        ax.annotate(str(r.question_id)[:14], (r[col], r.target), fontsize=5, alpha=0.7)
-    ax.set(xlabel=f"LOQO prediction ({best.features})", ylabel=kind, title=f"priors → {kind} (ρ={best.spearman_rho:.2f})")
-    summary = {"findings": findings, "n_questions": n, "target_kind": kind,
-               "control": "random features of equal dimension; single-direction projection",
-               "uncertainty": "label-permutation p-values (ridge and PLS), random-feature distribution",
-               "best": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}}
-    return AnalysisResult("priors", table, summary, fig, {"predictions": preds})
+class _Ctx:
+    """The shared folds, targets and shuffles every predictor is scored with."""
+
+    def __init__(self, targets: dict[str, np.ndarray], perm_idx: np.ndarray, base: np.ndarray | None,
+                 alpha: float, n_permutations: int, seed: int) -> None:
+        self.targets, self.perm_idx, self.base, self.alpha = targets, perm_idx, base, alpha
+        self.n_permutations, self.seed = n_permutations, seed
+        self.y = next(iter(targets.values()))
+        self.groups = np.arange(len(self.y))
+
+    def rows(self, features: str, predictor: str, dim: int, w: np.ndarray, raw_rho: dict | None = None,
+             random: np.ndarray | None = None) -> list[dict]:
+        out = []
+        for i, (tname, y) in enumerate(self.targets.items()):
+            row = {"target": tname, "features": features, "predictor": predictor, "dim": dim,
+                   **operator_scores(w, y, y[self.perm_idx]), "n_permutations": self.n_permutations}
+            if raw_rho is not None:
+                row["raw_rho"] = raw_rho[tname]
+            if random is not None:
+                r = random[:, i]
+                row.update(random_rho_mean=float(r.mean()), random_rho_sd=float(r.std(ddof=1)) if len(r) > 1 else 0.0,
+                           random_rho_95=float(np.quantile(r, 0.95)), p_random=permutation_pvalue(row["spearman_rho"], r))
+            if predictor == "activations" and self.base is not None:
+                row.update(self.partial(w, y))
+            out.append(row)
+        return out
+
+    def partial(self, w: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Partial ρ of the activation prediction with ``y`` given the base margin; Freedman–Lane p."""
+        obs = partial_spearman(w @ y, y, self.base)
+        null_y = covariate_null_targets(y, self.base, self.n_permutations, self.seed + 1)
+        null = partial_spearman(null_y @ w.T, null_y, self.base) if len(null_y) else np.zeros(0)
+        return {"partial_rho": obs, "partial_p": permutation_pvalue(obs, null)}
 
 
-def priors(features: Sequence[str | Path], target: str | Path, baseline: str | Path | None = None,
-           layers: str | Sequence[int] | None = None, direction: str | Path | None = None, alpha: float = 1.0,
-           n_permutations: int = 1000, seed: int = 0) -> AnalysisResult:
-    """File-level entry point: activation store directories + a target table (see :func:`load_target`)."""
-    from emprobe.probes import ActivationStore, Direction
+def _activation_rows(ctx: _Ctx, feats: dict[str, np.ndarray], n_random: int):
+    ys = np.stack(list(ctx.targets.values()))
+    for name, x in feats.items():
+        rand = random_feature_rhos(x.shape, ys, ctx.groups, ctx.alpha, n_random, ctx.seed) if n_random else None
+        yield from ctx.rows(name, "activations", x.shape[1], loqo_ridge_operator(x, ctx.groups, ctx.alpha),
+                            random=rand)
+        if ctx.base is not None:
+            w = loqo_ridge_operator(x, ctx.groups, ctx.alpha, covariates=ctx.base)
+            yield from ctx.rows(name, "activations+headroom", x.shape[1] + 1, w)
 
-    stores = {}
-    for f in features:
-        st = ActivationStore.load(f)
-        stores[str(st.model.get("name") or Path(f).name)] = st
-    d = Direction.load(direction) if direction else None
-    return predict_priors(stores, load_target(target, baseline), layers, d, alpha=alpha,
-                          n_permutations=n_permutations, seed=seed)
+
+def _direction_projection(direction: Any, stores: dict[str, Any], qids: list[str]) -> tuple[np.ndarray, str]:
+    """Per-question projection on ``direction`` at its best layer, from the store of the direction's model."""
+    from emprobe.probes import Direction
+    from emprobe.probes.store import model_identity
+
+    d = Direction.load(direction)
+    want = model_identity(d.source.get("model", {})) if d.source.get("model") else None
+    match = [s for s in stores.values() if want is None or model_identity(s.model) == want]
+    if not match:
+        raise DataError(f"no feature store comes from the direction's model {want}")
+    store = match[0]
+    proj = d.project(store, layer=d.best_layer, position="last_prompt")
+    per_q = np.array([proj[store.groups == q].mean() for q in qids])
+    return per_q, f"direction:{d.method}@L{d.best_layer}"
+
+
+def _reliability(table: Any, adjusted: bool, seed: int) -> dict[str, Any]:
+    """Split-half reliability of the primary target from a per-pair table (NaN figures without one)."""
+    empty = {"reliability": float("nan"), "split_half_r": float("nan"), "ceiling_rho": float("nan"),
+             "n_questions": 0, "pairs_per_question": 0.0, "of": "none (no per-pair table given)"}
+    if table is None:
+        return empty
+    df = table if isinstance(table, pd.DataFrame) else load_pair_table(table)
+    value = next((c for c in ("value", "rise", "target") if c in df.columns), None)
+    if value is None:
+        raise DataError(f"reliability table needs a value column (value / rise / target); has {list(df.columns)}")
+    of = "raw rise"
+    if adjusted and "control" in df.columns:
+        df = df.assign(**{value: df[value] - df["control"]})
+        of = "EM-specific rise (per-pair rise − control change)"
+    out = split_half_reliability(df[["question_id", "pair", value]], seed=seed, value=value)
+    out["of"] = of if out["n_questions"] >= 3 else "none (fewer than 3 questions with >= 2 pairs)"
+    return out
+
+
+def load_pair_table(path: Any) -> pd.DataFrame:
+    """A per-pair table from a CSV/parquet file."""
+    from emprobe.io import read_table
+
+    return read_table(path, "per-pair table")
