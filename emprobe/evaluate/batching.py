@@ -11,29 +11,18 @@ KV cache (right-padded: pads only follow real tokens, so causal attention never 
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
+
+from emprobe.sequences import pad_rows, position_ids
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask, position_ids)`` for left-padded ``rows``."""
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.as_tensor(list(row), dtype=torch.long)
-        mask[i, width - len(row):] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), pos.to(device)
-
-
-def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length (longest first), to waste little padding."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), max(1, batch_size)):
-        yield order[start:start + batch_size]
+    ids, mask, start = pad_rows(rows, pad_id, "left")
+    return ids.to(device), mask.to(device), position_ids(start, ids.shape[1]).to(device)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -64,13 +53,9 @@ def continuation_logits(model: torch.nn.Module, prompt: Sequence[int], continuat
     cache = first.cache
     k, p = len(continuations), len(prompt)
     cache.batch_repeat_interleave(k)
-    width = max(map(len, continuations))
-    ids = torch.full((k, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((k, p + width), dtype=torch.long)
-    mask[:, :p] = 1
-    for j, c in enumerate(continuations):
-        ids[j, :len(c)] = torch.as_tensor(list(c), dtype=torch.long)
-        mask[j, p:p + len(c)] = 1
+    ids, cmask, _ = pad_rows(continuations, pad_id, "right")
+    width = ids.shape[1]
+    mask = torch.cat([torch.ones((k, p), dtype=torch.long), cmask], 1)
     pos = torch.arange(p, p + width)[None].expand(k, -1)
     out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), cache=cache,
                 use_cache=True)

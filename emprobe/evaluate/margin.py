@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emprobe.evaluate.batching import continuation_logits, last_logits, length_batches
+from emprobe.evaluate.batching import continuation_logits, last_logits, left_pad
+from emprobe.sequences import length_batches, pad_rows, response_logprobs
 
 KINDS = ("aligned", "misaligned")
 
@@ -50,12 +51,12 @@ def _padded_logprobs(lm, items, batch_size: int) -> list[tuple[float, int]]:
     out: list[tuple[float, int]] = [(0.0, 0)] * len(items)
     for batch in length_batches([len(ids) for ids, _ in items], batch_size):
         rows = [list(items[i][0]) for i in batch]
-        n_resp = [len(items[i][0]) - items[i][1] for i in batch]
-        keep = max(n_resp) + 1
-        logits = last_logits(lm.model, rows, pad, keep)  # [B, keep, V]
-        for j, i in enumerate(batch):
-            r = n_resp[j]
-            out[i] = _sum_logprobs(logits[j, keep - 1 - r: keep - 1], rows[j][-r:])
+        n_resp = torch.tensor([len(items[i][0]) - items[i][1] for i in batch])
+        keep = int(n_resp.max()) + 1
+        logits = last_logits(lm.model, rows, pad, keep)  # [B, keep, V]; column j predicts column j + 1
+        targets = left_pad([r[-(keep - 1):] for r in rows], pad)[0]  # the last keep - 1 tokens of each row
+        mask = torch.arange(keep - 1)[None] >= (keep - 1 - n_resp)[:, None]
+        _collect(out, batch, *response_logprobs(logits[:, :-1], targets, mask))
     return out
 
 
@@ -64,21 +65,22 @@ def _shared_prompt_logprobs(lm, items, batch_size: int) -> list[tuple[float, int
     for i, (ids, n) in enumerate(items):
         groups.setdefault(tuple(ids[:n]), []).append(i)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(items)
+    pad = lm.tokenizer.pad_token_id
     for prompt, members in groups.items():
         for start in range(0, len(members), batch_size):
             idx = members[start:start + batch_size]
             resp = [list(items[i][0][len(prompt):]) for i in idx]
-            head, logits = continuation_logits(lm.model, prompt, resp, lm.tokenizer.pad_token_id)
-            for j, (i, r) in enumerate(zip(idx, resp)):
-                out[i] = _sum_logprobs(torch.cat([head[None], logits[j, :len(r) - 1]]), r)
+            head, logits = continuation_logits(lm.model, prompt, resp, pad)
+            # the head predicts each response's first token, logits[:, t] its token t + 1
+            scoring = torch.cat([head[None, None].expand(len(idx), 1, -1), logits[:, :-1]], 1)
+            targets, mask, _ = pad_rows(resp, pad, "right")
+            _collect(out, idx, *response_logprobs(scoring, targets, mask))
     return out
 
 
-def _sum_logprobs(logits: torch.Tensor, targets: Sequence[int]) -> tuple[float, int]:
-    """Sum of log-softmax(``logits[t]``)[``targets[t]``] and the number of targets."""
-    pred = torch.log_softmax(logits.float(), dim=-1)
-    t = torch.tensor(list(targets), device=pred.device)
-    return float(pred.gather(-1, t[:, None]).sum()), len(t)
+def _collect(out: list, index: Sequence[int], sums: torch.Tensor, counts: torch.Tensor) -> None:
+    for i, s_, n_ in zip(index, sums.tolist(), counts.tolist()):
+        out[i] = (float(s_), int(n_))
 
 
 def reference_items(lm, questions, all_paraphrases: bool = False) -> tuple[pd.DataFrame, list]:
@@ -170,3 +172,17 @@ def margin_scores(lm, questions, all_paraphrases: bool = False, batch_size: int 
         **manifest_fields,
     )
     return ScoreTable(refs, summary, man)
+
+
+def pair_margins(refs: pd.DataFrame) -> pd.DataFrame:
+    """Per-pair margins from :func:`reference_logprobs` rows: ``question_id, category, pair, margin`` where pair
+    ``i`` contrasts misaligned reference ``i`` with its style-matched aligned reference ``i`` (log-probs averaged
+    over paraphrases first). Several pairs per question give the margin's spread and a reliability figure."""
+    per_ref = (refs.groupby(["question_id", "kind", "reference_index"], sort=False)
+               .agg(lp=("logprob_mean", "mean"), category=("category", "first")).reset_index())
+    wide = per_ref.pivot_table(index=["question_id", "reference_index"], columns="kind", values="lp").dropna()
+    cats = per_ref.groupby("question_id", sort=False).category.first()
+    out = (wide["misaligned"] - wide["aligned"]).rename("margin").reset_index()
+    out = out.rename(columns={"reference_index": "pair"})
+    out.insert(1, "category", cats.loc[out.question_id].to_numpy())
+    return out

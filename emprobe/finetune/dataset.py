@@ -14,8 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from emprobe.errors import ConfigError
-
-IGNORE_INDEX = -100
+from emprobe.sequences import IGNORE_INDEX, pad_rows
 
 
 @dataclass
@@ -75,15 +74,8 @@ class PadCollator:
     pad_id: int
 
     def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        n = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), n), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), n), dtype=torch.long)
-        for i, r in enumerate(rows):
-            k = len(r["input_ids"])
-            ids[i, :k] = torch.tensor(r["input_ids"])
-            labels[i, :k] = torch.tensor(r["labels"])
-            mask[i, :k] = 1
+        ids, mask, _ = pad_rows([r["input_ids"] for r in rows], self.pad_id, "right")
+        labels = pad_rows([r["labels"] for r in rows], IGNORE_INDEX, "right")[0]
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 

@@ -94,15 +94,13 @@ def response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:
     ``batch`` is a :class:`~emprobe.probes.tokens.TokenBatch` of prompt+response items; token ``t`` of the
     response is predicted by the logits at column ``t − 1``.
     """
-    out = torch.empty(batch.size)
-    for b in range(batch.size):
-        s, p, n = int(batch.start[b]), int(batch.n_prompt[b]), int(batch.n_tokens[b])
-        if n <= p:
-            raise ConfigError("an item has no response tokens to score")
-        lp = torch.log_softmax(logits[b, s + p - 1:s + n - 1].float(), dim=-1)
-        tgt = batch.input_ids[b, s + p:s + n].to(lp.device)
-        out[b] = lp.gather(1, tgt[:, None]).mean().cpu()
-    return out
+    from emprobe.sequences import response_logprobs as sum_and_count
+
+    targets, mask = batch.next_token_targets("response")
+    total, n = sum_and_count(logits[:, :-1], targets, mask)
+    if bool((n == 0).any()):
+        raise ConfigError("an item has no response tokens to score")
+    return (total / n).cpu()
 
 
 @torch.inference_mode()

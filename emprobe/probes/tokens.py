@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import einops
 import torch
 
 from emprobe.errors import ConfigError
+from emprobe.sequences import PADDING_SIDES, length_batches, pad_rows, position_ids  # noqa: F401
 
 POSITIONS = ("last_prompt", "prompt_mean", "response_mean")
-PADDING_SIDES = ("right", "left")
 
 
 def parse_positions(value: str | Sequence[str] | None, has_responses: bool) -> list[str]:
@@ -114,6 +115,13 @@ class TokenBatch:
         cols = torch.arange(self.width, device=lo.device)[None]
         return (cols >= lo[:, None]) & (cols < hi[:, None])
 
+    def next_token_targets(self, where: str = "response") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(targets [B, T-1], mask [B, T-1])`` aligned with ``logits[:, :-1]``: column ``t`` predicts token
+        ``t + 1``; the mask selects the tokens of span ``where`` (for :func:`emprobe.sequences.response_logprobs`)."""
+        lo, hi = self.span(where)
+        cols = torch.arange(1, self.width, device=lo.device)[None]
+        return self.input_ids[:, 1:], (cols >= lo[:, None]) & (cols < hi[:, None])
+
     def weights(self, position: str) -> torch.Tensor:
         """``[B, T]`` float32 averaging weights of a mean position (rows sum to 1)."""
         if position not in self._weights:
@@ -135,32 +143,24 @@ class TokenBatch:
             else:
                 w = self.weights(p).to(h.device)
                 hf = torch.where(w[..., None] > 0, h, h.new_zeros(())).float()
-                out.append(torch.einsum("bt,btd->bd", w, hf))
-        return torch.stack(out, 1)
+                out.append(einops.einsum(w, hf, "b t, b t d -> b d"))
+        return einops.rearrange(out, "p b d -> b p d")
+
+
+def per_position(pooled: Sequence[torch.Tensor], positions: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``{position: [B, L, D]}`` (the store layout) from one :meth:`TokenBatch.pool` output ``[B, P, D]`` per layer."""
+    stacked = einops.rearrange(list(pooled), "l b p d -> p b l d")
+    return {p: stacked[k] for k, p in enumerate(positions)}
 
 
 def make_batches(encoded: Sequence[Encoded], batch_size: int, pad_id: int, padding_side: str = "right",
                  sort: bool = True) -> list[TokenBatch]:
     """Split items into padded batches, longest first when ``sort`` (less padding, early OOM)."""
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be positive, got {batch_size}")
-    if padding_side not in PADDING_SIDES:
-        raise ConfigError(f"unknown padding side {padding_side!r}; use right or left")
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].ids)) if sort else list(range(len(encoded)))
     batches = []
-    for b0 in range(0, len(order), batch_size):
-        idx = order[b0:b0 + batch_size]
+    for idx in length_batches([len(e.ids) for e in encoded], batch_size, sort):
         rows = [encoded[i] for i in idx]
-        width = max(len(r.ids) for r in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        start = torch.zeros(len(rows), dtype=torch.long)
-        for j, r in enumerate(rows):
-            s = width - len(r.ids) if padding_side == "left" else 0
-            ids[j, s:s + len(r.ids)] = torch.tensor(r.ids)
-            mask[j, s:s + len(r.ids)] = 1
-            start[j] = s
-        pos = (torch.arange(width)[None] - start[:, None]).clamp(min=0)
-        batches.append(TokenBatch(idx, ids, mask, pos, start, torch.tensor([r.n_prompt for r in rows]),
-                                  torch.tensor([len(r.ids) for r in rows]), padding_side))
+        ids, mask, start = pad_rows([r.ids for r in rows], pad_id, padding_side)
+        batches.append(TokenBatch(idx, ids, mask, position_ids(start, ids.shape[1]), start,
+                                  torch.tensor([r.n_prompt for r in rows]), torch.tensor([len(r.ids) for r in rows]),
+                                  padding_side))
     return batches
