@@ -26,13 +26,13 @@ def test_sweep_runs_the_grid_and_skips_complete_runs(tmp_path, tiny_model_dir):
     assert names == ["data-risky-finance__lr-0.01", "data-risky-finance__lr-0.001",
                      "data-risky-finance-aligned__lr-0.01", "data-risky-finance-aligned__lr-0.001"]
     sweep.grid["data"] = grid["data"][:1]  # train half now, as if the sweep was interrupted
-    assert [r.status for r in run_sweep(sweep, threads=1, progress=False, log=lambda m: None)] == ["complete"] * 2
+    assert [r.status for r in run_sweep(sweep, threads=2, progress=False, log=lambda m: None)] == ["complete"] * 2
     first = load_run(tmp_path / "sweep" / names[0])
     mtime = (first.path / "run.json").stat().st_mtime_ns
 
     plan = run_sweep(Sweep.load(f), dry_run=True, log=lambda m: None)
     assert [r.status for r in plan] == ["skipped", "skipped", "planned", "planned"]
-    results = run_sweep(Sweep.load(f), threads=1, progress=False, log=lambda m: None)
+    results = run_sweep(Sweep.load(f), threads=2, progress=False, log=lambda m: None)
     assert [r.status for r in results] == ["skipped", "skipped", "complete", "complete"]
     assert (first.path / "run.json").stat().st_mtime_ns == mtime  # untouched
     runs = [load_run(tmp_path / "sweep" / n) for n in names]

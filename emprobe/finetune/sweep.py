@@ -15,7 +15,8 @@ A sweep file (YAML)::
 
 Each run goes to ``OUT/<name>`` where the name lists its grid values (``data-risky-finance__schedule-
 cosine__lr-0.0003__seed-0``). Complete runs are skipped, interrupted ones resumed; ``OUT/sweep.json``
-records the grid and every run's status.
+records the grid and every run's status, seconds and attempts. The runs are trained by an executor
+(:mod:`emprobe.finetune.executors`): local subprocesses side by side, or Ray tasks on a cluster.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ import itertools
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from emprobe.errors import ConfigError, EmprobeError
 from emprobe.finetune.config import OPERATIONAL, FinetuneConfig
 from emprobe.io import content_hash, manifest, write_json
 
 SWEEP_MANIFEST = "sweep.json"
+
+if TYPE_CHECKING:
+    from emprobe.finetune.executors import Executor
 
 
 def _slug(key: str, value: Any) -> str:
@@ -120,59 +124,57 @@ class SweepResult:
     name: str
     status: str  # "complete" (trained now), "skipped" (already complete), "failed: ...", "planned"
     out: Path
+    seconds: float = 0.0
+    attempts: int = 0
+
+
+_STATUS = {"ok": "complete", "skipped": "skipped"}
 
 
 def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress: bool = True,
-              dry_run: bool = False, log: Callable[[str], None] = print) -> list[SweepResult]:
+              dry_run: bool = False, log: Callable[[str], None] = print,
+              executor: "Executor | None" = None) -> list[SweepResult]:
     """Run every grid point of ``sweep`` (skipping complete runs, resuming interrupted ones).
 
-    A run that fails with an emprobe error is recorded and the sweep goes on; at the end an
-    :class:`EmprobeError` lists the failed runs.
+    ``executor`` (default: a :class:`~emprobe.finetune.executors.LocalExecutor` splitting ``threads``
+    between the runs it trains side by side) runs the cells; see :mod:`emprobe.finetune.executors`.
+    ``progress`` is kept for compatibility: cells run without progress bars, one line per start and end.
+    A run that fails is recorded and the sweep goes on; at the end an :class:`EmprobeError` lists the
+    failed runs. ``OUT/sweep.json`` is rewritten as each run ends.
     """
+    from emprobe.finetune.executors import LocalExecutor
     from emprobe.finetune.run import Run
-    from emprobe.finetune.dist import is_main
-    from emprobe.finetune.trainer import finetune
 
     if not isinstance(sweep, Sweep):
         sweep = Sweep.load(sweep)
     plan = sweep.runs()
-    main = is_main()
-    results: list[SweepResult] = []
-
-    def record() -> None:
-        if main and not dry_run:
-            rows = [{"name": r.name, "status": r.status, "path": r.name} for r in results]
-            rows += [{"name": n, "status": "pending", "path": n} for n, _ in plan[len(results):]]
-            write_json(sweep.out / SWEEP_MANIFEST, manifest("finetune-sweep", source=sweep.source,
-                                                             sweep_hash=content_hash(sweep.to_dict()),
-                                                             **sweep.to_dict(), runs=rows))
-
-    record()
-    for i, (name, cfg) in enumerate(plan, 1):
-        path = Path(cfg.out)
-        done = (path / "run.json").is_file() and Run.load(path).complete
-        if dry_run:
+    if dry_run:
+        results = []
+        for i, (name, cfg) in enumerate(plan, 1):
+            path = Path(cfg.out)
+            done = (path / "run.json").is_file() and Run.load(path).complete
             results.append(SweepResult(name, "skipped" if done else "planned", path))
             log(f"[{i}/{len(plan)}] {name}: {'complete, skip' if done else 'to run'}")
-            continue
-        if done:
-            # still check the settings: a complete run trained with other settings is an error
-            try:
-                finetune(cfg.replace(resume=True, threads=threads, progress=progress), log=lambda m: None)
-                results.append(SweepResult(name, "skipped", path))
-            except EmprobeError as e:
-                results.append(SweepResult(name, f"failed: {e}", path))
-            log(f"[{i}/{len(plan)}] {name}: {results[-1].status}")
-            record()
-            continue
-        log(f"[{i}/{len(plan)}] {name}: training")
-        try:
-            finetune(cfg.replace(resume=True, threads=threads, progress=progress))
-            results.append(SweepResult(name, "complete", path))
-        except EmprobeError as e:
-            results.append(SweepResult(name, f"failed: {e}", path))
-            log(f"[{i}/{len(plan)}] {name}: {results[-1].status}")
-        record()
+        return results
+
+    rows = [{"name": n, "status": "pending", "path": n} for n, _ in plan]
+    by_index: dict[int, SweepResult] = {}
+
+    def record(i: int | None = None, outcome=None) -> None:
+        if outcome is not None:
+            status = _STATUS.get(outcome.status, f"failed: {outcome.error}")
+            by_index[i] = SweepResult(outcome.name, status, outcome.out, round(outcome.seconds, 3), outcome.attempts)
+            rows[i] = {"name": outcome.name, "status": status, "path": outcome.name, "attempts": outcome.attempts,
+                       "seconds": round(outcome.seconds, 3)}
+        write_json(sweep.out / SWEEP_MANIFEST, manifest("finetune-sweep", source=sweep.source,
+                                                         sweep_hash=content_hash(sweep.to_dict()),
+                                                         **sweep.to_dict(), runs=rows))
+
+    record()
+    executor = executor or LocalExecutor(threads=threads)
+    executor.run([cfg.replace(resume=True) for _, cfg in plan], names=[n for n, _ in plan], log=log,
+                 on_result=record)
+    results = [by_index[i] for i in range(len(plan))]
     failed = [r for r in results if r.status.startswith("failed")]
     if failed:
         raise EmprobeError(f"{len(failed)} of {len(results)} sweep runs failed, e.g. {failed[0].name}: "
