@@ -32,7 +32,7 @@ _API = {
     "track": "emprobe.analysis:track", "priors": "emprobe.analysis:priors", "overlap": "emprobe.analysis:overlap",
     "dynamics": "emprobe.analysis:dynamics", "monitor": "emprobe.analysis:monitor", "patch": "emprobe.analysis:patch",
     "steer": "emprobe.analysis:steer", "ablate": "emprobe.analysis:ablate", "Result": "emprobe.analysis:Result",
-    "Verdict": "emprobe.analysis:Verdict",
+    "Verdict": "emprobe.analysis:Verdict", "explain": "emprobe.analysis:explain",
     # studies
     "study": "emprobe.study:study", "demo": "emprobe.study:demo", "StudyConfig": "emprobe.study:StudyConfig",
 }
