@@ -1,59 +1,113 @@
-"""`emprobe overlap` core on constructed activations: a planted shared shift vs independent random shifts."""
+"""`overlap` (claim 3) on constructed activations: a common shift in both runs, a specific shared subspace in
+one, the aligned control as the comparison that can fail."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from emprobe.analysis.shift_overlap import overlap_tables, summarise_overlap
+from emprobe.analysis import OverlapResult
+from emprobe.analysis.overlap_study import overlap_from_activations
+from emprobe.analysis.shift_overlap import run_tables
+from emprobe.analysis.subspace import gram_overlap, overlap, pca_basis
+from emprobe.errors import ConfigError
 
-D, L = 128, 2
+D, L, N_TRAIN, N_Q = 64, 2, 48, 20
+QUESTIONS = [f"q{i // 2}" for i in range(2 * N_Q)]  # 2 paraphrases per question
 
 
-def _acts(rng, n):
-    return rng.standard_normal((n, L, D))
+def _runs(specific: dict[str, bool], seed: int = 0):
+    """Base activations and, per run, tuned activations: every run shifts every prompt along one common
+    direction (+ noise) at layer 0; runs marked ``True`` also shift train and eval prompts inside one shared
+    2-d subspace. Layer 1 gets independent noise shifts only."""
+    rng = np.random.default_rng(seed)
+    common = 3 * rng.standard_normal(D) / np.sqrt(D)
+    sub = np.linalg.qr(rng.standard_normal((D, 2)))[0]
+    bt, be = rng.standard_normal((N_TRAIN, L, D)), rng.standard_normal((2 * N_Q, L, D))
+    runs = {}
+    for name, has_sub in specific.items():
+        shifted = []
+        for b in (bt, be):
+            t = b.copy()
+            n = len(b)
+            t[:, 0] += common + 0.15 * rng.standard_normal((n, D))
+            if has_sub:
+                t[:, 0] += (1.0 * rng.standard_normal((n, 2))) @ sub.T
+            t[:, 1] += 0.5 * rng.standard_normal((n, D))
+            shifted.append(t)
+        runs[name] = tuple(shifted)
+    return bt, be, runs
 
 
-def test_planted_shift_gives_overlap_one_and_random_gives_k_over_d(tmp_path):
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal(D)
-    bt, be = _acts(rng, 48), _acts(rng, 30)
-    # layer 0: every prompt shifts along v (shared); layer 1: independent random shifts
-    tt, te = bt.copy(), be.copy()
-    tt[:, 0] += np.outer(rng.uniform(1, 2, 48), v) + 0.01 * rng.standard_normal((48, D))
-    te[:, 0] += np.outer(rng.uniform(1, 2, 30), v) + 0.01 * rng.standard_normal((30, D))
-    tt[:, 1] += rng.standard_normal((48, D))
-    te[:, 1] += rng.standard_normal((30, D))
-    questions = [f"q{i // 3}" for i in range(30)]
-    sweep, shifts = overlap_tables(bt, tt, be, te, [0, 1], questions, ks=(1, 4), n_random=100, n_permutations=200)
-    planted = sweep[(sweep.layer == 0) & (sweep.k == 1)].iloc[0]
-    assert planted.overlap > 0.99 and planted.z > 20
-    rand = sweep[sweep.layer == 1]
-    for _, row in rand.iterrows():  # independent shifts: overlap near the random expectation k/d
-        assert row.overlap < 5 * row.k / D and abs(row.z) < 4
-    s0 = shifts.set_index("layer")
-    assert s0.loc[0, "mean_shift_cosine"] > 0.99 and abs(s0.loc[1, "mean_shift_cosine"]) < 0.3
-    res = summarise_overlap(sweep, shifts, D, {"test": True})
-    assert "layer 0" in res.findings[0] and "σ above the random control" in res.findings[0]
+def _result(specific: dict[str, bool], **kw) -> OverlapResult:
+    bt, be, runs = _runs(specific)
+    return overlap_from_activations(bt, be, runs, [0, 1], QUESTIONS, ks=(1, 2, 4), n_random=50, n_boot=300,
+                                    n_permutations=200, **kw)
+
+
+def test_specific_subspace_is_separated_from_the_aligned_control(tmp_path):
+    res = _result({"misaligned": True, "control": False})
+    assert res.layer == 0 and res.k in (1, 2)  # chosen on the selection half
+    t = res.tested()
+    assert t["diff"] > 0.3 and t.diff_ci_low > 0 and t.n_test_questions == N_Q // 2
+    # the raw shifts of BOTH runs overlap far above random subspaces: the common shift any fine-tune has
+    top1 = res.sweep.set_index(["run", "layer", "k", "shifts"]).loc[("control", 0, 1, "raw")]
+    assert top1.overlap > 0.9 and top1.z > 10
+    assert res.shift_row("control").common_fraction_train > 0.5
+    v = res.verdict()
+    assert v.verdict == "supported" and "CI" in v.number
+    assert res.findings()[0].startswith("At layer 0")
     out = res.save(tmp_path / "ov")
-    assert {p.name for p in out.iterdir()} == {"table.parquet", "shifts.parquet", "plot.png", "summary.json",
-                                                "summary.txt"}
+    assert {p.name for p in out.iterdir()} == {"table.parquet", "shifts.parquet", "test.parquet", "selection.parquet",
+                                                "plot.png", "summary.json", "summary.txt"}
+    s = json.loads((out / "summary.json").read_text())
+    assert s["verdict"]["verdict"] == "supported" and s["diff_mr_ci_low"] > 0 and s["z"] == s["z"]
+
+
+def test_equal_runs_are_not_credited():
+    res = _result({"misaligned": True, "control": True})
+    t = res.tested()
+    assert t.diff_ci_low < 0 < t.diff_ci_high or t["diff"] <= 0
+    assert res.verdict().verdict == "not supported"
+    assert res.findings()[0].startswith("The aligned control shows the same overlap")
+
+
+def test_no_control_is_inconclusive_and_a_fixed_layer_is_respected():
+    res = _result({"misaligned": True}, layer_select=(1, 2))
+    assert res.layer == 1 and res.k == 2 and res.verdict().verdict == "inconclusive"
+    assert res.tested().n_test_questions == N_Q and "fixed a priori" in res.layer_select
+    res0 = _result({"misaligned": True, "control": False}, layer_select=1)
+    assert res0.layer == 1 and "layer 1 fixed" in res0.layer_select
+
+
+def test_gram_overlap_matches_pca_overlap():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((30, D)) @ np.diag(np.linspace(3, 0.1, D)), rng.standard_normal((25, D))
+    for center in (False, True):
+        for k in (1, 3):
+            want = overlap(pca_basis(a, k, center=center), pca_basis(b, k, center=center))
+            assert gram_overlap(a @ a.T, b @ b.T, a @ b.T, k, center) == pytest.approx(want, abs=1e-8)
+    assert np.isnan(gram_overlap(np.ones((3, 3)), b[:3] @ b[:3].T, np.ones((3, 3)), 2))  # rank 1 < k
 
 
 def test_pair_correlation_detects_prompt_dependent_shifts():
     rng = np.random.default_rng(1)
     # shift = a fixed linear map of the prompt activation: similar prompts get similar shifts
     m = rng.standard_normal((D, D)) / np.sqrt(D)
-    bt, be = _acts(rng, 64), _acts(rng, 40)
-    tt, te = bt + bt @ m, be + be @ m
-    questions = [f"q{i // 2}" for i in range(40)]
-    _, shifts = overlap_tables(bt, tt, be, te, [0, 1], questions, ks=(1,), n_random=20, n_permutations=300)
+    bt, be = rng.standard_normal((64, L, D)), rng.standard_normal((40, L, D))
+    _, shifts = run_tables(bt, be, {"misaligned": (bt + bt @ m, be + be @ m)}, [0, 1], QUESTIONS, ks=(1,),
+                           n_random=20, n_permutations=300)
     assert (shifts.pair_rho > 0.3).all() and (shifts.pair_p < 0.01).all()
 
 
-def test_shape_mismatch_is_an_error():
-    from emprobe.errors import ConfigError
-
+def test_bad_inputs_are_one_line_errors():
     rng = np.random.default_rng(2)
+    bt, be = rng.standard_normal((4, L, D)), rng.standard_normal((3, L, D))
     with pytest.raises(ConfigError, match="differ in shape"):
-        overlap_tables(_acts(rng, 4), _acts(rng, 5), _acts(rng, 3), _acts(rng, 3), [0, 1], ["a"] * 3)
+        run_tables(bt, be, {"misaligned": (rng.standard_normal((5, L, D)), be)}, [0, 1], ["a"] * 3)
+    with pytest.raises(ConfigError, match="needs the misaligned"):
+        overlap_from_activations(bt, be, {}, [0, 1], ["a"] * 3)
+    with pytest.raises(ConfigError, match=">= 4 eval questions"):
+        overlap_from_activations(bt, be, {"misaligned": (bt, be)}, [0, 1], ["a", "b", "c"], ks=(1,))

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from emprobe.analysis.priors import loqo_ridge_operator, operator_scores, random_feature_rhos
 from emprobe.analysis.priors_inputs import feature_stores, load_target, per_question, question_features
@@ -48,6 +49,13 @@ def priors(features: Any, target: Any, *, control: Any = None, base_margin: Any 
     table of per-pair rises (defaults to ``target`` when that is per-pair); ``direction``: a
     :class:`~emprobe.probes.Direction` (or directory) for the single-direction predictor.
     """
+    with threadpool_limits(1):  # many small (n x n) solves: BLAS threads only contend
+        return _priors(features, target, control, base_margin, reliability, layers, direction, alpha,
+                       n_permutations, n_random, seed)
+
+
+def _priors(features, target, control, base_margin, reliability, layers, direction, alpha, n_permutations,
+            n_random, seed) -> PriorsResult:
     stores = feature_stores(features)
     tgt = load_target(target)
     kind = str(tgt.target_kind.iloc[0])

@@ -80,3 +80,37 @@ def cosine_with_control(a: np.ndarray, b: np.ndarray, n_random: int = 1000, seed
     obs = cosine(a, b)
     return {"cosine": obs, "random_mean": float(null.mean()), "random_sd": float(null.std(ddof=1)),
             "z": zscore_vs_null(obs, null)}
+
+
+def _top_scaled(g: np.ndarray, k: int) -> np.ndarray | None:
+    """``[n, k]``: the top-k eigenvectors of the Gram matrix ``g`` divided by their singular values (so that
+    ``X.T @ result`` is the orthonormal PCA basis of ``X``); ``None`` when ``X`` has rank < k."""
+    vals, vecs = np.linalg.eigh(g)
+    vals, vecs = vals[::-1][:k], vecs[:, ::-1][:, :k]
+    if len(vals) < k or vals[-1] <= 1e-10 * max(vals[0], 1e-300):
+        return None
+    return vecs / np.sqrt(vals)
+
+
+def gram_overlap(g_aa: np.ndarray, g_bb: np.ndarray, g_ab: np.ndarray, k: int, center: bool = False) -> float:
+    """:func:`overlap` of the top-k PCA subspaces of the rows of ``A`` and ``B``, from Gram matrices alone
+    (``A A^T``, ``B B^T``, ``A B^T``): with ``n`` rows ≪ ``d`` columns this is the cheap path for bootstraps
+    (resampling rows = indexing the Gram matrices). ``center`` removes each set's mean row first.
+    NaN when a set has rank below k."""
+    if center:
+        ha = np.eye(len(g_aa)) - 1.0 / len(g_aa)
+        hb = np.eye(len(g_bb)) - 1.0 / len(g_bb)
+        g_aa, g_bb, g_ab = ha @ g_aa @ ha, hb @ g_bb @ hb, ha @ g_ab @ hb
+    ua, ub = _top_scaled(g_aa, k), _top_scaled(g_bb, k)
+    if ua is None or ub is None:
+        return float("nan")
+    cos = np.clip(np.linalg.svd(ua.T @ g_ab @ ub, compute_uv=False), 0.0, 1.0)
+    return float(np.mean(cos ** 2))
+
+
+def random_overlap_null(d: int, k: int, n_random: int = 200, seed: int = 0) -> np.ndarray:
+    """Overlaps of pairs of uniformly random k-subspaces of R^d (the null of any fixed pair, by rotation
+    invariance, so it is drawn once per ``(d, k)``)."""
+    rng = control_rng(seed)
+    fixed = np.eye(d)[:, :k]
+    return np.array([overlap(fixed, random_basis(d, k, rng)) for _ in range(n_random)])
