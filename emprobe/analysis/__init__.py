@@ -3,7 +3,7 @@
 - :func:`track` — follow base-model directions through a run's checkpoints (projections, refit cosine,
   drift, LoRA adapter trajectory);
 - :func:`priors` — predict per-question EM after fine-tuning from pre-fine-tuning activations (paper §2);
-- :func:`activation_overlap` — overlap of training- vs eval-prompt activation shifts (paper §3);
+- :func:`overlap` — overlap of training- vs eval-prompt activation shifts, misaligned vs aligned control (§3);
 - :func:`dynamics` — in-domain loss vs out-of-domain alignment across checkpoints and runs (paper §1);
 - :func:`monitor` — detect EM checkpoints from direction drift alone.
 
@@ -12,10 +12,12 @@ block ``l`` (TL ``blocks.{l}.hook_resid_post``).
 """
 
 from emprobe.analysis.dynamics_study import dynamics, monitor
-from emprobe.analysis.priors_study import load_target, predict_priors, priors
+from emprobe.analysis.priors_result import PriorsResult
+from emprobe.analysis.priors_study import load_target, priors
 from emprobe.analysis.results import AnalysisResult
-from emprobe.analysis.shift_overlap import activation_overlap, overlap_tables
+from emprobe.analysis.overlap_result import OverlapResult
+from emprobe.analysis.overlap_study import overlap
 from emprobe.analysis.track import track, track_run
 
-__all__ = ["AnalysisResult", "activation_overlap", "dynamics", "load_target", "monitor", "overlap_tables",
-           "predict_priors", "priors", "track", "track_run"]
+__all__ = ["AnalysisResult", "dynamics", "load_target", "monitor", "priors", "track", "track_run"]
+__all__ += ["OverlapResult", "PriorsResult", "overlap"]
