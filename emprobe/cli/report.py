@@ -1,4 +1,5 @@
-"""``emprobe demo`` (the whole study on one model, with an HTML report) and ``emprobe report`` (re-render it)."""
+"""``emprobe study`` (the paper's claims as verdicts), ``emprobe demo`` (its demo preset) and ``emprobe report``
+(re-render a study's report.html)."""
 
 from __future__ import annotations
 
@@ -7,30 +8,67 @@ from typing import Optional
 
 import typer
 
+from emprobe.cli.common import apply_threads, model_option, threads_option
+
+
+def _preset_help() -> str:
+    from emprobe.study import PRESETS
+
+    d, f = PRESETS["demo"], PRESETS["fast"]
+    return (f"the demo preset: {d.training.steps} steps, {d.questions.n_questions} questions; --fast: "
+            f"{f.training.steps} steps, {f.questions.n_questions} questions")
+
 
 def register(root: typer.Typer) -> None:
-    """Add ``demo`` and ``report`` to the root app."""
+    """Add ``study``, ``demo`` and ``report`` to the root app."""
 
-    @root.command("demo")
+    @root.command("study")
+    def study_cmd(
+        config: Optional[Path] = typer.Argument(None, help="study YAML (model, datasets, grid, training, questions, "
+                                                           "stages); omit it to run --preset"),
+        preset: Optional[str] = typer.Option(None, "--preset", help="demo | fast | paper (used without CONFIG)"),
+        out: Optional[Path] = typer.Option(None, help="output directory (stages and runs are cached here)"),
+        threads: Optional[int] = threads_option(),
+        force: bool = typer.Option(False, "--force", help="redo every stage instead of reusing finished ones"),
+        executor: str = typer.Option("local", help="where fine-tuning runs train: local | ray"),
+        ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (auto | HOST:PORT)"),
+    ) -> None:
+        """Test the paper's claims: a grid of narrow fine-tunes with aligned-data controls, scored and analysed;
+        writes OUT/report.html (verdicts first) and OUT/summary.json."""
+        from emprobe.errors import ConfigError
+        from emprobe.study import study
+
+        if config is not None and preset is not None:
+            raise ConfigError("give a study CONFIG or --preset, not both (a CONFIG may say `preset: NAME`)")
+        apply_threads(threads)
+        study(config, preset_name=preset, out=str(out) if out else None, threads=threads, force=force or None,
+              executor=executor, ray_address=ray_address)
+
+    @root.command("demo", help="The whole study in one command on one model (" + _preset_help() + "): misaligned "
+                  "fine-tune + aligned control, margins at every checkpoint, directions, tracking, priors, dynamics, "
+                  "shift overlap, patching, steering, ablation, per-question explanation, samples; writes "
+                  "OUT/report.html and OUT/summary.json.")
     def demo_cmd(
         out: Path = typer.Option(Path("emprobe-demo"), help="output directory (stages are cached here)"),
-        fast: bool = typer.Option(False, "--fast", help="smaller preset: 8 steps, 16 questions (~3 min on 2 cores)"),
-        model: str = typer.Option("smollm2-135m-instruct", help="model alias, hub id or directory"),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
+        fast: bool = typer.Option(False, "--fast", help="the smaller preset (see above)"),
+        model: str = model_option(),
+        threads: Optional[int] = threads_option(),
         force: bool = typer.Option(False, "--force", help="redo every stage instead of reusing finished ones"),
-        steps: Optional[int] = typer.Option(None, help="fine-tuning steps (default 25; 8 with --fast)"),
-        n_questions: Optional[int] = typer.Option(None, help="off-domain questions (default 37; 16 with --fast)"),
+        steps: Optional[int] = typer.Option(None, help="fine-tuning steps (default: the preset's)"),
+        n_questions: Optional[int] = typer.Option(None, help="off-domain questions (default: the preset's)"),
+        data: Optional[str] = typer.Option(None, help="narrow training data (chat JSONL or builtin:NAME)"),
+        control_data: Optional[str] = typer.Option(None, help="its aligned-data control (same prompts, aligned answers)"),
+        questions: Optional[str] = typer.Option(None, help="off-domain question set with reference answers"),
+        heldout: Optional[str] = typer.Option(None, help="in-domain held-out question set with reference answers"),
     ) -> None:
-        """The whole study in one command: misaligned fine-tune + aligned control, margins at every checkpoint,
-        base-model directions, tracking, priors, dynamics, shift overlap, patching, steering, ablation, samples;
-        writes OUT/report.html and OUT/summary.json."""
-        from emprobe.report import DemoConfig, demo
+        from emprobe.study import demo
 
-        demo(DemoConfig(model=model, out=str(out), fast=fast, threads=threads, force=force, steps=steps,
-                        save_steps=None, n_questions=n_questions))
+        apply_threads(threads)
+        demo(fast, data=data, control_data=control_data, questions=questions, heldout=heldout, steps=steps,
+             n_questions=n_questions, model=model, out=str(out), threads=threads, force=force or None)
 
     @root.command("report")
-    def report_cmd(out: Path = typer.Argument(..., help="a demo output directory (with summary.json)")) -> None:
+    def report_cmd(out: Path = typer.Argument(..., help="a study / demo output directory (with summary.json)")) -> None:
         """Re-render OUT/report.html from OUT/summary.json and the plots beside it."""
         from emprobe.report import render_summary
 

@@ -16,15 +16,26 @@ CLAIMS = {"dynamics": "Claim 1", "priors": "Claim 2", "overlap": "Claim 3"}
 TRAINING_STAGES = ("setup", "finetune")
 
 
+#: stage name -> module under emprobe.study.stages (``causal`` holds patch, steer and ablate)
+STAGE_MODULES = {"setup": "setup", "finetune": "finetune", "margins": "margins", "directions": "directions",
+                 "track": "track", "priors": "priors", "dynamics": "dynamics", "overlap": "overlap",
+                 "patch": "causal", "steer": "causal", "ablate": "causal", "samples": "samples", "explain": "explain"}
+
+
 def build_stages(ctx: StudyContext, executor: str = "local", **executor_kw: Any) -> list[Stage]:
     """The enabled stages in order (``setup`` always runs); a stage whose inputs are disabled is an error."""
-    from emprobe.study.stages import causal, directions, dynamics, explain, finetune, margins, overlap, priors
-    from emprobe.study.stages import samples, setup, track
+    import importlib
 
-    every = [setup.stage(ctx), finetune.stage(ctx, executor, **executor_kw), margins.stage(ctx),
-             directions.stage(ctx), track.stage(ctx), priors.stage(ctx), dynamics.stage(ctx), overlap.stage(ctx),
-             *causal.stages(ctx), samples.stage(ctx), explain.stage(ctx)]
-    chosen = [s for s in every if s.name == "setup" or s.name in ctx.cfg.stages]
+    wanted = ["setup", *(n for n in STAGE_MODULES if n in ctx.cfg.stages)]
+    chosen = []
+    for name in wanted:
+        mod = importlib.import_module(f"emprobe.study.stages.{STAGE_MODULES[name]}")
+        if name == "finetune":
+            chosen.append(mod.stage(ctx, executor, **executor_kw))
+        elif STAGE_MODULES[name] == "causal":
+            chosen.append(next(s for s in mod.stages(ctx) if s.name == name))
+        else:
+            chosen.append(mod.stage(ctx))
     names = {s.name for s in chosen}
     for s in chosen:
         missing = [dep for dep in s.depends if dep not in names]

@@ -55,7 +55,8 @@ def ablate(ctx, d: Path) -> dict:
     from emprobe.analysis import ablate as ablate_verb
 
     c = ctx.cfg
+    heldout = ctx.qs("heldout") if ctx.path("setup", "heldout.yaml").is_file() else None
     res = ablate_verb(ctx.lm("base"), ctx.lm(ctx.reference.name), ctx.direction("mean_diff"), ctx.qs("causal"),
-                      heldout=ctx.qs("heldout"), n_random=5, random_in_domain=False, n_samples=_n_samples(ctx),
+                      heldout=heldout, n_random=5, random_in_domain=False, n_samples=_n_samples(ctx),
                       max_new_tokens=c.max_new_tokens, batch_size=c.eval_batch_size, seed=c.seed)
     return result_section(ctx, res, d)

@@ -1,0 +1,74 @@
+"""Study configs: YAML and presets, the grid's runs with one aligned control per dataset, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from emprobe.errors import ConfigError
+from emprobe.study import PRESETS, StudyConfig, cells, preset
+from emprobe.study.cells import finetune_config, reference_cell
+
+REPO_EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_presets_differ_where_the_issue_says():
+    demo, fast, paper = preset("demo"), preset("fast"), preset("paper")
+    assert [c.name for c in cells(demo)] == ["risky-finance-misaligned", "risky-finance-control"]
+    assert fast.training.checkpoints() == [0, 2, 4] and fast.questions.n_questions == 8
+    runs = cells(paper)
+    main = [c for c in runs if not c.control]
+    assert len(main) == 2 * 3 * 2 and sum(c.control for c in runs) == 2  # datasets x schedules x lrs + controls
+    assert {c.schedule for c in main} == {"constant", "cosine", "warmup-stable-decay"}
+    assert len(paper.training.checkpoints()) >= 5 and paper.training.decay_fraction >= 0.5
+    ref = reference_cell(paper)
+    ctl = next(c for c in runs if c.control and c.dataset == ref.dataset)
+    assert (ref.schedule, ref.lr, ref.seed, ref.dataset) == (ctl.schedule, ctl.lr, ctl.seed, ctl.dataset)
+
+
+def test_schedules_of_the_paper_preset_really_differ():
+    from emprobe.finetune import lr_curve
+
+    paper = preset("paper")
+    curves = {}
+    for cell in (c for c in cells(paper) if not c.control and c.lr == paper.grid.lrs[0]
+                 and c.dataset == paper.datasets[0].name):
+        cfg = finetune_config(paper, cell, REPO_EXAMPLES)
+        curves[cell.schedule] = lr_curve(cfg, paper.training.steps)
+    wsd, const = curves["warmup-stable-decay"], curves["constant"]
+    differ = sum(abs(a - b) > 1e-9 for a, b in zip(wsd, const))
+    assert differ >= paper.training.steps // 3  # the decay covers a third of the run or more
+
+
+def test_yaml_examples_and_errors(tmp_path):
+    cfg = StudyConfig.from_yaml(REPO_EXAMPLES / "study.yaml")
+    assert len(cells(cfg)) == 14 and cfg.prior_kinds == {"instruct": "smollm2-135m-instruct"}
+    organism = StudyConfig.from_yaml(REPO_EXAMPLES / "insecure_code.yaml")
+    assert organism.model == "qwen2.5-coder-0.5b-instruct" and organism.datasets[0].heldout is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\ngrids: {}\n")
+    with pytest.raises(ConfigError, match="unknown study setting 'grids'"):
+        StudyConfig.from_yaml(bad)
+    bad.write_text("grid: {schedules: [cosine, bogus]}\n")
+    with pytest.raises(ConfigError, match="unknown schedule 'bogus'"):
+        StudyConfig.from_yaml(bad)
+    bad.write_text("preset: demo\ntraining: {steps: 4, save_steps: [0, 4]}\n")
+    with pytest.raises(ConfigError, match="checkpoints"):
+        StudyConfig.from_yaml(bad)
+    with pytest.raises(ConfigError, match="unknown study stage"):
+        PRESETS["demo"].with_(stages=("finetune", "vibes"))
+    with pytest.raises(ConfigError, match="unknown study preset"):
+        preset("huge")
+    over = StudyConfig.from_yaml(REPO_EXAMPLES / "study.yaml", out="elsewhere")
+    assert over.out == "elsewhere" and PRESETS["demo"].with_(training__steps=12).training.steps == 12
+
+
+def test_stage_dependencies_are_checked(tmp_path):
+    from emprobe.study.context import StudyContext
+    from emprobe.study.runner import build_stages
+
+    cfg = preset("fast").with_(out=str(tmp_path), stages=("finetune", "dynamics"))
+    with pytest.raises(ConfigError, match="needs stage 'margins'"):
+        build_stages(StudyContext(cfg, log=None))
+    names = [s.name for s in build_stages(StudyContext(preset("fast").with_(out=str(tmp_path), stages=(
+        "finetune", "margins", "samples")), log=None))]
+    assert names == ["setup", "finetune", "margins", "samples"]
