@@ -10,8 +10,9 @@ import torch
 
 from emprobe.errors import ConfigError, DataError
 from emprobe.models import decoder_layers, load_model
-from emprobe.probes import ActivationStore, Intervention, PromptSet, extract, extract_activations, load_prompts
+from emprobe.probes import ActivationStore, PromptSet, extract, extract_activations, load_prompts
 from emprobe.probes.backends import get_backend
+from emprobe.probes.interventions import add_vector, intervene, replace_where
 from emprobe.probes.tokens import encode, make_batches
 from probes_support import run_cli
 
@@ -91,15 +92,17 @@ def test_interventions_add_and_replace(tiny, chat_items):
     be = get_backend("hooks", tiny)
     base = be.read(batch, [0, 1], ["last_prompt", "response_mean"])
     v = torch.randn(tiny.d_model)
-    added = be.read(batch, [0, 1], ["last_prompt", "response_mean"], [Intervention(0, v, "add", "all", 2.0)])
+    with intervene(tiny.model, {0: add_vector(v, 2.0)}):  # reads inside intervene see its edits
+        added = be.read(batch, [0, 1], ["last_prompt", "response_mean"])
     torch.testing.assert_close(added["last_prompt"][:, 0], base["last_prompt"][:, 0] + 2 * v)
     torch.testing.assert_close(added["response_mean"][:, 0], base["response_mean"][:, 0] + 2 * v)
     assert (added["last_prompt"][:, 1] - base["last_prompt"][:, 1]).abs().max() > 1e-3  # flows downstream
-    rep = be.read(batch, [0], ["last_prompt", "response_mean"], [Intervention(0, v, "replace", "last_prompt")])
+    values = v.expand(batch.size, batch.width, -1)
+    with intervene(tiny.model, {0: replace_where(values, batch.mask("last_prompt"))}):
+        rep = be.read(batch, [0], ["last_prompt", "response_mean"])
     torch.testing.assert_close(rep["last_prompt"][:, 0], v.expand(2, -1))
     torch.testing.assert_close(rep["response_mean"][:, 0], base["response_mean"][:, 0])  # other span untouched
-    with pytest.raises(ConfigError, match="does not support interventions"):
-        get_backend("nnsight", tiny).read(batch, [0], ["last_prompt"], [Intervention(0, v)])
+    torch.testing.assert_close(be.read(batch, [0, 1], ["last_prompt"])["last_prompt"], base["last_prompt"])  # gone
 
 
 def test_store_roundtrip_and_labelled_access(tiny, tmp_path):

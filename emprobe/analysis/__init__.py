@@ -11,13 +11,17 @@ Every result states its control and an uncertainty figure. Layer ``l`` = residua
 block ``l`` (TL ``blocks.{l}.hook_resid_post``).
 """
 
+from emprobe.analysis.ablate import AblateResult, ablate
 from emprobe.analysis.dynamics_study import dynamics, monitor
+from emprobe.analysis.patch import PatchResult, patch
 from emprobe.analysis.priors_result import PriorsResult
 from emprobe.analysis.priors_study import load_target, priors
 from emprobe.analysis.results import AnalysisResult
 from emprobe.analysis.overlap_result import OverlapResult
 from emprobe.analysis.overlap_study import overlap
+from emprobe.analysis.steer import SteerResult, steer
 from emprobe.analysis.track import track, track_run
 
-__all__ = ["AnalysisResult", "dynamics", "load_target", "monitor", "priors", "track", "track_run"]
+__all__ = ["AblateResult", "PatchResult", "SteerResult", "ablate", "patch", "steer"]
+__all__ += ["AnalysisResult", "dynamics", "load_target", "monitor", "priors", "track", "track_run"]
 __all__ += ["OverlapResult", "PriorsResult", "overlap"]

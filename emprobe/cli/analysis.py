@@ -12,6 +12,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from emprobe.cli.common import apply_threads, floats, model_option, print_result, questions_option, threads_option
+
 console = Console()
 
 
@@ -120,58 +122,69 @@ def register(root: typer.Typer) -> None:
 
     @root.command("patch")
     def patch_cmd(
-        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint directory"),
-        model: str = typer.Option("smollm2-135m-instruct", help="base model (alias, hub id or directory)"),
-        prompts: str = typer.Option("builtin:em-core", "--prompts", help="question set with reference answers"),
+        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint (or full fine-tuned model) directory"),
+        model: str = model_option("base model (alias, hub id or directory)"),
+        questions: str = questions_option(help="question set with reference answers"),
         layers: str = typer.Option("0:30:3", help="layers to patch: 'all', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'"),
         spans: str = typer.Option("last_prompt,prompt", help="positions to patch: last_prompt and/or prompt"),
         n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
         batch_size: int = typer.Option(8),
+        seed: int = typer.Option(0, help="seed of the control's shuffles and the bootstrap"),
         out: Path = typer.Option(Path("analysis/patch"), help="output directory"),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
     ) -> None:
         """Cross-model activation patching (base <-> fine-tuned): fraction of the margin gap restored per layer."""
-        from emprobe.analysis.causal import patch
+        from emprobe.analysis.patch import patch
 
-        _threads(threads)
-        _finish(patch(model, str(adapter), prompts, layers, [s for s in spans.split(",") if s], n_questions or None,
-                      batch_size), out)
+        apply_threads(threads)
+        print_result(patch(model, str(adapter), questions, layers=layers, spans=[s for s in spans.split(",") if s],
+                           n_questions=n_questions or None, batch_size=batch_size, seed=seed), out)
 
     @root.command("steer")
     def steer_cmd(
         direction: Path = typer.Option(..., help="direction directory (emprobe probe fit)"),
         layer: Optional[int] = typer.Option(None, help="layer to steer at (default: the direction's best layer)"),
-        alpha: str = typer.Option("-8,-4,0,4,8", help="steering coefficients"),
-        model: str = typer.Option("smollm2-135m-instruct", help="model to steer"),
+        alpha: str = typer.Option("-8,-4,0,4,8", help="steering coefficients, comma-separated"),
+        model: str = model_option("model to steer"),
         adapter: Optional[Path] = typer.Option(None, help="optional LoRA checkpoint"),
-        prompts: str = typer.Option("builtin:em-core", "--prompts", help="question set with reference answers"),
+        questions: str = questions_option(help="question set with reference answers"),
         raw: bool = typer.Option(False, help="add the raw direction instead of the unit vector"),
         n_random: int = typer.Option(5, help="random directions of the same norm (>= 5)"),
         n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
+        n_samples: int = typer.Option(3, help="answers sampled at alpha 0 and the largest alpha (0 = none)"),
+        batch_size: int = typer.Option(8),
+        seed: int = typer.Option(0),
         out: Path = typer.Option(Path("analysis/steer"), help="output directory"),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
     ) -> None:
         """Add alpha * direction at a layer (all positions), sweep alpha, compare with random directions."""
-        from emprobe.analysis.causal import steer
+        from emprobe.analysis.steer import steer
 
-        _threads(threads)
-        _finish(steer(model, str(direction), layer, [float(a) for a in alpha.split(",")], prompts,
-                      str(adapter) if adapter else None, not raw, n_random, n_questions or None), out)
+        alphas = floats(alpha, "--alpha")
+        apply_threads(threads)
+        print_result(steer(model, str(direction), questions, layer=layer, alphas=alphas, unit=not raw,
+                           n_random=n_random, n_questions=n_questions or None, n_samples=n_samples,
+                           batch_size=batch_size, seed=seed, adapter=str(adapter) if adapter else None), out)
 
     @root.command("ablate")
     def ablate_cmd(
         direction: Path = typer.Option(..., help="direction directory (emprobe probe fit)"),
-        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint directory"),
-        model: str = typer.Option("smollm2-135m-instruct", help="base model"),
-        prompts: str = typer.Option("builtin:em-core", "--prompts", help="off-domain question set"),
+        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint (or full fine-tuned model) directory"),
+        model: str = model_option("base model (alias, hub id or directory)"),
+        questions: str = questions_option(help="off-domain question set"),
         heldout: str = typer.Option("builtin:risky-finance-heldout", help="in-domain held-out question set"),
         n_random: int = typer.Option(5, help="random directions (>= 5)"),
         n_questions: int = typer.Option(12, help="questions to use per set (0 = all)"),
+        n_samples: int = typer.Option(3, help="answers sampled with and without the ablation (0 = none)"),
+        batch_size: int = typer.Option(8),
+        seed: int = typer.Option(0),
         out: Path = typer.Option(Path("analysis/ablate"), help="output directory"),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
     ) -> None:
         """Project the direction out at every layer of the fine-tuned model; off-domain gain vs in-domain cost."""
-        from emprobe.analysis.causal import ablate
+        from emprobe.analysis.ablate import ablate
 
-        _threads(threads)
-        _finish(ablate(model, str(adapter), str(direction), prompts, heldout, n_random, n_questions or None), out)
+        apply_threads(threads)
+        print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout, n_random=n_random,
+                            n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size, seed=seed),
+                     out)

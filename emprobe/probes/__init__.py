@@ -14,7 +14,7 @@ Pipeline: :func:`load_prompts` (questions / chat JSONL / judged table, optionall
 ``persona``, ``logistic``, ``pca``) -> :class:`Direction`.
 """
 
-from emprobe.probes.backends import ActivationBackend, Intervention, get_backend
+from emprobe.probes.backends import ActivationBackend, get_backend
 from emprobe.probes.directions import Direction
 from emprobe.probes.estimators import (
     METHODS, LogisticProbe, MeanDiff, PairedPCA, PersonaDiff, RandomDirection, auroc, make_estimator,
@@ -26,7 +26,7 @@ from emprobe.probes.store import ActivationStore, ensure_compatible
 from emprobe.probes.tokens import POSITIONS, TokenBatch, make_batches, parse_positions
 
 __all__ = [
-    "METHODS", "POSITIONS", "ActivationBackend", "ActivationStore", "Direction", "Intervention", "LabelRule",
+    "METHODS", "POSITIONS", "ActivationBackend", "ActivationStore", "Direction", "LabelRule",
     "LogisticProbe", "MeanDiff", "PairedPCA", "PersonaDiff", "ProbeResult", "PromptItem", "PromptSet",
     "RandomDirection", "TokenBatch", "auroc", "cross_validate", "ensure_compatible", "extract",
     "extract_activations", "fit_probe", "get_backend", "load_prompts", "make_batches", "make_estimator",

@@ -14,9 +14,10 @@ normalised. Projections onto the unit vector are in the residual stream's own un
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -101,6 +102,55 @@ class Direction:
             return p[:, self._col(int(layer))] if layer is not None else p
         raise DataError(f"cannot project activations of shape {tuple(x.shape)} "
                         f"(want [n, d] or [n, {len(self.layers)}, d])")
+
+    # ---- interventions: context managers over emprobe.probes.interventions.intervene ----------------
+    def steer_edits(self, alpha: float, layer: int | None = None, unit: bool = True) -> dict:
+        """``{layer: h ← h + alpha·v}`` (all positions; ``layer`` defaults to ``best_layer``)."""
+        from emprobe.probes.interventions import add_vector
+
+        layer = self.best_layer if layer is None else int(layer)
+        return {layer: add_vector(self.vector(layer, unit), alpha)}
+
+    def ablation_edits(self, n_layers: int, layers: "str | list[int]" = "all") -> dict:
+        """``{layer: h ← h − (h·r̂) r̂}`` at ``layers`` (of ``n_layers``): the direction's own vector at a fitted
+        layer, its ``best_layer``'s elsewhere."""
+        from emprobe.models import resolve_layers
+        from emprobe.probes.interventions import project_out
+
+        return {l_: project_out(self.vector(l_ if l_ in self.layers else None))
+                for l_ in resolve_layers(layers, n_layers)}
+
+    @contextlib.contextmanager
+    def steer(self, model, alpha: float, layer: int | None = None, unit: bool = True) -> Iterator[None]:
+        """Inside the block every forward of ``model`` (a loaded model or an ``nn.Module``) adds ``alpha`` times
+        the (unit, or raw with ``unit=False``) vector at ``layer`` to the residual stream at every position::
+
+            with d.steer(lm, alpha=4.0):
+                scores = ep.evaluate(lm, "builtin:em-core")
+        """
+        from emprobe.probes.interventions import intervene
+
+        with intervene(self._module(model), self.steer_edits(alpha, layer, unit)):
+            yield
+
+    @contextlib.contextmanager
+    def ablate(self, model, layers: "str | list[int]" = "all") -> Iterator[None]:
+        """Inside the block every forward of ``model`` has the direction projected out of the residual stream at
+        ``layers`` (default every layer; the direction's own vector where fitted, its best layer's elsewhere)."""
+        from emprobe.models import n_layers
+        from emprobe.probes.interventions import intervene
+
+        module = self._module(model)
+        with intervene(module, self.ablation_edits(n_layers(module), layers)):
+            yield
+
+    def _module(self, model) -> torch.nn.Module:
+        from emprobe.models import d_model
+
+        module = model if isinstance(model, torch.nn.Module) else model.model
+        if d_model(module) != self.d_model:
+            raise ConfigError(f"the direction has d_model={self.d_model}, the model {d_model(module)}")
+        return module
 
     # ---- disk ------------------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

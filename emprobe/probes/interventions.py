@@ -50,6 +50,16 @@ def replace_where(values: torch.Tensor, mask: torch.Tensor) -> Edit:
     return fn
 
 
+def block_hidden(output):
+    """The hidden state ``[B, T, D]`` in a decoder block's output (HF blocks return it alone or first in a tuple)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def with_hidden(output, hidden: torch.Tensor):
+    """``output`` with its hidden state replaced by ``hidden`` (same container: tensor or tuple)."""
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
 @contextlib.contextmanager
 def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]] | None = None,
               capture: Sequence[int] = ()) -> Iterator[dict[int, torch.Tensor]]:
@@ -69,15 +79,13 @@ def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]]
 
     def hook(layer: int):
         def fn(module, args, output):
-            h = output[0] if isinstance(output, tuple) else output
+            h = block_hidden(output)
             new = h
             for e in edits.get(layer, ()):
                 new = e(new)
             if layer in want:
                 captured[layer] = new.detach()
-            if new is h:
-                return None
-            return (new, *output[1:]) if isinstance(output, tuple) else new
+            return None if new is h else with_hidden(output, new)
         return fn
 
     handles = [blocks[layer].register_forward_hook(hook(layer)) for layer in sorted(set(edits) | want)]

@@ -8,7 +8,7 @@ Layer ``l`` = residual stream after decoder block ``l`` (TL ``blocks.{l}.hook_re
 from __future__ import annotations
 
 from emprobe.errors import ConfigError
-from emprobe.probes.backends.base import ActivationBackend, Intervention
+from emprobe.probes.backends.base import ActivationBackend
 from emprobe.probes.backends.hooks import HooksBackend
 from emprobe.probes.backends.nnsight import NNsightBackend
 from emprobe.probes.backends.transformerlens import TransformerLensBackend
@@ -33,5 +33,5 @@ def get_backend(name: str | ActivationBackend, lm, remote: bool = False) -> Acti
     return NNsightBackend(lm, remote=True) if remote else BACKENDS[key](lm)
 
 
-__all__ = ["ActivationBackend", "BACKENDS", "HooksBackend", "Intervention", "NNsightBackend",
+__all__ = ["ActivationBackend", "BACKENDS", "HooksBackend", "NNsightBackend",
            "TransformerLensBackend", "get_backend"]

@@ -7,12 +7,11 @@ private exception that ends the forward: the later blocks, the final norm and th
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from emprobe.models import decoder_layers
-from emprobe.probes.backends.base import ActivationBackend, Intervention
+from emprobe.probes.backends.base import ActivationBackend
+from emprobe.probes.interventions import block_hidden
 from emprobe.probes.tokens import TokenBatch
 
 
@@ -21,38 +20,24 @@ class _StopForward(Exception):
 
 
 class HooksBackend(ActivationBackend):
-    """Forward hooks on the HF decoder blocks; supports ``add``/``replace`` interventions."""
+    """Forward hooks on the HF decoder blocks (reads inside ``intervene`` see its edits)."""
 
     name = "hooks"
-    supports_interventions = True
 
-    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str],
-              interventions: Sequence[Intervention]) -> dict[str, torch.Tensor]:
+    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str]) -> dict[str, torch.Tensor]:
         blocks = decoder_layers(self.model)
         last = layers[-1]
-        edits: dict[int, list[Intervention]] = {}
-        for iv in interventions:
-            if iv.layer <= last:
-                edits.setdefault(iv.layer, []).append(iv)
         slot = {layer: j for j, layer in enumerate(layers)}
         pooled: list[torch.Tensor | None] = [None] * len(layers)
 
         def hook(layer: int):
             def fn(module, args, output):
-                h = output[0] if isinstance(output, tuple) else output
-                edited = h
-                for iv in edits.get(layer, ()):
-                    edited = iv.apply(edited, batch)
-                if layer in slot:
-                    pooled[slot[layer]] = batch.pool(edited, positions)
+                pooled[slot[layer]] = batch.pool(block_hidden(output), positions)
                 if layer == last:
                     raise _StopForward
-                if edited is not h:
-                    return (edited, *output[1:]) if isinstance(output, tuple) else edited
-                return None
             return fn
 
-        handles = [blocks[layer].register_forward_hook(hook(layer)) for layer in sorted(set(layers) | set(edits))]
+        handles = [blocks[layer].register_forward_hook(hook(layer)) for layer in layers]
         try:
             with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad)
                 self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,

@@ -9,14 +9,13 @@ in place, so ``set_adapter`` switches stay live).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from emprobe.errors import ConfigError, ModelError
 from emprobe.models import decoder_layers, unwrap
-from emprobe.probes.backends.base import ActivationBackend, Intervention
+from emprobe.probes.backends.base import ActivationBackend
 from emprobe.probes.backends.transformerlens import _first_line
+from emprobe.probes.interventions import block_hidden
 from emprobe.probes.tokens import TokenBatch
 
 
@@ -73,8 +72,7 @@ class NNsightBackend(ActivationBackend):
             obj = getattr(obj, part)
         return obj
 
-    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str],
-              interventions: Sequence[Intervention]) -> dict[str, torch.Tensor]:
+    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str]) -> dict[str, torch.Tensor]:
         import nnsight
 
         blocks = self._blocks()
@@ -83,9 +81,7 @@ class NNsightBackend(ActivationBackend):
                               position_ids=batch.position_ids, **kw) as tracer:
             pooled = []
             for layer in layers:
-                out = blocks[layer].output
-                h = out[0] if isinstance(out, tuple) else out
-                pooled.append(batch.pool(h, positions))
+                pooled.append(batch.pool(block_hidden(blocks[layer].output), positions))
             saved = nnsight.save(pooled)
             tracer.stop()
         stacked = torch.stack(list(saved), 1)

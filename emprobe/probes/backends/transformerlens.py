@@ -10,13 +10,11 @@ A ``PeftModel`` is booted through its inner model, which follows ``set_adapter``
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from emprobe.errors import ModelError
 from emprobe.models import unwrap
-from emprobe.probes.backends.base import ActivationBackend, Intervention
+from emprobe.probes.backends.base import ActivationBackend
 from emprobe.probes.tokens import TokenBatch
 
 
@@ -57,8 +55,7 @@ class TransformerLensBackend(ActivationBackend):
             self._wrapped = hf
         return self._bridge
 
-    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str],
-              interventions: Sequence[Intervention]) -> dict[str, torch.Tensor]:
+    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str]) -> dict[str, torch.Tensor]:
         pooled: dict[int, torch.Tensor] = {}
 
         def make(layer: int):
