@@ -142,3 +142,13 @@ def test_cli_explain_writes_the_result(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["explain", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "ex2")])
     assert e.value.code == 2 and "no such rises table" in capsys.readouterr().err
+
+
+def test_weighted_batch_holds_bootstrap_copies_out_together():
+    rng = np.random.default_rng(6)
+    x, y = standardise(rng.standard_normal((12, 3))), rng.standard_normal(12)
+    counts = np.bincount(rng.integers(0, 12, 12), minlength=12).astype(float)
+    rows = np.repeat(np.arange(12), counts.astype(int))  # the resample as expanded rows, grouped by question
+    ref = loqo_ridge_operator(x[rows], rows, 1.0) @ y[rows]
+    got = loqo_ridge_batch(x, y, 1.0, counts[None])[0]
+    assert np.allclose(got[rows], ref, atol=1e-9)

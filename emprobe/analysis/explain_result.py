@@ -96,7 +96,7 @@ class ExplainResult(Result):
 
     @property
     def uncertainty(self) -> str:
-        return (f"95% bootstrap CI over questions of each ΔR² (LOQO predictions held fixed); per-question t-interval "
+        return (f"95% bootstrap CI over questions of each ΔR² (both models refitted per resample); per-question t-interval "
                 f"over reference pairs; split-half reliability ({self.meta.get('reliability_splits')} splits, "
                 f"Spearman–Brown) {_f(self.reliability.get('reliability'), '.2f')} as the ceiling "
                 f"(R² ≤ reliability, ρ ≤ {_f(self.ceiling, '.2f')})")
