@@ -19,7 +19,7 @@ CATS = ["wishes", "power", "health", "money"]
 
 
 def _rises(per_q: np.ndarray, pair_sd: float, n_pairs: int, rng, qids=None, dataset=None) -> pd.DataFrame:
-    """Long rises: per pair em_rise = per_q + noise; the misaligned run also carries a generic part the control shares."""
+    """Long rises: per pair em_rise = per_q + noise; the misaligned run also moves by a generic part (the control's)."""
     n = len(per_q)
     qids = qids or [f"q{i:03d}" for i in range(n)]
     em = per_q[:, None] + pair_sd * rng.standard_normal((n, n_pairs))

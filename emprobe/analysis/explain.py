@@ -121,7 +121,8 @@ def _per_question(pooled: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
     out["em_rise_ci_low"] = [c[0] for c in ci.loc[out.question_id]]
     out["em_rise_ci_high"] = [c[1] for c in ci.loc[out.question_id]]
     out["n_pairs"] = g.size().loc[out.question_id].to_numpy()
-    out["category"] = long.drop_duplicates("question_id").set_index("question_id").category.loc[out.question_id].to_numpy()
+    cats = long.drop_duplicates("question_id").set_index("question_id").category
+    out["category"] = cats.loc[out.question_id].to_numpy()
     cols = ["question_id", "category", "em_rise", "em_rise_ci_low", "em_rise_ci_high", "misaligned_change",
             "control_change", "base", "n_pairs"]
     return out[cols]

@@ -96,16 +96,17 @@ class ExplainResult(Result):
 
     @property
     def uncertainty(self) -> str:
-        return (f"95% bootstrap CI over questions of each ΔR² (both models refitted per resample); per-question t-interval "
-                f"over reference pairs; split-half reliability ({self.meta.get('reliability_splits')} splits, "
-                f"Spearman–Brown) {_f(self.reliability.get('reliability'), '.2f')} as the ceiling "
-                f"(R² ≤ reliability, ρ ≤ {_f(self.ceiling, '.2f')})")
+        return (f"95% bootstrap CI over questions of each ΔR² (both models refitted per resample); per-question "
+                f"t-interval over reference pairs; split-half reliability "
+                f"({self.meta.get('reliability_splits')} splits, Spearman–Brown) "
+                f"{_f(self.reliability.get('reliability'), '.2f')} as the ceiling (R² ≤ reliability, "
+                f"ρ ≤ {_f(self.ceiling, '.2f')})")
 
     def verdict(self) -> Verdict:
         m, t = self.model, self.top
         beats = m["p_permutation"] < 0.05
-        number = (f"LOQO R² {m['r2']:+.3f} (p {m['p_permutation']:.3g}); top factor {t.factor} ΔR² {t.delta_r2:+.3f} "
-                  f"[{_f(t.ci_low)}, {_f(t.ci_high)}]")
+        number = (f"LOQO R² {m['r2']:+.3f} (p {m['p_permutation']:.3g}); top factor {t.factor} "
+                  f"ΔR² {t.delta_r2:+.3f} [{_f(t.ci_low)}, {_f(t.ci_high)}]")
         if beats and len(self.credited()):
             v, why = "supported", (f"the model beats shuffled targets and {', '.join(self.credited().factor)} "
                                    "adds uniquely (CI above 0)")
@@ -178,7 +179,8 @@ class ExplainResult(Result):
         a1.set_yticks(pos, list(f.factor), fontsize=7)
         a1.axvline(0, color="k", lw=0.8)
         a1.set(xlabel="unique contribution (drop-one LOQO ΔR²)",
-               title=f"factors (model R² {self.model['r2']:+.2f}; ceiling {_f(self.reliability.get('reliability'), '.2f')})")
+               title=f"factors (model R² {self.model['r2']:+.2f}; "
+                     f"ceiling {_f(self.reliability.get('reliability'), '.2f')})")
         a1.legend(fontsize=6)
         self._scatter(a2)
         return fig
