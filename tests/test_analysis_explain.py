@@ -96,6 +96,9 @@ def test_noisy_target_is_inconclusive_and_said_first():
     res = explain(rises, n_permutations=N_PERM, reliability_splits=100)
     assert res.verdict().verdict == "inconclusive"
     assert res.findings()[0].startswith("The per-question rise is mostly noise: reliability")
+    one = explain(rises[rises.pair == 0], n_permutations=20, reliability_splits=10)  # no reliability with one pair
+    assert one.verdict().verdict == "inconclusive" and "unknown" in one.findings()[0]
+    assert one.questions.em_rise_ci_low.isna().all()
 
 
 def test_reliability_matches_its_theoretical_value():

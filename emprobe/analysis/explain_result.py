@@ -110,6 +110,8 @@ class ExplainResult(Result):
         if beats and len(self.credited()):
             v, why = "supported", (f"the model beats shuffled targets and {', '.join(self.credited().factor)} "
                                    "adds uniquely (CI above 0)")
+        elif not np.isfinite(self.ceiling):
+            v, why = "inconclusive", "the target's reliability is unknown (fewer than 2 reference pairs per question)"
         elif self.noisy:
             v, why = "inconclusive", (f"the target's reliability {_f(self.reliability.get('reliability'), '.2f')} "
                                       f"(ceiling ρ {_f(self.ceiling, '.2f')}) is too low to explain")
@@ -140,6 +142,10 @@ class ExplainResult(Result):
                 for _, r in self.worst.iterrows()) + ".",
             *self._category_findings(), *self._dataset_findings(),
         ]
+        if not np.isfinite(self.ceiling):
+            msg = ("The per-question rise's reliability is unknown (fewer than 2 reference pairs per question): no "
+                   "ceiling, so a model that explains nothing cannot be told from a target that is noise.")
+            return control_first(out, True, msg)
         if self.noisy:
             msg = (f"The per-question rise is mostly noise: reliability {_f(rel.get('reliability'), '.2f')} "
                    f"(ceiling ρ {_f(self.ceiling, '.2f')}); nothing can be explained beyond that.")
