@@ -85,22 +85,30 @@ def test_dynamics_and_monitor_cli(study):
 
 def test_overlap_cli(study):
     out = study / "a_ov"
-    cli("overlap", "--model", _tiny(study), "--adapter",
-        study / "sweep" / "mis" / "checkpoints" / "step-000006", "--n-train", 24, "--k", "1,2", "--n-random", 50,
-        "--eval", study / "questions.yaml", "--out", out)
+    ckpt = "checkpoints/step-000006"
+    cli("overlap", "--model", _tiny(study), "--adapter", study / "sweep" / "mis" / ckpt, "--control-adapter",
+        study / "sweep" / "ctrl" / ckpt, "--n-train", 24, "--k", "1,2", "--n-random", 50, "--n-boot", 100,
+        "--n-permutations", 100, "--eval", study / "questions.yaml", "--out", out)
     s = _summary(out)
     t = pd.read_parquet(out / "table.parquet")
     assert set(t.k) == {1, 2} and set(t.layer) == {0, 1} and t.overlap.between(0, 1).all()
-    assert s["best"]["z"] == s["best"]["z"]  # a number, not NaN
+    assert set(t.run) == {"misaligned", "control"} and set(t.shifts) == {"raw", "mean_removed"}
+    assert s["z"] == s["z"] and s["diff_mr_ci_low"] <= s["diff_mr_ci_high"]  # numbers, not NaN
+    assert s["verdict"]["verdict"] in ("supported", "not supported", "inconclusive")
+    assert {"shifts.parquet", "test.parquet", "selection.parquet"} <= {p.name for p in out.iterdir()}
 
 
 def test_priors_cli(study):
     mis = study / "sweep" / "mis" / "eval" / "questions-margin"
+    ctrl = study / "sweep" / "ctrl" / "eval" / "questions-margin"
     out = study / "a_pri"
     cli("priors", "--features", study / "prompts", "--target", mis / "step-000006", "--baseline", mis / "step-000000",
-        "--direction", study / "direction", "--n-permutations", 200, "--out", out)
+        "--control-target", ctrl / "step-000006", "--direction", study / "direction", "--n-permutations", 200,
+        "--n-random", 10, "--out", out)
     s = _summary(out)
-    assert s["n_questions"] == 10 and s["target_kind"] == "margin_rise"
+    assert s["n_questions"] == 10 and s["target_kind"] == "margin_rise" and s["target"] == "em_specific"
+    assert s["headroom_rho"] == s["headroom_rho"] and s["reliability"] == s["reliability"]  # computed, not NaN
+    assert s["verdict"]["verdict"] in ("supported", "not supported", "inconclusive")
 
 
 def _tiny(study: Path) -> str:

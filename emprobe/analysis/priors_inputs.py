@@ -173,3 +173,27 @@ def question_features(store, layers: str | Sequence[int] | None, question_ids: S
     if missing:
         raise DataError(f"activation store lacks questions {missing[:5]} (extract on the same question set)")
     return np.stack([x[groups == q].mean(0) for q in question_ids])
+
+
+def priors_inputs(target: Any, baseline: Any = None, control_target: Any = None, base_margin: Any = None) -> dict:
+    """``priors`` keyword inputs from files: the target (after − ``baseline``), the aligned control's change
+    (``control_target`` − ``baseline``), the base margin (``base_margin``, else the baseline itself when it
+    is a margin table) and, for margin score tables, the per-pair rises (and control changes) for the
+    reliability."""
+    out: dict[str, Any] = {"target": load_target(target, baseline)}
+    if control_target is not None:
+        if baseline is None:
+            raise ConfigError("--control-target needs --baseline (the control's change = control − baseline)")
+        out["control"] = load_target(control_target, baseline)
+    kind = str(out["target"].target_kind.iloc[0])
+    if base_margin is not None:
+        out["base_margin"] = load_target(base_margin)
+    elif baseline is not None and kind == "margin_rise":
+        out["base_margin"] = load_target(baseline)
+    if kind == "margin_rise" and all(Path(p).is_dir() for p in (target, baseline)):
+        pairs = pair_margins(target, baseline).rename(columns={"value": "rise"})
+        if control_target is not None:
+            ctrl = pair_margins(control_target, baseline).rename(columns={"value": "control"})
+            pairs = pairs.merge(ctrl, on=["question_id", "pair"])
+        out["reliability"] = pairs
+    return out

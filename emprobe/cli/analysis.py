@@ -59,36 +59,65 @@ def register(root: typer.Typer) -> None:
     def priors_cmd(
         features: list[Path] = typer.Option(..., "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
         target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet"),
-        baseline: Optional[Path] = typer.Option(None, help="baseline target: predict the rise over it"),
+        baseline: Optional[Path] = typer.Option(None, help="baseline target (the base model's scores): predict the rise over it"),
+        control_target: Optional[Path] = typer.Option(
+            None, help="the aligned-data control's scores: the target becomes rise − control change (EM-specific)"),
+        base_margin: Optional[Path] = typer.Option(
+            None, help="base-model margins for the headroom baseline (default: --baseline when it is a margin table)"),
+        reliability: Optional[Path] = typer.Option(
+            None, help="per-pair rises (CSV/parquet: question_id, pair, rise[, control]) for the target's reliability "
+                       "(default: from margin score tables)"),
         layers: str = typer.Option("all", help="layers to use as features (per store's model)"),
-        direction: Optional[Path] = typer.Option(None, help="direction for the single-direction control"),
+        direction: Optional[Path] = typer.Option(None, help="direction for the single-direction predictor"),
         alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
-        n_permutations: int = typer.Option(1000, help="label shuffles for the p-value"),
+        n_permutations: int = typer.Option(1000, help="target shuffles for the p-values"),
+        n_random: int = typer.Option(50, help="random-feature draws for the control"),
+        seed: int = typer.Option(0, help="seed of the shuffles and random features"),
         out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
     ) -> None:
-        """Predict per-question EM after fine-tuning from prompt activations before it (LOQO)."""
-        from emprobe.analysis.priors_study import priors
+        """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
+        from emprobe.analysis import priors
+        from emprobe.analysis.priors_inputs import priors_inputs
 
-        _finish(priors(features, target, baseline, layers, direction, alpha, n_permutations), out)
+        inputs = priors_inputs(target, baseline, control_target, base_margin)
+        if reliability is not None:
+            inputs["reliability"] = reliability
+        print_result(priors(features, **inputs, layers=layers, direction=direction, alpha=alpha,
+                            n_permutations=n_permutations, n_random=n_random, seed=seed), out)
 
     @root.command("overlap")
     def overlap_cmd(
-        model: str = typer.Option("smollm2-135m-instruct", help="base model (alias, hub id or directory)"),
-        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint directory"),
+        adapter: Path = typer.Option(..., help="misaligned fine-tune: LoRA checkpoint (or full model) directory"),
+        control_adapter: Optional[Path] = typer.Option(
+            None, help="the aligned-data control's checkpoint (the comparison that decides the claim)"),
+        model: str = model_option("base model (alias, hub id or directory)"),
         train: str = typer.Option("builtin:risky-finance", help="training chat data (its prompts are used)"),
-        eval: str = typer.Option("builtin:em-core", help="evaluation question set"),
+        questions: str = questions_option(help="evaluation question set"),
         layers: str = typer.Option("all", help="layers to sweep"),
         k: str = typer.Option("1,2,4,8", help="subspace sizes to sweep"),
+        layer_select: str = typer.Option(
+            "heldout", help="'heldout' (layer and k chosen on half the eval questions, tested on the other), "
+                            "a layer fixed a priori, or 'LAYER,K'"),
         n_train: int = typer.Option(64, help="training prompts to use"),
-        n_random: int = typer.Option(200, help="random subspaces for the control"),
+        n_random: int = typer.Option(200, help="random subspaces (secondary reference)"),
+        n_boot: int = typer.Option(1000, help="bootstrap draws for the misaligned − control CI"),
+        n_permutations: int = typer.Option(1000, help="question shuffles for the pair-similarity p"),
+        batch_size: int = typer.Option(8),
+        seed: int = typer.Option(0, help="seed of the split, bootstrap and permutations"),
         out: Path = typer.Option(Path("analysis/overlap"), help="output directory"),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
     ) -> None:
-        """Overlap of activation shifts on training vs evaluation prompts, against random subspaces."""
-        from emprobe.analysis.shift_overlap import activation_overlap
+        """Train- vs eval-prompt activation-shift overlap, misaligned run vs aligned control (claim 3)."""
+        from emprobe.analysis import overlap
+        from emprobe.cli.common import ints
 
-        _threads(threads)
-        _finish(activation_overlap(model, str(adapter), train, eval, layers, _ints(k), n_train, n_random=n_random), out)
+        sel = "heldout" if layer_select == "heldout" else ints(layer_select, "--layer-select")
+        sel = sel if isinstance(sel, str) else sel[0] if len(sel) == 1 else (sel[0], sel[1])
+        apply_threads(threads)
+        print_result(overlap(model, str(adapter), train, questions,
+                             control=str(control_adapter) if control_adapter else None, layers=layers,
+                             ks=ints(k, "--k"), n_train=n_train, n_random=n_random, n_boot=n_boot,
+                             n_permutations=n_permutations, batch_size=batch_size, seed=seed, layer_select=sel), out)
 
     @root.command("dynamics")
     def dynamics_cmd(
