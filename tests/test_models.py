@@ -121,7 +121,7 @@ def test_missing_chat_template(tiny_model_dir, tmp_path):
 
 def test_unknown_model_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="cannot load model 'no-such-org/no-such-model' as a hub id") as e:
+    with pytest.raises(ModelError, match="unknown model 'no-such-org/no-such-model': not a built-in alias") as e:
         load_model("no-such-org/no-such-model")
     assert "\n" not in str(e.value) and "smollm2-135m-instruct" in str(e.value)
     f = tmp_path / "file.txt"

@@ -35,7 +35,7 @@ def prepare(alias: str, force: bool = False, log=print) -> Path:
     if is_prepared(alias) and not force:
         return target
     entry = BUILTIN_MODELS[alias]
-    entry.package_dir()  # fail early, with the pip command, if the package is missing
+    entry.check_installed()  # fail early, with the pip command, if a package is missing
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from emprobe.errors import ConfigError, ModelError
-from emprobe.models import cache
 from emprobe.models.adapters import attach_adapter
-from emprobe.models.arch import d_model, fingerprint, n_layers, n_parameters, parse_dtype
+from emprobe.models.arch import d_model, fingerprint, n_layers, n_parameters, parse_dtype, unwrap
 from emprobe.models.chat import ChatFormatter, read_template
 from emprobe.models.registry import BUILTIN_MODELS, DEFAULT_MODEL
+from emprobe.models.resolve import describe_placement, placement, resolve
 
 
 @dataclass
@@ -30,8 +30,8 @@ class ModelSpec:
     name: str = DEFAULT_MODEL
     adapter: str | None = None
     revision: str | None = None
-    dtype: str = "float32"
-    device: str = "cpu"
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (fp32 / bf16 / fp16 accepted)
+    device: str | dict = "cpu"  # cpu | cuda | cuda:N | mps | auto (device_map="auto") | a device_map dict
     trust_remote_code: bool = False
     chat_template: str | None = None
 
@@ -88,22 +88,11 @@ class LoadedModel:
             **fingerprint(self.model),
             "n_parameters": n_parameters(self.model),
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            "device": describe_placement(unwrap(self.model)),
             "chat_template_source": self.chat.source if self.chat else "none",
             "layer_convention": "layer l = residual stream after decoder block l (TL blocks.{l}.hook_resid_post)",
             "load_seconds": round(self.load_seconds, 2),
         }
-
-
-def _resolve(spec: ModelSpec, log) -> tuple[str, str]:
-    """``(path_or_id, kind)`` with kind ``builtin``, ``local`` or ``hub``."""
-    if spec.is_builtin:
-        return str(cache.prepare(spec.name, log=log)), "builtin"
-    p = Path(spec.name).expanduser()
-    if p.is_dir():
-        return str(p.resolve()), "local"
-    if p.exists() or spec.name.startswith((".", "/", "~")):
-        raise ModelError(f"model path {spec.name!r} is not a directory")
-    return spec.name, "hub"
 
 
 def _add_stop_tokens(model: nn.Module, tok: Any, tokens: tuple[str, ...]) -> None:
@@ -116,11 +105,27 @@ def _add_stop_tokens(model: nn.Module, tok: Any, tokens: tuple[str, ...]) -> Non
     gc.eos_token_id = eos + [i for i in tok.convert_tokens_to_ids(list(tokens)) if i not in eos]
 
 
+def _from_pretrained(spec: ModelSpec, path: str, kind: str, model_kw: dict, local_only: bool):
+    """``(model, tokenizer)`` from a directory or hub id; one-line :class:`ModelError` on failure."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code, local_files_only=local_only)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kw)
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **model_kw, **kw)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = "hub id" if kind == "hub" else "directory"
+        hint = f" (not a built-in alias: {', '.join(BUILTIN_MODELS)})" if kind == "hub" else ""
+        raise ModelError(f"cannot load model {spec.name!r} as a {where}{hint}: {first}") from None
+    return model, tok
+
+
 def load_model(
     spec: str | ModelSpec = DEFAULT_MODEL,
     adapter: str | Path | None = None,
     dtype: str | torch.dtype | None = None,
-    device: str | None = None,
+    device: str | dict | None = None,
     *,
     revision: str | None = None,
     trust_remote_code: bool | None = None,
@@ -133,6 +138,9 @@ def load_model(
     ``spec``: a built-in alias (dequantized from its packaged GGUF on first use and cached under
     ``$EMPROBE_HOME``), a hub id, a local directory, or a :class:`ModelSpec`. Weights load from
     safetensors only. A LoRA adapter whose shapes do not fit the base raises :class:`ModelError`.
+    ``dtype``: ``fp32`` (default) | ``bf16`` | ``fp16``; ``device``: ``cpu`` (default) | ``cuda[:N]`` |
+    ``mps`` | ``auto`` (``device_map="auto"`` across GPUs) | a ``device_map`` dict. Whatever the dtype,
+    activations are stored and log-probs computed in float32 downstream.
     ``merge=True`` folds the adapter into the weights (a plain model, ~20 % faster forwards on CPU).
     A :class:`LoadedModel` is returned as it is (so every verb accepts a loaded model or a name).
     """
@@ -141,24 +149,16 @@ def load_model(
             raise ConfigError("pass the adapter when loading: load_model(name, adapter=...), not to a loaded model")
         return spec
     spec = ModelSpec.coerce(spec, adapter=str(adapter) if adapter else None,
-                            dtype=str(dtype).removeprefix("torch.") if dtype is not None else None,
+                            dtype=str(parse_dtype(dtype)).removeprefix("torch.") if dtype is not None else None,
                             device=device, revision=revision, trust_remote_code=trust_remote_code,
                             chat_template=chat_template)
+    place, move_to = placement(spec.device)
     t0 = time.perf_counter()
-    path, kind = _resolve(spec, log)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    try:
-        tok = AutoTokenizer.from_pretrained(path, **kw)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=parse_dtype(spec.dtype), use_safetensors=True, **kw)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = "hub id" if kind == "hub" else "directory"
-        aliases = ", ".join(BUILTIN_MODELS)
-        hint = f" (not a built-in alias: {aliases})" if kind == "hub" else ""
-        raise ModelError(f"cannot load model {spec.name!r} as a {where}{hint}: {first}") from None
-    model.to(spec.device).eval()
+    path, kind, local_only = resolve(spec, log)
+    model, tok = _from_pretrained(spec, path, kind, dict(dtype=parse_dtype(spec.dtype), **place), local_only)
+    if move_to is not None:
+        model.to(move_to)
+    model.eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     template_source = "tokenizer"
@@ -168,7 +168,8 @@ def load_model(
         entry = BUILTIN_MODELS[spec.name]
         if entry.fallback_chat_template:
             tok.chat_template, template_source = entry.fallback_chat_template, entry.fallback_template_source
-            _add_stop_tokens(model, tok, entry.stop_tokens)
+    if kind == "builtin":
+        _add_stop_tokens(model, tok, BUILTIN_MODELS[spec.name].stop_tokens)
     chat = ChatFormatter(tok, template_source, spec.name) if getattr(tok, "chat_template", None) else None
     if spec.adapter:
         model = attach_adapter(model, spec.adapter, base_names={spec.name, path}).eval()

