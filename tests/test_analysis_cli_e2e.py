@@ -61,7 +61,8 @@ def test_track_cli(study):
     cli("track", study / "sweep" / "mis", "--directions", study / "direction", "--prompts", study / "questions.yaml",
         "--out", out, "--n-random", 5)
     s = _summary(out)
-    assert s["steps"] == [0, 2, 4, 6]
+    assert s["steps"] == [0, 2, 4, 6] and set(s["shifts"]) == {"mean_diff"}
+    assert s["mean_diff_delta"] == pytest.approx(s["shifts"]["mean_diff"]["delta"])
     assert {"drift.parquet", "refit.parquet", "adapter.parquet"} <= {p.name for p in out.iterdir()}
     refit = pd.read_parquet(out / "refit.parquet")
     assert refit[refit.step == 0].refit_cosine.min() > 0.999  # refit on the untouched model = the base direction
@@ -72,6 +73,10 @@ def test_dynamics_and_monitor_cli(study):
     cli("dynamics", study / "sweep", "--questions", study / "questions.yaml", "--out", out, "--n-permutations", 200)
     s = _summary(out)
     assert s["n_runs"] == 2 and s["n_checkpoints"] == 8
+    assert s["n_control_runs"] == 1 and s["verdict"]["verdict"] == "inconclusive"  # one schedule, one control
+    assert s["inputs"]["checkpoints_reused"] == 1  # both runs' step 0 is the same base model: scored once
+    margins = pd.read_parquet(out / "margins.parquet")
+    assert len(margins) == 8 * 10 and {"question_id", "margin", "control"} <= set(margins.columns)
     df = pd.read_parquet(out / "table.parquet")
     rise = df.ood_score - df.groupby("run").ood_score.transform("first")
     threshold = float(rise[df.step > 0].median())

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from emprobe.analysis.adapter_trajectory import adapter_trajectory
-from emprobe.analysis.dynamics import best_alignment_at_loss, loss_alignment_correlations, schedule_gap_ci
+from emprobe.analysis.dynamics import best_alignment_at_loss, loss_alignment_correlations
+from emprobe.analysis.matched_loss import compare_at_matched_loss
 from emprobe.analysis.monitor import drift_auroc, leave_one_run_out
 from emprobe.analysis.priors import (
     loqo_pls, loqo_ridge, loqo_ridge_operator, random_feature_control, single_direction_predictor,
@@ -101,8 +102,10 @@ def test_dynamics_known_answers():
     row = best[(best.schedule == "cosine") & (best.loss_level == 1.0)].iloc[0]
     assert row.best_ood_score == pytest.approx(-1.0) and row.run == "a" and row.step == 10
     assert best[(best.loss_level == 0.4)].best_ood_score.isna().all()
-    gap, lo, hi = schedule_gap_ci(df, "constant", "cosine", n_boot=200)
-    assert gap == pytest.approx(0.45) and lo <= gap <= hi
+    cmp = compare_at_matched_loss(df.assign(data="d", question_id="mean", margin=df.ood_score), per_question=False)
+    assert cmp.matched.loss_level.unique() == pytest.approx([0.875, 1.25, 1.625])  # quartiles of the shared range
+    assert cmp.gaps.gap.to_numpy() == pytest.approx([0.45] * 3)  # constant - cosine at every matched loss
+    assert cmp.gaps.ci_low.isna().all() and (cmp.gaps.better == "").all()  # one value per checkpoint: no CI
     with pytest.raises(ConfigError, match="lacks columns"):
         loss_alignment_correlations(df.drop(columns="schedule"))
 

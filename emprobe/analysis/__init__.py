@@ -12,7 +12,10 @@ block ``l`` (TL ``blocks.{l}.hook_resid_post``).
 """
 
 from emprobe.analysis.ablate import AblateResult, ablate
-from emprobe.analysis.dynamics_study import dynamics, monitor
+from emprobe.analysis.dynamics_result import DynamicsResult
+from emprobe.analysis.dynamics_study import dynamics
+from emprobe.analysis.monitor import monitor
+from emprobe.analysis.monitor_result import MonitorResult
 from emprobe.analysis.patch import PatchResult, patch
 from emprobe.analysis.priors_result import PriorsResult
 from emprobe.analysis.priors_study import load_target, priors
@@ -20,8 +23,10 @@ from emprobe.analysis.results import AnalysisResult
 from emprobe.analysis.overlap_result import OverlapResult
 from emprobe.analysis.overlap_study import overlap
 from emprobe.analysis.steer import SteerResult, steer
-from emprobe.analysis.track import track, track_run
+from emprobe.analysis.track import track
+from emprobe.analysis.track_result import TrackResult
 
 __all__ = ["AblateResult", "PatchResult", "SteerResult", "ablate", "patch", "steer"]
-__all__ += ["AnalysisResult", "dynamics", "load_target", "monitor", "priors", "track", "track_run"]
+__all__ += ["AnalysisResult", "load_target", "priors"]
 __all__ += ["OverlapResult", "PriorsResult", "overlap"]
+__all__ += ["DynamicsResult", "MonitorResult", "TrackResult", "dynamics", "monitor", "track"]

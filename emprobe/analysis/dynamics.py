@@ -1,8 +1,9 @@
-"""Training dynamics (paper §1): in-domain loss vs out-of-domain alignment across checkpoints and runs.
+"""Training dynamics (paper §1): rank correlations and best-at-loss over a table of checkpoints.
 
 Input is a tidy table with one row per (run, checkpoint): ``run``, ``schedule``, ``step``, ``val_loss``
 (in-domain, held out) and ``ood_score`` (out-of-domain misalignment, e.g. the mean margin on
-``builtin:em-core``; higher = more misaligned).
+``builtin:em-core``; higher = more misaligned). The schedule comparison at matched loss (the claim's
+test) lives in :mod:`emprobe.analysis.matched_loss`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emprobe.analysis.stats import permutation_pvalue, spearman
+from emprobe.analysis.stats import paired_row_spearman, permutation_pvalue, spearman
 from emprobe.errors import ConfigError
 
 REQUIRED = ("run", "schedule", "step", "val_loss", "ood_score")
@@ -39,7 +40,8 @@ def loss_alignment_correlations(df: pd.DataFrame, n_permutations: int = 1000, se
         if len(g) < 3:
             continue
         rho = spearman(g.val_loss, g.ood_score)
-        null = np.array([spearman(g.val_loss, rng.permutation(g.ood_score.to_numpy())) for _ in range(n_permutations)])
+        y = g.ood_score.to_numpy(float)
+        null = paired_row_spearman(g.val_loss.to_numpy(float), np.stack([rng.permutation(y) for _ in range(n_permutations)]))
         rows.append({"scope": str(run), "n": len(g), "spearman_rho": rho,
                      "p_two_sided": permutation_pvalue(rho, null, "two-sided")})
     rho = spearman(df.val_loss, df.ood_score)
@@ -52,7 +54,7 @@ def loss_alignment_correlations(df: pd.DataFrame, n_permutations: int = 1000, se
             out[idx] = scores[rng.permutation(idx)]
         return out
 
-    null = np.array([spearman(df.val_loss, within_shuffle()) for _ in range(n_permutations)])
+    null = paired_row_spearman(df.val_loss.to_numpy(float), np.stack([within_shuffle() for _ in range(n_permutations)]))
     rows.append({"scope": "all runs", "n": len(df), "spearman_rho": rho,
                  "p_two_sided": permutation_pvalue(rho, null, "two-sided")})
     return pd.DataFrame(rows)
@@ -76,17 +78,3 @@ def best_alignment_at_loss(df: pd.DataFrame, loss_levels: list[float] | None = N
                          "run": best.run if best is not None else None,
                          "step": int(best.step) if best is not None else None})
     return pd.DataFrame(rows)
-
-
-def schedule_gap_ci(df: pd.DataFrame, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean final-checkpoint ``ood_score`` of schedule ``a`` minus ``b`` across runs, with a bootstrap CI."""
-    last = df.sort_values("step").groupby("run").tail(1)
-    xa = last[last.schedule == a].ood_score.to_numpy(float)
-    xb = last[last.schedule == b].ood_score.to_numpy(float)
-    if not len(xa) or not len(xb):
-        raise ConfigError(f"schedules {a!r} and {b!r} both need at least one run")
-    rng = np.random.default_rng(seed)
-    boots = [rng.choice(xa, len(xa)).mean() - rng.choice(xb, len(xb)).mean() for _ in range(n_boot)]
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return float(xa.mean() - xb.mean()), float(lo), float(hi)
-

@@ -42,18 +42,24 @@ def register(root: typer.Typer) -> None:
     def track_cmd(
         run_dir: Path = typer.Argument(..., help="fine-tuning run directory"),
         directions: list[Path] = typer.Option(..., "--directions", help="direction directory (repeatable)"),
-        prompts: str = typer.Option("builtin:em-core", help="prompts to project (question set)"),
+        questions: str = questions_option(help="prompts to project (question set)"),
         out: Path = typer.Option(Path("analysis/track"), help="output directory"),
         refit: bool = typer.Option(True, help="refit each direction at every checkpoint"),
         n_random: int = typer.Option(20, help="random directions for the control"),
+        steps: Optional[str] = typer.Option(None, help="checkpoint steps to use, comma-separated (default: all)"),
+        merge: bool = typer.Option(False, help="merge each LoRA checkpoint into the weights while measuring"),
         batch_size: int = typer.Option(8),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        seed: int = typer.Option(0, help="seed of the random control directions"),
+        threads: Optional[int] = threads_option(),
     ) -> None:
         """Follow directions through a run's checkpoints (base loaded once, adapters swapped)."""
         from emprobe.analysis.track import track
+        from emprobe.cli.common import ints
 
-        _threads(threads)
-        _finish(track(run_dir, directions, prompts, refit, n_random, batch_size), out)
+        step_list = ints(steps, "--steps") if steps else None
+        apply_threads(threads)
+        print_result(track(run_dir, directions, questions, refit=refit, n_random=n_random, batch_size=batch_size,
+                           seed=seed, steps=step_list, merge=merge), out)
 
     @root.command("priors")
     def priors_cmd(
@@ -122,32 +128,44 @@ def register(root: typer.Typer) -> None:
     @root.command("dynamics")
     def dynamics_cmd(
         sweep_dir: Path = typer.Argument(..., help="directory of runs (emprobe finetune sweep) or one run"),
-        questions: str = typer.Option("builtin:em-core", help="off-domain question set (margin score)"),
+        questions: str = questions_option(help="off-domain question set (margin score)"),
+        control_runs: Optional[str] = typer.Option(
+            None, help="aligned-data control runs, comma-separated names (default: runs trained on *-aligned data)"),
+        loss_levels: Optional[str] = typer.Option(
+            None, help="matched in-domain loss levels, comma-separated (default: quartiles of the shared range)"),
         n_permutations: int = typer.Option(1000),
+        batch_size: int = typer.Option(8),
+        seed: int = typer.Option(0, help="seed of the bootstrap and permutations"),
         out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
     ) -> None:
-        """In-domain validation loss vs off-domain alignment over every checkpoint of every run."""
+        """In-domain validation loss vs off-domain alignment; schedules compared at matched loss (claim 1)."""
         from emprobe.analysis.dynamics_study import dynamics
 
-        _threads(threads)
-        _finish(dynamics(sweep_dir, questions, n_permutations), out)
+        controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
+        levels = floats(loss_levels, "--loss-levels") if loss_levels else None
+        apply_threads(threads)
+        print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
+                              loss_levels=levels, batch_size=batch_size, seed=seed), out)
 
     @root.command("monitor")
     def monitor_cmd(
         sweep_dir: Path = typer.Argument(..., help="directory of runs or one run"),
         direction: Path = typer.Option(..., help="base-model direction directory"),
-        questions: str = typer.Option("builtin:em-core", help="prompts for drift and margins"),
+        questions: str = questions_option(help="prompts for drift and margins"),
         threshold: float = typer.Option(0.1, help="EM label: margin rise over step 0 above this (nats/token)"),
         n_permutations: int = typer.Option(1000),
+        batch_size: int = typer.Option(8),
+        seed: int = typer.Option(0, help="seed of the label permutations"),
         out: Path = typer.Option(Path("analysis/monitor"), help="output directory"),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
     ) -> None:
         """Detect EM checkpoints from direction drift alone, scored by AUROC (and leave-one-run-out)."""
-        from emprobe.analysis.dynamics_study import monitor
+        from emprobe.analysis.monitor import monitor
 
-        _threads(threads)
-        _finish(monitor(sweep_dir, direction, questions, threshold, n_permutations), out)
+        apply_threads(threads)
+        print_result(monitor(sweep_dir, direction, questions=questions, threshold=threshold,
+                             n_permutations=n_permutations, batch_size=batch_size, seed=seed), out)
 
     @root.command("patch")
     def patch_cmd(
@@ -217,3 +235,20 @@ def register(root: typer.Typer) -> None:
         print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout, n_random=n_random,
                             n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size, seed=seed),
                      out)
+
+    @root.command("explain")
+    def explain_cmd(
+        rises: Path = typer.Argument(..., help="per-(question, pair) rises table (a study's margins/rises.parquet)"),
+        factors: Optional[Path] = typer.Option(None, help="per-question factors table (question_id + numeric columns)"),
+        answers: Optional[Path] = typer.Option(None, help="answers table (question_id, base, misaligned)"),
+        n_permutations: int = typer.Option(1000, help="shuffles per permutation null"),
+        reliability_splits: int = typer.Option(200, help="random half-splits of the pairs for the reliability"),
+        alpha: float = typer.Option(1.0, help="ridge penalty (scale-free)"),
+        seed: int = typer.Option(0),
+        out: Path = typer.Option(Path("analysis/explain"), help="output directory"),
+    ) -> None:
+        """Why EM hits some questions more: per-question factors' unique contributions vs the reliability ceiling."""
+        from emprobe.analysis.explain import explain
+
+        print_result(explain(rises, factors, answers=answers, n_permutations=n_permutations,
+                             reliability_splits=reliability_splits, alpha=alpha, seed=seed), out)

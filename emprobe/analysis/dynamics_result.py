@@ -1,0 +1,194 @@
+"""``DynamicsResult``: in-domain loss vs off-domain alignment, and claim 1's verdict, rendered on demand.
+
+Verdict on *learning schedules give no better-aligned minimum at similar or lower in-domain loss*:
+
+- **not supported**: at some matched in-domain loss one schedule's off-domain margin is lower (better
+  aligned) than another's and the gap's CI (over questions, Bonferroni over comparisons) excludes 0;
+- **supported**: schedules were compared at matched loss and no gap's CI excludes 0;
+- **inconclusive**: one schedule only, no loss range shared by the schedules, or no per-question margins
+  to form a CI.
+
+The within-run Spearman ρ(loss, margin) is reported but is not the verdict: two monotone series over a
+few checkpoints give ρ = −1 for any fine-tune.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from emprobe.analysis.matched_loss import MatchedLoss
+from emprobe.analysis.results import Result, Verdict, figure_for
+
+CLAIM = "Learning schedules give no better-aligned minimum at similar or lower in-domain loss"
+
+
+@dataclass(frozen=True, eq=False)
+class DynamicsResult(Result):
+    """Checkpoints (loss, margin), rank correlations, and the schedules compared at matched in-domain loss."""
+
+    checkpoints: pd.DataFrame  # run, schedule, lr, data, step, train_loss, val_loss, ood_score, control
+    correlations: pd.DataFrame  # scope, n, spearman_rho, p_two_sided, control
+    best_at_loss: pd.DataFrame  # schedule, loss_level, n_checkpoints, best_ood_score, run, step
+    comparison: MatchedLoss
+    margins: pd.DataFrame | None = None  # long: one row per (run, checkpoint, question)
+    controls: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    name: ClassVar[str] = "dynamics"
+    title: ClassVar[str] = "In-domain loss vs off-domain alignment"
+
+    # ---- derived numbers ----------------------------------------------------------------------------
+    @property
+    def n_schedules(self) -> int:
+        """Most non-control schedules trained on one dataset."""
+        non = self.checkpoints[~self.checkpoints.control]
+        return int(non.groupby("data").schedule.nunique().max())
+
+    def decisive_gap(self) -> pd.Series | None:
+        """The gap that decides the verdict: the largest significant one (as better − worse schedule), else
+        the largest by size."""
+        g = self.comparison.gaps
+        if g.empty:
+            return None
+        sig = g[g.better != ""]
+        pool = sig if len(sig) else g
+        row = pool.loc[pool.gap.abs().idxmax()].copy()
+        if row.better and row.better == row.schedule_b:  # oriented as better − worse
+            row.schedule_a, row.schedule_b = row.schedule_b, row.schedule_a
+            row.gap, row.ci_low, row.ci_high = -row.gap, -row.ci_high, -row.ci_low
+        return row
+
+    def _pooled(self) -> pd.Series:
+        c = self.correlations
+        return c[c.scope == "all runs"].iloc[0]
+
+    # ---- rendering ----------------------------------------------------------------------------------
+    def verdict(self) -> Verdict:
+        row, cmp = self.decisive_gap(), self.comparison
+        control = "schedules compared at the same in-domain loss" + (
+            f"; aligned-data control runs left out ({', '.join(self.controls)})" if self.controls else "")
+        if row is None:
+            reason = ("only one schedule among the non-control runs" if self.n_schedules < 2
+                      else "the schedules share no in-domain loss range")
+            return Verdict(CLAIM, "inconclusive", "no matched-loss comparison", control, "none", reason)
+        number = (f"{row.schedule_a} − {row.schedule_b} off-domain margin {row.gap:+.3f} at val loss "
+                  f"{row.loss_level:.3f}")
+        if np.isnan(row.ci_low):
+            return Verdict(CLAIM, "inconclusive", number, control, "none",
+                           "no per-question margins: no CI over questions")
+        unc = (f"{100 * cmp.ci_level:.1f}% bootstrap CI over questions [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
+               f"(Bonferroni over {cmp.n_comparisons} comparisons)")
+        if row.better:
+            return Verdict(CLAIM, "not supported", number, control, unc,
+                           f"{row.better} reaches a better-aligned point than {row.schedule_b} at equal in-domain loss")
+        return Verdict(CLAIM, "supported", number, control, unc,
+                       "no schedule is better aligned than another beyond the CI at matched loss")
+
+    def findings(self) -> list[str]:
+        v, row = self.verdict(), self.decisive_gap()
+        if v.verdict == "inconclusive":
+            head = f"Claim 1 is inconclusive here: {v.reason}."
+        elif v.verdict == "not supported":
+            head = (f"At matched in-domain loss {row.loss_level:.3f}, {row.better} is better aligned: "
+                    f"{v.number} ({v.uncertainty}); the claim that schedules give no better-aligned minimum "
+                    "is not supported.")
+        else:
+            head = (f"At {self.comparison.matched.loss_level.nunique()} matched in-domain loss levels no schedule "
+                    f"is better aligned than another beyond the CI (largest gap: {v.number}; {v.uncertainty}).")
+        out = [head, *self._matched_lines()]
+        if self.controls:
+            out.append(f"Aligned-data control run(s) {', '.join(self.controls)} are left out of the schedule "
+                       "comparison.")
+        return out + self._rho_lines()
+
+    def _matched_lines(self) -> list[str]:
+        out, m = [], self.comparison.matched
+        for data, g in m.groupby("data", sort=True):
+            levels = sorted(g.loss_level.unique())
+            mid = levels[len(levels) // 2]
+            parts = [f"{r.schedule} {r.margin:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+                     for r in g[g.loss_level == mid].itertuples()]
+            out.append(f"Off-domain margin at val loss {mid:.3f} ({data}; 95% CI over questions): "
+                       + "; ".join(parts) + ".")
+        for r in self.comparison.spread.itertuples():
+            out.append(f"Spread between {r.n_schedules} schedules at val loss {r.loss_level:.3f}: {r.spread:.3f} "
+                       f"(95% CI [{r.ci_low:.3f}, {r.ci_high:.3f}]; best {r.best}, worst {r.worst}).")
+        return out
+
+    def _rho_lines(self) -> list[str]:
+        p = self._pooled()
+        runs = self.correlations[self.correlations.scope != "all runs"]
+        n_ck = int(runs.n.max()) if len(runs) else int(p.n)
+        out = [f"Across {int(p.n)} checkpoints of {self.checkpoints[~self.checkpoints.control].run.nunique()} "
+               f"non-control runs, in-domain validation loss and off-domain margin have Spearman ρ = "
+               f"{p.spearman_rho:.3f} (within-run permutation p = {p.p_two_sided:.3g}). This is not evidence "
+               f"for the claim: two monotone series over few checkpoints (here ≤ {n_ck}) give ρ = −1 for any "
+               "fine-tune."]
+        for r in runs.itertuples():
+            tag = " (aligned-data control)" if r.control else ""
+            out.append(f"Run {r.scope}{tag}: ρ = {r.spearman_rho:.3f} over {int(r.n)} checkpoints "
+                       f"(p = {r.p_two_sided:.3g}).")
+        return out
+
+    def numbers(self) -> dict[str, Any]:
+        ck, p, row = self.checkpoints, self._pooled(), self.decisive_gap()
+        out: dict[str, Any] = {
+            "n_runs": int(ck.run.nunique()), "n_checkpoints": len(ck), "spearman_rho": float(p.spearman_rho),
+            "p_two_sided": float(p.p_two_sided), "n_control_runs": len(self.controls),
+            "n_schedule_runs": int(ck[~ck.control].run.nunique()), "n_schedules": self.n_schedules,
+            "n_loss_levels": int(self.comparison.matched.loss_level.nunique()),
+            "n_comparisons": self.comparison.n_comparisons, "ci_level": self.comparison.ci_level}
+        if row is not None:
+            out.update({"gap": float(row.gap), "gap_ci_low": float(row.ci_low), "gap_ci_high": float(row.ci_high),
+                        "gap_loss_level": float(row.loss_level), "gap_significant": bool(row.better)})
+        if len(self.comparison.spread):
+            s = self.comparison.spread.loc[self.comparison.spread.spread.idxmax()]
+            out.update({"spread_max": float(s.spread), "spread_ci_low": float(s.ci_low),
+                        "spread_ci_high": float(s.ci_high)})
+        return out
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        c = self.comparison
+        out = {"table": self.checkpoints, "correlations": self.correlations, "best_at_loss": self.best_at_loss,
+               "matched_loss": c.matched, "schedule_gaps": c.gaps, "schedule_spread": c.spread,
+               "loss_ranges": c.ranges}
+        return {**out, **({"margins": self.margins} if self.margins is not None else {})}
+
+    def inputs(self) -> dict[str, Any]:
+        return {"inputs": dict(self.meta)}
+
+    @property
+    def control(self) -> str:
+        return ("schedules compared at matched in-domain loss (aligned-data control runs never enter); "
+                "within-run label permutation for ρ (between-run differences do not count)")
+
+    @property
+    def uncertainty(self) -> str:
+        return (f"bootstrap CI over questions ({100 * self.comparison.ci_level:.1f}% per gap, Bonferroni over "
+                f"{self.comparison.n_comparisons} comparisons); permutation p-values (two-sided) for ρ")
+
+    def plot(self, ax=None):
+        fig, (a0, a1) = figure_for(ax, 2, 5.5, 4)
+        non = self.checkpoints[~self.checkpoints.control]
+        for i, (sched, g) in enumerate(non.groupby("schedule", sort=True)):
+            a0.scatter(g.val_loss, g.ood_score, s=18, color=f"C{i}", label=sched)
+            for _, gr in g.groupby("run"):
+                gr = gr.sort_values("step")
+                a0.plot(gr.val_loss, gr.ood_score, lw=0.6, alpha=0.5, color=f"C{i}")
+            m = self.comparison.matched[self.comparison.matched.schedule == sched].sort_values("loss_level")
+            a1.errorbar(m.loss_level, m.margin, yerr=[m.margin - m.ci_low, m.ci_high - m.margin],
+                        marker="o", ms=4, capsize=3, color=f"C{i}", label=sched)
+        for level in sorted(self.comparison.matched.loss_level.unique()):
+            a0.axvline(level, color="grey", lw=0.5, ls=":")
+        a0.set(xlabel="in-domain validation loss", ylabel="off-domain margin (higher = more misaligned)",
+               title="every checkpoint of every non-control run")
+        a1.set(xlabel="matched in-domain validation loss", ylabel="off-domain margin (95% CI over questions)",
+               title="schedules at matched loss")
+        for a in (a0, a1):
+            a.invert_xaxis()
+            a.legend(fontsize=7)
+        return fig
