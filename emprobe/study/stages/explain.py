@@ -30,7 +30,7 @@ POSITION = "last_prompt"
 def stage(ctx) -> Stage:
     c = ctx.cfg
     depends = ("margins", "directions", *(("priors",) if "priors" in c.stages else ()))
-    return Stage("explain", "why EM is uneven", lambda d: run(ctx, d), 20,
+    return Stage("explain", "why EM is uneven", lambda d: run(ctx, d), 30,
                  {"perm": c.n_permutations, "seed": c.seed, "n": c.questions.n_train_prompts}, depends)
 
 
