@@ -111,3 +111,26 @@ def test_bad_inputs_are_one_line_errors():
         overlap_from_activations(bt, be, {}, [0, 1], ["a"] * 3)
     with pytest.raises(ConfigError, match=">= 4 eval questions"):
         overlap_from_activations(bt, be, {"misaligned": (bt, be)}, [0, 1], ["a", "b", "c"], ks=(1,))
+
+
+def test_overlap_on_loaded_models(tiny_model_dir):
+    """The verb on loaded models (base, a 'misaligned' and a 'control' fine-tune: perturbed MLP weights)."""
+    import torch
+
+    from emprobe.analysis import overlap
+    from emprobe.models import load_model
+    from emprobe.probes import load_prompts
+
+    base, tuned, ctrl = (load_model(str(tiny_model_dir), log=lambda *a: None) for _ in range(3))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for lm in (tuned, ctrl):
+            w = lm.model.model.layers[0].mlp.down_proj.weight
+            w.add_(0.05 * torch.randn_like(w))
+    eval_ps = load_prompts("builtin:em-core", limit=16)  # 8 questions x 2 paraphrases
+    res = overlap(base, tuned, "builtin:risky-finance", eval_ps, control=ctrl, ks=(1, 2), n_train=16, n_random=20,
+                  n_boot=50, n_permutations=50)
+    assert set(res.sweep.run) == {"misaligned", "control"} and set(res.sweep.layer) == {0, 1}
+    assert res.shifts.shift_norm_train.gt(0).all() and res.n_train == 16 and res.n_eval == 16
+    assert res.verdict().verdict in ("supported", "not supported", "inconclusive")
+    assert res.meta["model"] == str(tiny_model_dir) and len(res.findings()) >= 3
