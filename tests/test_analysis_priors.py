@@ -181,3 +181,22 @@ def test_target_errors(tmp_path):
     few = pd.DataFrame({"question_id": ["q0", "q1", "q2"], "target": [0.1, 0.2, 0.3]})
     with pytest.raises(DataError, match="need >= 5"):
         priors({"m": _store(x, qids, "m")}, few, layers="1")
+
+
+def test_ridge_with_unpenalised_covariate_matches_a_refit():
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    from emprobe.analysis.priors import loqo_ridge_operator
+
+    rng = np.random.default_rng(6)
+    n = 24
+    x, c, y = rng.standard_normal((n, 40)), rng.standard_normal(n), rng.standard_normal(n)
+    tr = np.arange(n) != 3
+    z = np.c_[np.ones(tr.sum()), c[tr]]
+    resid = np.eye(tr.sum()) - z @ np.linalg.pinv(z)
+    lam = 0.5 * np.trace(resid @ x[tr] @ x[tr].T @ resid) / tr.sum()
+    xc = np.c_[x, 1e4 * c]  # a huge scale makes the covariate's penalty vanish
+    want = Ridge(alpha=lam).fit(xc[tr], y[tr]).predict(xc[3:4])[0]
+    assert (loqo_ridge_operator(x, np.arange(n), 0.5, covariates=c) @ y)[3] == pytest.approx(want, abs=1e-6)
+    ols = LinearRegression().fit(c[tr, None], y[tr]).predict(c[3:4, None])[0]
+    assert (loqo_ridge_operator(None, np.arange(n), covariates=c) @ y)[3] == pytest.approx(ols, abs=1e-10)

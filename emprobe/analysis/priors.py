@@ -44,22 +44,32 @@ def loqo_ridge_operator(x: np.ndarray | None, groups: np.ndarray, alpha: float =
     plain least-squares fit on the covariates. Because the prediction is linear in ``y``, a permutation
     test needs one matrix product per shuffle instead of a refit.
     """
+    kernel = None
+    if x is not None and np.asarray(x).shape[1]:
+        x = np.asarray(x, np.float64)
+        kernel = x @ x.T
+    return loqo_kernel_operator(kernel, groups, alpha, covariates)
+
+
+def loqo_kernel_operator(kernel: np.ndarray | None, groups: np.ndarray, alpha: float = 1.0,
+                         covariates: np.ndarray | None = None) -> np.ndarray:
+    """:func:`loqo_ridge_operator` from the linear kernel ``K = X X^T`` alone (every fold is ``n x n`` work,
+    whatever the feature dimension)."""
     groups = np.asarray(groups)
     n = len(groups)
-    x = None if x is None else np.asarray(x, np.float64)
     z = _design(covariates, n)
     w = np.zeros((n, n))
     for g in np.unique(groups):
         test, train = np.flatnonzero(groups == g), np.flatnonzero(groups != g)
         proj = np.linalg.pinv(z[train])  # [c, n_train]: least squares on the covariates
         op = z[test] @ proj
-        if x is not None and x.shape[1]:
+        if kernel is not None:
             resid = np.eye(len(train)) - z[train] @ proj
-            xt = resid @ x[train]
-            xs = x[test] - z[test] @ (proj @ x[train])
-            k_tt = xt @ xt.T
+            k_tr = kernel[np.ix_(train, train)]
+            k_tt = resid @ k_tr @ resid  # kernel of the residualised training features
+            k_st = (kernel[np.ix_(test, train)] - z[test] @ proj @ k_tr) @ resid
             lam = alpha * np.trace(k_tt) / len(train) + 1e-12
-            op = op + (xs @ xt.T) @ np.linalg.solve(k_tt + lam * np.eye(len(train)), resid)
+            op = op + k_st @ np.linalg.solve(k_tt + lam * np.eye(len(train)), resid)
         w[np.ix_(test, train)] = op
     return w
 
@@ -161,6 +171,7 @@ def random_feature_rhos(shape: tuple[int, int], ys: np.ndarray, groups: np.ndarr
     ys = np.atleast_2d(np.asarray(ys, np.float64))
     out = np.zeros((n_draws, len(ys)))
     for i in range(n_draws):
-        w = loqo_ridge_operator(rng.standard_normal(shape), groups, alpha)
+        x = rng.standard_normal(shape)
+        w = loqo_kernel_operator(x @ x.T, groups, alpha)
         out[i] = paired_row_spearman(ys @ w.T, ys)
     return out

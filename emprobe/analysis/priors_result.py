@@ -111,7 +111,8 @@ class PriorsResult(Result):
         else:
             v = "inconclusive"
             why = "no base-margin baseline given" if beats and np.isnan(pp) else \
-                f"too few questions: detectable ρ {self.rho_detectable:.2f} ≥ ceiling {self.ceiling:.2f}"
+                (f"the set cannot detect ρ below the target's ceiling: detectable ρ {self.rho_detectable:.2f} "
+                 f"(n = {self.n_questions}) ≥ ceiling {self.ceiling:.2f} (too few questions or too noisy a target)")
         number = (f"ρ = {self._get(a, 'spearman_rho'):.3f} (p = {p:.3g}); partial ρ | base margin = "
                   f"{self._get(a, 'partial_rho'):.3f} (p = {pp:.3g})")
         return Verdict(CLAIM, v, number, self.control, self.uncertainty, why)

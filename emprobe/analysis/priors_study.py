@@ -13,7 +13,8 @@ permutation null (shuffled targets through the same estimator: on a few dozen ro
 far below zero, and the null's mean shows by how much); the activations also get random features of equal
 dimension and the partial correlation of their prediction with the target given the base margin
 (Freedman–Lane permutation p). The target's split-half reliability across reference pairs
-(Spearman–Brown) gives the ceiling, and ``n`` the smallest detectable ρ.
+(Spearman–Brown) gives the ceiling, and ``n`` the smallest detectable ρ. With several stores each is scored
+alone and all combined; the verdict uses the combined features (fixed a priori, not the best-scoring set).
 """
 
 from __future__ import annotations
