@@ -88,6 +88,28 @@ def test_dynamics_and_monitor_cli(study):
     assert 0.0 <= s2["auroc"] <= 1.0 and 0.0 <= s2["auroc_leave_one_run_out"] <= 1.0
 
 
+def test_track_and_dynamics_api(study):
+    """The Python verbs on loaded objects: track over chosen steps with merged adapters (same projections as
+    unmerged), dynamics over a list of runs with the control named explicitly."""
+    import numpy as np
+
+    from emprobe.analysis import dynamics, track
+    from emprobe.data import load_questions
+    from emprobe.finetune import Run
+    from emprobe.probes import Direction
+
+    run, d = Run.load(study / "sweep" / "mis"), Direction.load(study / "direction")
+    qs = load_questions(study / "questions.yaml")
+    merged = track(run, [d], qs, steps=[0, 6], merge=True, refit=False, n_random=5)
+    plain = track(run, d, qs, steps=[0, 6], refit=False, n_random=5)
+    assert merged.steps == [0, 6] and merged.adapter is not None and merged.refit is None
+    assert np.allclose(merged.projections.projection, plain.projections.projection, atol=1e-3)
+    assert merged.shifts["mean_diff"].delta == pytest.approx(plain.shifts["mean_diff"].delta, abs=1e-3)
+    res = dynamics([run, study / "sweep" / "ctrl"], questions=qs, control_runs=["ctrl"], n_permutations=50)
+    assert res.controls == ("ctrl",) and set(res.checkpoints[~res.checkpoints.control].run) == {"mis"}
+    assert res.verdict().verdict == "inconclusive" and len(res.margins) == 8 * 10
+
+
 def test_overlap_cli(study):
     out = study / "a_ov"
     ckpt = "checkpoints/step-000006"

@@ -93,7 +93,7 @@ class DynamicsResult(Result):
         if v.verdict == "inconclusive":
             head = f"Claim 1 is inconclusive here: {v.reason}."
         elif v.verdict == "not supported":
-            head = (f"At matched in-domain loss {row.loss_level:.3f}, {row.better} is better aligned: "
+            head = (f"{row.better} reaches a better-aligned point than {row.schedule_b} at equal in-domain loss: "
                     f"{v.number} ({v.uncertainty}); the claim that schedules give no better-aligned minimum "
                     "is not supported.")
         else:
