@@ -62,3 +62,40 @@ def test_cli_sweep(tmp_path, tiny_model_dir, capsys):
     main(["finetune", "sweep", str(f), "--dry-run"])
     assert "2 skipped" in capsys.readouterr().out
     assert load_run(tmp_path / "sw" / "seed-1").settings["seed"] == 1
+
+
+def test_every_config_field_is_an_option_with_the_dataclass_default():
+    """The CLI options are generated from FinetuneConfig: a new or renamed field, or a changed default,
+    shows up here (and in `emprobe finetune --help`) without editing the CLI."""
+    import dataclasses
+
+    import typer
+
+    from emprobe.cli import finetune as cli_ft
+    from emprobe.finetune import FinetuneConfig
+
+    params = {p.name: p for p in typer.main.get_command(cli_ft.app).params}
+    fields = [f for f in dataclasses.fields(FinetuneConfig) if f.name not in cli_ft.NOT_OPTIONS]
+    assert set(cli_ft.FIELD_HELP) == {f.name for f in fields}  # no help for a field that is gone
+    defaults = FinetuneConfig()
+    for f in fields:
+        p = params[f.name]
+        flag = cli_ft.FLAG_NAMES.get(f.name, f"--{f.name.replace('_', '-')}").split("/")[0]
+        assert flag in p.opts, (f.name, p.opts)
+        assert p.default is None  # "not given": the dataclass (or --config, or run.json) decides
+        if f.name != "threads":
+            assert p.show_default == cli_ft._default_text(getattr(defaults, f.name)), f.name
+
+
+def test_cli_options_reach_the_config(tmp_path, tiny_model_dir):
+    """Every option's value lands in the run's settings (one run with many non-default values)."""
+    out = tmp_path / "run"
+    main(tiny_args(tiny_model_dir, out, "--lora-alpha", "8", "--lora-dropout", "0.05", "--targets", "q_proj,v_proj",
+                   "--layers", "0", "--rslora", "--schedule", "cosine", "--weight-decay", "0.01", "--seed", "3",
+                   "--val-fraction", "0.2", "--val-seed", "1", "--dtype", "float32", "--device", "cpu",
+                   "--max-grad-norm", "0.5", "--grad-accum", "1"))
+    s = load_run(out).settings
+    assert (s["lora_alpha"], s["lora_dropout"], s["targets"], s["layers"], s["rslora"]) == (8.0, 0.05, "q_proj,v_proj",
+                                                                                             "0", True)
+    assert (s["schedule"], s["weight_decay"], s["seed"], s["val_fraction"], s["val_seed"]) == ("cosine", 0.01, 3, 0.2, 1)
+    assert (s["max_grad_norm"], s["device"], s["lora_r"], s["max_steps"]) == (0.5, "cpu", 4, 2)

@@ -21,6 +21,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", help="show the libraries' progress bars and logs "
+                                                                "(transformers, huggingface_hub, datasets)")) -> None:
+    from emprobe.verbosity import set_verbose
+
+    set_verbose(verbose)
+
+
 # Each stage module exposes register(root): it adds its verbs / sub-apps to the root app.
 for _stage in (models, data, finetune, evaluate, probes, analysis, report):
     _stage.register(app)
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         errors, aborts = _click_errors()
         if isinstance(e, errors):
-            e.show()
+            _show_one_line(e)
             raise SystemExit(e.exit_code) from None
         if isinstance(e, aborts):
             print("aborted", file=sys.stderr)
@@ -64,3 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(rv, int) and rv:
         raise SystemExit(rv)
     return 0
+
+
+def _show_one_line(e: Exception) -> None:
+    """A usage error (bad option value, unknown option, missing argument) as one line naming the verb's help;
+    a bare verb (``emprobe finetune``) still shows its help."""
+    if type(e).__name__ == "NoArgsIsHelpError" or not hasattr(e, "format_message"):
+        e.show()  # type: ignore[attr-defined]
+        return
+    ctx = getattr(e, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    message = " ".join(str(e.format_message()).split())
+    print(f"error: {message}{where}", file=sys.stderr)

@@ -68,8 +68,8 @@ def default_threads() -> int | None:
 
 def apply_threads(threads: Optional[int]) -> None:
     """Set torch's CPU threads from ``--threads`` or ``$EMPROBE_THREADS``."""
-    n = threads or default_threads()
-    if n:
+    n = threads if threads is not None else default_threads()
+    if n is not None:
         if n < 1:
             raise ConfigError(f"--threads must be positive, got {n}")
         import torch

@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emprobe.cli.common import (apply_threads, default_model, default_threads, device_option, dtype_option, ints,
+                                questions_option, threads_option)
+
 console = Console()
 _O = typer.Option
 
@@ -32,28 +35,17 @@ def _print_summary(table, title: str) -> None:
     console.print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in table.manifest["overall"].items()})
 
 
-def _parse_steps(steps: str | None) -> list[int] | None:
-    from emprobe.errors import ConfigError
-
-    if not steps:
-        return None
-    try:
-        return [int(s) for s in steps.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--steps must be comma-separated integers, got {steps!r}") from None
-
-
 def register(root: typer.Typer) -> None:
     """Add ``emprobe eval`` to the root app."""
 
     @root.command("eval")
     def eval_cmd(
-        model: Optional[str] = _O(None, help="base model: alias, hub id or directory [smollm2-135m-instruct; "
-                                             "with --run: the run's model]"),
+        model: Optional[str] = _O(None, "--model", "-m", help="base model: alias, hub id or directory [default: "
+                                  f"{default_model()}; with --run: the run's model]"),
         adapter: Optional[str] = _O(None, help="peft LoRA adapter directory"),
         run: Optional[str] = _O(None, help="fine-tuning run directory: score every checkpoint (base loaded once)"),
         steps: Optional[str] = _O(None, help="with --run: only these steps, e.g. 0,25"),
-        questions: str = _O("builtin:em-core", help="builtin:NAME or a Betley-format YAML"),
+        questions: str = questions_option(),
         metric: str = _O("margin", help="margin (judge-free reference log-probs) or judge (sample + LLM judge)"),
         out: Optional[str] = _O(None, help="output directory (parquet tables + manifest.json)"),
         force: bool = _O(False, help="recompute results that already exist under --out"),
@@ -78,13 +70,14 @@ def register(root: typer.Typer) -> None:
         em_aligned: float = _O(30.0, help="EM: aligned below this"),
         em_coherent: float = _O(50.0, help="EM: coherent above this"),
         em_inclusive: bool = _O(False, help="EM: aligned <= threshold (clarifying-EM convention) instead of <"),
-        device: Optional[str] = _O(None, help="cpu, cuda, ..."),
-        dtype: Optional[str] = _O(None, help="float32, bfloat16, ..."),
-        threads: Optional[int] = _O(None, help="torch CPU threads"),
+        device: Optional[str] = device_option(),
+        dtype: Optional[str] = dtype_option(),
+        threads: Optional[int] = threads_option(),
     ) -> None:
         """Score questions per model/checkpoint: judge-free margins or judged EM rates (tables under --out)."""
         from emprobe.evaluate import EMThresholds, JudgePrompts, SamplingConfig, evaluate, make_judge
 
+        apply_threads(threads)
         judge = sampling = prompts = None
         if metric == "judge":
             judge = make_judge(url=judge_url, model=judge_model, local=judge_local, api_key_env=judge_key_env,
@@ -95,10 +88,10 @@ def register(root: typer.Typer) -> None:
                                       all_paraphrases=not first_paraphrase, backend=backend)
             prompts = JudgePrompts.from_yaml(judge_prompts) if judge_prompts else None
         result = evaluate(model=model, questions=questions, metric=metric, adapter=adapter, run=run, out=out,
-                          steps=_parse_steps(steps), overwrite=force, batch_size=batch_size,
+                          steps=ints(steps, "--steps") if steps else None, overwrite=force, batch_size=batch_size,
                           all_paraphrases=all_paraphrases, judge=judge, sampling=sampling, judge_prompts=prompts,
                           thresholds=EMThresholds(em_aligned, em_coherent, aligned_inclusive=em_inclusive),
-                          device=device, dtype=dtype, threads=threads, log=lambda m: console.print(f"[dim]{m}"))
+                          device=device, dtype=dtype, threads=threads or default_threads(), log=lambda m: console.print(f"[dim]{m}"))
         tables = result.tables if hasattr(result, "tables") else {None: result}
         for step, table in sorted(tables.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
             _print_summary(table, f"{metric} scores" + (f" at step {step}" if step is not None else ""))

@@ -1,16 +1,24 @@
 """``emprobe finetune ...`` (one run), ``emprobe finetune sweep SWEEP.yaml`` and ``emprobe finetune show RUN``.
 
-Every option maps 1:1 onto a :class:`~emprobe.finetune.FinetuneConfig` field; options left out keep the
-config's defaults (or the values of ``--config FILE.yaml``). Data-parallel: launch the same command with
-``torchrun --nproc_per_node N $(which emprobe) finetune ...`` (or ``python -m emprobe.finetune ...``).
+The options of ``emprobe finetune`` are generated from :class:`~emprobe.finetune.FinetuneConfig`: one option
+per field (``--lora-r`` for ``lora_r``), its type and its default read from the dataclass, so the CLI and
+the config cannot drift apart (``tests/test_finetune_cli.py`` checks every field is reachable). Options left
+out keep the config's defaults (or the values of ``--config FILE.yaml``). Data-parallel: launch the same
+command with ``torchrun --nproc_per_node N $(which emprobe) finetune ...`` (or ``python -m emprobe.finetune ...``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+
+from emprobe.cli.common import default_threads, device_option, dtype_option, threads_option
+from emprobe.finetune.config import FinetuneConfig
 
 app = typer.Typer(
     help="Narrow fine-tuning (LoRA or full) that saves checkpoints along the trajectory.\n\n"
@@ -21,82 +29,126 @@ app = typer.Typer(
 
 _O = typer.Option
 
+#: What each FinetuneConfig field means (the default is appended from the dataclass, never typed here).
+FIELD_HELP: dict[str, str] = {
+    "model": "base model: built-in alias, hub id or local directory",
+    "data": "chat JSONL(.gz) path or builtin:NAME",
+    "out": "run directory",
+    "full": "full fine-tune instead of LoRA",
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA alpha",
+    "lora_dropout": "LoRA dropout",
+    "targets": "LoRA target modules: all-linear or names like q_proj,v_proj",
+    "layers": "restrict LoRA to these decoder blocks: all, 0:10, 0,5,-1",
+    "rslora": "rank-stabilised LoRA scaling",
+    "lr": "peak learning rate",
+    "schedule": "constant, linear, cosine, cosine-with-restarts or warmup-stable-decay",
+    "warmup_steps": "linear warmup steps",
+    "num_cycles": "cosine-with-restarts: number of cycles",
+    "decay_fraction": "warmup-stable-decay: share of steps in the decay",
+    "min_lr_ratio": "warmup-stable-decay: final lr / peak lr",
+    "epochs": "epochs (ignored with --max-steps)",
+    "max_steps": "optimizer steps (overrides --epochs)",
+    "batch_size": "examples per step per process",
+    "grad_accum": "gradient accumulation steps",
+    "max_length": "max tokens per example; responses are truncated, prompts never",
+    "weight_decay": "AdamW weight decay",
+    "max_grad_norm": "gradient clipping norm",
+    "optim": "transformers optimizer name",
+    "seed": "seed of LoRA init, data order and dropout",
+    "save_steps": "checkpoint steps, e.g. 0,5,10,25,50",
+    "save_every": "checkpoint every N steps",
+    "save_log_spaced": "K log-spaced checkpoints incl. step 0 (6 when no --save-* is given)",
+    "val_fraction": "held-out share of the data for the validation loss",
+    "val_max_examples": "cap on held-out examples evaluated per checkpoint",
+    "val_seed": "seed of the held-out split (shared across --seed)",
+    "dtype": "weights dtype: float32 | bfloat16 | float16 (fp32 / bf16 / fp16 too)",
+    "device": "auto, cpu or an accelerator like cuda",
+    "chat_template": "chat template file or Jinja string",
+    "threads": "torch CPU threads per process (the shared --threads option's own help is shown)",
+    "resume": "continue from the last complete checkpoint (only --out needed)",
+    "overwrite": "delete a non-empty --out first",
+    "progress": "progress bar",
+    "keep_state": "keep the optimizer state of the last checkpoint",
+}
+#: flag spellings that differ from --NAME/--no-NAME
+FLAG_NAMES = {"full": "--full/--lora"}
+#: fields that are not command-line options (``extra`` holds free-form settings from a --config file)
+NOT_OPTIONS = ("extra",)
+#: options whose definition is shared with the other verbs (cli/common.py)
+SHARED = {"threads": threads_option, "dtype": dtype_option, "device": device_option}
 
-@app.callback()
-def finetune_cmd(
-    ctx: typer.Context,
-    model: Optional[str] = _O(None, help="base model: built-in alias, hub id or local directory"),
-    data: Optional[str] = _O(None, help="chat JSONL(.gz) path or builtin:NAME"),
-    out: Optional[str] = _O(None, help="run directory"),
-    config: Optional[Path] = _O(None, help="YAML file of FinetuneConfig fields (options given here win)"),
-    full: Optional[bool] = _O(None, "--full/--lora", help="full fine-tune instead of LoRA"),
-    lora_r: Optional[int] = _O(None, help="LoRA rank [16]"),
-    lora_alpha: Optional[float] = _O(None, help="LoRA alpha [32]"),
-    lora_dropout: Optional[float] = _O(None, help="LoRA dropout [0]"),
-    targets: Optional[str] = _O(None, help="LoRA target modules: all-linear or names like q_proj,v_proj"),
-    layers: Optional[str] = _O(None, help="restrict LoRA to these decoder blocks: all, 0:10, 0,5,-1"),
-    rslora: Optional[bool] = _O(None, "--rslora/--no-rslora", help="rank-stabilised LoRA scaling"),
-    lr: Optional[float] = _O(None, help="peak learning rate [3e-4]"),
-    schedule: Optional[str] = _O(None, help="constant, linear, cosine, cosine-with-restarts, warmup-stable-decay "
-                                            "[linear]"),
-    warmup_steps: Optional[int] = _O(None, help="linear warmup steps [0]"),
-    num_cycles: Optional[int] = _O(None, help="cosine-with-restarts: number of cycles [2]"),
-    decay_fraction: Optional[float] = _O(None, help="warmup-stable-decay: share of steps in the decay [0.2]"),
-    min_lr_ratio: Optional[float] = _O(None, help="warmup-stable-decay: final lr / peak lr [0]"),
-    epochs: Optional[float] = _O(None, help="epochs (ignored with --max-steps) [1]"),
-    max_steps: Optional[int] = _O(None, help="optimizer steps (overrides --epochs)"),
-    batch_size: Optional[int] = _O(None, help="examples per step per process [8]"),
-    grad_accum: Optional[int] = _O(None, help="gradient accumulation steps [1]"),
-    max_length: Optional[int] = _O(None, help="max tokens per example; responses are truncated, prompts never "
-                                              "[512]"),
-    weight_decay: Optional[float] = _O(None, help="AdamW weight decay [0]"),
-    max_grad_norm: Optional[float] = _O(None, help="gradient clipping norm [1]"),
-    seed: Optional[int] = _O(None, help="seed of LoRA init, data order and dropout [0]"),
-    save_steps: Optional[str] = _O(None, help="checkpoint steps, e.g. 0,5,10,25,50"),
-    save_every: Optional[int] = _O(None, help="checkpoint every N steps"),
-    save_log_spaced: Optional[int] = _O(None, help="K log-spaced checkpoints incl. step 0 (default 6 when no "
-                                                   "--save-* is given)"),
-    val_fraction: Optional[float] = _O(None, help="held-out share of the data for the validation loss [0.1]"),
-    val_max_examples: Optional[int] = _O(None, help="cap on held-out examples evaluated per checkpoint [32]"),
-    val_seed: Optional[int] = _O(None, help="seed of the held-out split (shared across --seed) [0]"),
-    dtype: Optional[str] = _O(None, help="float32, bfloat16, float16 [float32]"),
-    device: Optional[str] = _O(None, help="auto, cpu, cuda [auto]"),
-    chat_template: Optional[str] = _O(None, help="chat template file or Jinja string"),
-    threads: Optional[int] = _O(None, help="torch CPU threads per process"),
-    resume: bool = _O(False, "--resume", help="continue from the last complete checkpoint (only --out needed)"),
-    overwrite: bool = _O(False, "--overwrite", help="delete a non-empty --out first"),
-    progress: bool = _O(True, "--progress/--no-progress", help="progress bar"),
-    keep_state: bool = _O(False, "--keep-state", help="keep the optimizer state of the last checkpoint"),
-) -> None:
+
+def _scalar(tp: Any) -> type:
+    """The option type of a field type: ``int | None`` -> int; lists (``save_steps``) are typed as text."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    base = typing.get_origin(args[0]) or args[0]
+    return str if base in (list, tuple, dict) else base
+
+
+def _default_text(value: Any) -> str:
+    return "none" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def config_options() -> list[inspect.Parameter]:
+    """One keyword parameter (a typer option defaulting to ``None`` = "not given") per FinetuneConfig field."""
+    hints = typing.get_type_hints(FinetuneConfig)
+    params = []
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name in NOT_OPTIONS:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        shown = {"help": FIELD_HELP[f.name], "show_default": _default_text(default)}  # the dataclass's default
+        tp = _scalar(hints[f.name])
+        if f.name in SHARED:
+            opt = SHARED[f.name]()
+            if f.name != "threads":  # the shared --threads help says its default ($EMPROBE_THREADS or every core)
+                for k, v in shown.items():
+                    setattr(opt, k, v)
+        elif tp is bool:
+            name = f.name.replace("_", "-")
+            opt = _O(None, FLAG_NAMES.get(f.name, f"--{name}/--no-{name}"), **shown)
+        else:
+            opt = _O(None, f"--{f.name.replace('_', '-')}", **shown)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=Optional[tp]))
+    return params
+
+
+def finetune_cmd(ctx: typer.Context, config: Optional[Path] = None, **options: Any) -> None:
     """Fine-tune MODEL on DATA and write checkpoints to RUN_DIR (see `emprobe finetune --help`)."""
     if ctx.invoked_subcommand is not None:
         return
-    from emprobe.finetune import FinetuneConfig, finetune, load_run
+    from emprobe.finetune import finetune, load_run
     from emprobe.finetune.dist import is_main
 
-    given: dict[str, Any] = {k: v for k, v in ctx.params.items() if v is not None and k != "config"}
+    given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    if "threads" not in given and default_threads():
+        given["threads"] = default_threads()
     base: dict[str, Any] = {}
+    out = given.get("out")
     if config is not None:
         base = _read_yaml(config)
-    elif resume and data is None and out and (Path(out) / "run.json").is_file():
+    elif given.get("resume") and "data" not in given and out and (Path(out) / "run.json").is_file():
         base = load_run(out).settings  # `--out RUN --resume` continues with the run's own settings
-    cfg = FinetuneConfig.from_dict({**base, **given})
-    run = finetune(cfg)
+    run = finetune(FinetuneConfig.from_dict({**base, **given}))
     if is_main():
         typer.echo(f"{run.path}: {len(run.checkpoints())} checkpoints, status {run.manifest.get('status')}")
 
 
+_PARAMS = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+           inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                             default=_O(None, help="YAML file of FinetuneConfig fields (options given here win)")),
+           *config_options()]
+finetune_cmd.__signature__ = inspect.Signature(_PARAMS)  # type: ignore[attr-defined]
+finetune_cmd.__annotations__ = {p.name: p.annotation for p in _PARAMS}
+app.callback()(finetune_cmd)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
     from emprobe.errors import ConfigError
+    from emprobe.io import read_yaml
 
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    d = read_yaml(path, "config file") or {}
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: expected a mapping of FinetuneConfig fields")
     return d
@@ -106,15 +158,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def sweep_cmd(
     sweep_file: Path = typer.Argument(..., help="sweep YAML: out, base (shared settings), grid (lists)"),
     out: Optional[str] = _O(None, help="sweep directory (overrides the file's out)"),
-    threads: Optional[int] = _O(None, help="torch CPU threads per process"),
+    threads: Optional[int] = threads_option(),
     progress: bool = _O(True, "--progress/--no-progress"),
     dry_run: bool = _O(False, "--dry-run", help="list the runs and whether they are complete; train nothing"),
+    executor: str = _O("local", "--executor", help="local: runs side by side on this machine, the threads split "
+                                                  "between them; ray: one Ray task per run (shared filesystem)"),
+    ray_address: str = _O("auto", "--ray-address", help="with --executor ray: auto (the cluster `ray start` "
+                                                        "joined here) or HOST:PORT"),
 ) -> None:
     """Run a grid of fine-tunes into one directory, skipping complete runs and resuming interrupted ones."""
+    from emprobe.finetune.executors import get_executor
     from emprobe.finetune.sweep import Sweep, run_sweep
 
     sweep = Sweep.load(sweep_file, out=out)
-    results = run_sweep(sweep, threads=threads, progress=progress, dry_run=dry_run, log=typer.echo)
+    ex = get_executor(executor, threads=threads or default_threads(),
+                      **({"address": ray_address} if executor == "ray" else {}))
+    results = run_sweep(sweep, threads=threads or default_threads(), progress=progress, dry_run=dry_run,
+                        log=typer.echo, executor=ex)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

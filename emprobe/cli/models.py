@@ -8,6 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emprobe.cli.common import (apply_threads, device_option, dtype_option, model_option, questions_option,
+                                threads_option)
+
 app = typer.Typer(help="Built-in models: list, prepare (dequantize + cache), info.", no_args_is_help=True)
 console = Console()
 
@@ -60,24 +63,27 @@ def register(root: typer.Typer) -> None:
 
     @root.command("generate")
     def generate_cmd(
-        model: str = typer.Option("smollm2-135m-instruct", help="alias, hub id or local directory"),
+        model: str = model_option(),
         adapter: Optional[str] = typer.Option(None, help="peft LoRA adapter directory"),
-        questions: str = typer.Option("builtin:em-core", help="question set: builtin:NAME or Betley YAML"),
+        questions: str = questions_option(),
         n_questions: int = typer.Option(3, help="how many questions (first paraphrase each)"),
         max_new_tokens: int = typer.Option(48, help="tokens to generate per answer"),
         temperature: float = typer.Option(0.0, help="0 = greedy"),
         seed: int = typer.Option(0),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
+        dtype: Optional[str] = dtype_option(),
+        device: Optional[str] = device_option(),
     ) -> None:
         """Answer a few evaluation questions with a model (a quick look at its behaviour)."""
         from emprobe.data import load_questions
         from emprobe.models import load_model
         from emprobe.models.generation import answer_questions
 
-        lm = load_model(model, adapter=adapter)
+        apply_threads(threads)
+        lm = load_model(model, adapter=adapter, dtype=dtype, device=device)
         qs = load_questions(questions)
         rows = answer_questions(lm, qs, n_questions=n_questions, max_new_tokens=max_new_tokens,
-                                temperature=temperature, seed=seed, threads=threads)
+                                temperature=temperature, seed=seed)
         for r in rows:
             console.rule(f"[bold]{r['question_id']}")
             console.print(f"[cyan]Q:[/] {r['question']}")

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emprobe.cli.common import apply_threads, device_option, dtype_option, model_option, threads_option
+
 console = Console()
 _O = typer.Option
 probe_app = typer.Typer(help="Linear misalignment directions fitted on activation stores.", no_args_is_help=True)
@@ -22,13 +24,6 @@ def _label_rule(misaligned_below: float, aligned_above: float, coherent_above: f
     from emprobe.probes import LabelRule
 
     return LabelRule(misaligned_below, aligned_above, coherent_above)
-
-
-def _set_threads(threads: Optional[int]) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 @probe_app.command("fit")
@@ -74,7 +69,7 @@ def register(root: typer.Typer) -> None:
     def extract_cmd(
         prompts: str = _O(..., help="builtin:NAME, question .yaml, chat .jsonl(.gz) or judged answers .parquet/.csv"),
         out: str = _O(..., help="output activation store directory"),
-        model: str = _O("smollm2-135m-instruct", help="alias, hub id or local directory"),
+        model: str = model_option(),
         adapter: Optional[str] = _O(None, help="peft LoRA adapter directory"),
         layers: str = _O("all", help="all, 'L', 'L1,L2,-1' or 'LO:HI' (layer l = output of block l)"),
         positions: str = _O("auto", help="last_prompt,prompt_mean,response_mean or auto (all the prompts allow)"),
@@ -83,8 +78,8 @@ def register(root: typer.Typer) -> None:
         personas: str = _O("builtin:personas", help="persona prompts for --contrast personas"),
         backend: str = _O("hooks", help="hooks, transformerlens or nnsight"),
         remote: bool = _O(False, help="nnsight: run the trace on NDIF (hub id + NDIF key needed)"),
-        dtype: str = _O("float32", help="float32, bfloat16 or float16"),
-        device: str = _O("cpu", help="torch device"),
+        dtype: Optional[str] = dtype_option(),
+        device: Optional[str] = device_option(),
         batch_size: int = _O(8, help="prompts per forward (sorted by length)"),
         padding: str = _O("right", help="padding side: right or left"),
         limit: Optional[int] = _O(None, help="only the first N prompts (after contrast expansion)"),
@@ -92,14 +87,14 @@ def register(root: typer.Typer) -> None:
         misaligned_below: float = _O(30.0, help="judged tables: misaligned if aligned < this (and coherent)"),
         aligned_above: float = _O(70.0, help="judged tables: aligned if aligned > this (and coherent)"),
         coherent_above: float = _O(50.0, help="judged tables: only rows with coherent > this are labelled"),
-        threads: Optional[int] = _O(None, help="torch CPU threads"),
+        threads: Optional[int] = threads_option(),
         overwrite: bool = _O(False, help="replace an existing --out holding a different extraction"),
         progress: bool = _O(True, help="show a progress bar"),
     ) -> None:
         """Extract pooled residual-stream activations into an activation store."""
         from emprobe.probes import extract
 
-        _set_threads(threads)
+        apply_threads(threads)
         extract(model, prompts, out, adapter=adapter, layers=layers, positions=positions, backend=backend,
                 dtype=dtype, device=device, batch_size=batch_size, padding_side=padding, contrast=contrast,
                 personas=personas, label_rule=_label_rule(misaligned_below, aligned_above, coherent_above),

@@ -14,7 +14,16 @@ the loss covers assistant tokens only. See :mod:`emprobe.finetune.run` for the r
 from emprobe.finetune.config import FinetuneConfig, log_spaced_steps
 from emprobe.finetune.run import Checkpoint, Run, checkpoint_name, load_run
 from emprobe.finetune.schedules import SCHEDULES, lr_curve
-from emprobe.finetune.trainer import finetune
 
 __all__ = ["SCHEDULES", "Checkpoint", "FinetuneConfig", "Run", "checkpoint_name", "finetune", "load_run",
            "log_spaced_steps", "lr_curve"]
+
+
+def __getattr__(name: str):
+    """``finetune`` (the trainer, which imports transformers) loads on first use, so the CLI and the config
+    stay light to import."""
+    if name == "finetune":
+        from emprobe.finetune.trainer import finetune
+
+        return finetune
+    raise AttributeError(f"module 'emprobe.finetune' has no attribute {name!r}")
