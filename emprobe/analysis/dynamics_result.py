@@ -114,9 +114,10 @@ class DynamicsResult(Result):
                      for r in g[g.loss_level == mid].itertuples()]
             out.append(f"Off-domain margin at val loss {mid:.3f} ({data}; 95% CI over questions): "
                        + "; ".join(parts) + ".")
-        for r in self.comparison.spread.itertuples():
-            out.append(f"Spread between {r.n_schedules} schedules at val loss {r.loss_level:.3f}: {r.spread:.3f} "
-                       f"(95% CI [{r.ci_low:.3f}, {r.ci_high:.3f}]; best {r.best}, worst {r.worst}).")
+        for data, g in self.comparison.spread.groupby("data", sort=True):
+            parts = [f"{r.spread:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] at val loss {r.loss_level:.3f} (best {r.best}, "
+                     f"worst {r.worst})" for r in g.itertuples()]
+            out.append(f"Spread between schedules (max − min margin; 95% CI), {data}: " + "; ".join(parts) + ".")
         return out
 
     def _rho_lines(self) -> list[str]:
@@ -128,10 +129,16 @@ class DynamicsResult(Result):
                f"{p.spearman_rho:.3f} (within-run permutation p = {p.p_two_sided:.3g}). This is not evidence "
                f"for the claim: two monotone series over few checkpoints (here ≤ {n_ck}) give ρ = −1 for any "
                "fine-tune."]
-        for r in runs.itertuples():
-            tag = " (aligned-data control)" if r.control else ""
-            out.append(f"Run {r.scope}{tag}: ρ = {r.spearman_rho:.3f} over {int(r.n)} checkpoints "
-                       f"(p = {r.p_two_sided:.3g}).")
+        for ctrl, g in runs.groupby("control", sort=True):
+            who = "aligned-data control run" if ctrl else "non-control run"
+            if len(g) == 1:
+                r = g.iloc[0]
+                out.append(f"Within the {who} {r.scope}: ρ = {r.spearman_rho:.3f} over {int(r.n)} checkpoints "
+                           f"(p = {r.p_two_sided:.3g}).")
+            else:
+                out.append(f"Within each of {len(g)} {who}s: ρ from {g.spearman_rho.min():.3f} to "
+                           f"{g.spearman_rho.max():.3f} (median {g.spearman_rho.median():.3f}; per run in "
+                           "correlations.parquet).")
         return out
 
     def numbers(self) -> dict[str, Any]:
