@@ -19,8 +19,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from emprobe.analysis.stats import paired_row_spearman, permutation_pvalue, spearman, zscore_vs_null
-from emprobe.analysis.subspace import cosine, overlap, pca_basis, random_overlap_null
+from scipy.stats import rankdata
+
+from emprobe.analysis.stats import permutation_pvalue, zscore_vs_null
+from emprobe.analysis.subspace import cosine, gram_overlap, gram_stack, random_overlap_null
 from emprobe.errors import ConfigError
 
 SHIFTS = ("raw", "mean_removed")
@@ -47,11 +49,16 @@ def pair_similarity(base_train: np.ndarray, delta_train: np.ndarray, subsets: np
     d_s = _unit_rows(np.stack([delta_train[subsets == s].mean(0) for s in subs]))
     d_q = _unit_rows(np.stack([delta_eval[questions == q].mean(0) for q in qs]))
     prompt_sim = (p_s @ p_q.T).ravel()
-    sims = d_s @ d_q.T  # permuting the eval questions' shifts permutes these columns
-    rho = spearman(prompt_sim, sims.ravel())
+    # permuting the eval questions' shifts permutes the columns of the shift-similarity matrix, so its ranks
+    # permute with it: every null ρ is one dot product of ranks
+    rp = rankdata(prompt_sim) - (len(prompt_sim) + 1) / 2
+    sims = d_s @ d_q.T
+    rs = rankdata(sims.ravel()).reshape(sims.shape) - (sims.size + 1) / 2
+    den = float(np.linalg.norm(rp) * np.linalg.norm(rs))
+    rho = float(rp @ rs.ravel() / den) if den > 0 else 0.0
     rng = np.random.default_rng(seed)
     perms = np.stack([rng.permutation(len(qs)) for _ in range(n_permutations)])
-    null = paired_row_spearman(prompt_sim, sims[:, perms].transpose(1, 0, 2).reshape(n_permutations, -1))
+    null = rs[:, perms].transpose(1, 0, 2).reshape(n_permutations, -1) @ rp / den if den > 0 else np.zeros(0)
     return {"pair_rho": rho, "pair_p": permutation_pvalue(rho, null), "n_pairs": len(prompt_sim)}
 
 
@@ -80,9 +87,10 @@ def run_tables(base_train: np.ndarray, base_eval: np.ndarray, runs: dict[str, tu
     sweep, shifts = [], []
     for name, (tuned_train, tuned_eval) in runs.items():
         d_train, d_eval = tuned_train - base_train, tuned_eval - base_eval
+        grams = gram_stack(d_train, d_eval)
         for j, layer in enumerate(layers):
             a, b = d_train[:, j], d_eval[:, j]
-            sweep += [{"run": name, "layer": layer, **row} for row in _overlaps(a, b, ks, nulls)]
+            sweep += [{"run": name, "layer": layer, **row} for row in _overlaps([g[j] for g in grams], ks, nulls, d)]
             pairs = pair_similarity(base_train[:, j], a, subsets, base_eval[:, j], b, questions, n_permutations, seed)
             shifts.append({"run": name, "layer": layer, **shift_stats(a, b), **pairs})
     if not sweep:
@@ -90,17 +98,19 @@ def run_tables(base_train: np.ndarray, base_eval: np.ndarray, runs: dict[str, tu
     return pd.DataFrame(sweep), pd.DataFrame(shifts)
 
 
-def _overlaps(a: np.ndarray, b: np.ndarray, ks: Sequence[int], nulls: dict[int, np.ndarray]) -> list[dict]:
+def _overlaps(grams: list[np.ndarray], ks: Sequence[int], nulls: dict[int, np.ndarray], d: int) -> list[dict]:
+    """Raw and mean-removed top-k overlaps of one layer's train/eval shifts (from their Gram matrices)."""
+    tt, ee, te = grams
     rows = []
     for k in ks:
         for shift in SHIFTS:
             center = shift == "mean_removed"
-            if k > min(len(a) - center, len(b) - center, a.shape[1]):
+            if k > min(len(tt) - center, len(ee) - center, d):
                 continue
-            obs = overlap(pca_basis(a, k, center=center), pca_basis(b, k, center=center))
+            obs = gram_overlap(tt, ee, te, k, center)
             null = nulls[k]
             rows.append({"k": k, "shifts": shift, "overlap": obs, "random_mean": float(null.mean()),
-                         "random_sd": float(null.std(ddof=1)), "expected_random": k / a.shape[1],
+                         "random_sd": float(null.std(ddof=1)), "expected_random": k / d,
                          "z": zscore_vs_null(obs, null)})
     return rows
 

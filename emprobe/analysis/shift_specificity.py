@@ -19,14 +19,8 @@ import numpy as np
 import pandas as pd
 
 from emprobe.analysis.shift_overlap import SHIFTS
-from emprobe.analysis.subspace import gram_overlap
+from emprobe.analysis.subspace import gram_overlap, gram_stack
 from emprobe.errors import ConfigError
-
-
-def gram_stack(d_train: np.ndarray, d_eval: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-layer Gram matrices of ``[n, L, d]`` shifts: train×train, eval×eval, train×eval (``[L, n, n]``)."""
-    return (np.einsum("ild,jld->lij", d_train, d_train), np.einsum("ild,jld->lij", d_eval, d_eval),
-            np.einsum("ild,jld->lij", d_train, d_eval))
 
 
 def _ov(grams, j: int, it: np.ndarray, ie: np.ndarray, k: int, center: bool) -> float:

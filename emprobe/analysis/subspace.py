@@ -97,10 +97,8 @@ def gram_overlap(g_aa: np.ndarray, g_bb: np.ndarray, g_ab: np.ndarray, k: int, c
     (``A A^T``, ``B B^T``, ``A B^T``): with ``n`` rows ≪ ``d`` columns this is the cheap path for bootstraps
     (resampling rows = indexing the Gram matrices). ``center`` removes each set's mean row first.
     NaN when a set has rank below k."""
-    if center:
-        ha = np.eye(len(g_aa)) - 1.0 / len(g_aa)
-        hb = np.eye(len(g_bb)) - 1.0 / len(g_bb)
-        g_aa, g_bb, g_ab = ha @ g_aa @ ha, hb @ g_bb @ hb, ha @ g_ab @ hb
+    if center:  # H G H without the products: subtract row and column means, add the grand mean back
+        g_aa, g_bb, g_ab = (g - g.mean(0) - g.mean(1)[:, None] + g.mean() for g in (g_aa, g_bb, g_ab))
     ua, ub = _top_scaled(g_aa, k), _top_scaled(g_bb, k)
     if ua is None or ub is None:
         return float("nan")
@@ -114,3 +112,9 @@ def random_overlap_null(d: int, k: int, n_random: int = 200, seed: int = 0) -> n
     rng = control_rng(seed)
     fixed = np.eye(d)[:, :k]
     return np.array([overlap(fixed, random_basis(d, k, rng)) for _ in range(n_random)])
+
+
+def gram_stack(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-layer Gram matrices of ``[n, L, d]`` row sets: ``A A^T``, ``B B^T``, ``A B^T`` (each ``[L, n, n']``)."""
+    a, b = np.asarray(a, np.float64).transpose(1, 0, 2), np.asarray(b, np.float64).transpose(1, 0, 2)
+    return a @ a.transpose(0, 2, 1), b @ b.transpose(0, 2, 1), a @ b.transpose(0, 2, 1)
