@@ -41,7 +41,8 @@ def loss_alignment_correlations(df: pd.DataFrame, n_permutations: int = 1000, se
             continue
         rho = spearman(g.val_loss, g.ood_score)
         y = g.ood_score.to_numpy(float)
-        null = paired_row_spearman(g.val_loss.to_numpy(float), np.stack([rng.permutation(y) for _ in range(n_permutations)]))
+        perms = np.stack([rng.permutation(y) for _ in range(n_permutations)])
+        null = paired_row_spearman(g.val_loss.to_numpy(float), perms)
         rows.append({"scope": str(run), "n": len(g), "spearman_rho": rho,
                      "p_two_sided": permutation_pvalue(rho, null, "two-sided")})
     rho = spearman(df.val_loss, df.ood_score)
