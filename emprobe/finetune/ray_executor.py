@@ -31,6 +31,25 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a ``HOST:PORT`` nobody listens on (Ray itself retries for minutes)."""
+    import socket
+
+    if address == "auto":  # RAY_ADDRESS, else the cluster `ray start` last started here (possibly stale)
+        from ray._private.services import canonicalize_bootstrap_address
+
+        address = canonicalize_bootstrap_address("auto")
+        if address is None:
+            raise ConnectionError("no Ray cluster started on this machine")
+    if not address or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    with socket.create_connection((host, int(port)), timeout=timeout):
+        pass
+
+
 class RayExecutor(Executor):
     """Cells as Ray tasks on the cluster at ``address`` (``"auto"``: the one ``ray start`` started on this
     machine; ``"HOST:PORT"``; ``None``: start a private local Ray instance for this run)."""
@@ -50,11 +69,12 @@ class RayExecutor(Executor):
             return False
         kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
+            _check_reachable(self.address)
             if self.address is None:
                 ray.init(num_cpus=os.cpu_count(), **kw)
             else:
                 ray.init(address=self.address, **kw)
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except (OSError, RuntimeError, ValueError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ConfigError(f"cannot reach a Ray cluster at {self.address!r} ({first}); start one with "
                               "`ray start --head` or pass --ray-address HOST:PORT") from None
