@@ -93,6 +93,9 @@ class OverlapResult(Result):
                            self.control, self.uncertainty, "no aligned-data control to compare with")
         number = (f"misaligned − control mean-removed overlap = {t['diff']:+.3f} (95% CI [{t.diff_ci_low:+.3f}, "
                   f"{t.diff_ci_high:+.3f}]) at layer {self.layer}, k = {self.k}")
+        if not np.isfinite([t["diff"], t.diff_ci_low, t.diff_ci_high]).all():
+            return Verdict(CLAIM, "inconclusive", number, self.control, self.uncertainty,
+                           f"too few held-out prompts for k = {self.k} (no finite difference or CI)")
         if t["diff"] > 0 and t.diff_ci_low > 0:
             return Verdict(CLAIM, "supported", number, self.control, self.uncertainty,
                            "misaligned exceeds the aligned control with a CI excluding 0")
@@ -121,7 +124,7 @@ class OverlapResult(Result):
         out.append(f"Secondary reference: random {self.k}-subspaces overlap {raw.random_mean:.4f} ± {raw.random_sd:.4f} "
                    f"(k/d = {self.k / self.d_model:.4f}; z = {raw.z:.1f}) — any fine-tune that moves every prompt "
                    f"alike beats them.")
-        beaten = self.has_control and not (t["diff"] > 0 and t.diff_ci_low > 0)
+        beaten = self.has_control and bool(np.isfinite(t["diff"])) and not (t["diff"] > 0 and t.diff_ci_low > 0)
         msg = (f"The aligned control shows the same overlap: misaligned − control mean-removed overlap "
                f"{t['diff']:+.3f} (95% CI [{t.diff_ci_low:+.3f}, {t.diff_ci_high:+.3f}])." if beaten else "")
         return control_first(out, beaten, msg)
