@@ -20,7 +20,11 @@ RSS during a call (the kernel's high-water mark VmHWM, reset before each call th
 /proc/self/clear_refs) minus the RSS just before it; the script re-executes itself with glibc's mmap
 threshold fixed at 128 KiB so that freed tensors leave the RSS between calls.
 
-Usage: python benchmarks/bench_extract.py [--prompts 64] [--rounds 3] [--batch-sizes 1,8,32] [--threads 1]
+On a GPU (``--device cuda --dtype bf16``) every call ends with ``torch.cuda.synchronize()`` and memory is
+the peak CUDA allocation above the allocation at call start (``torch.cuda.max_memory_allocated``).
+
+Usage: python benchmarks/bench_extract.py [--models A,B] [--prompts 64] [--rounds 3] [--batch-sizes 1,8,32]
+       [--threads 1] [--dtype fp32|bf16|fp16] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ import time
 import warnings
 
 METHODS = ("naive", "emprobe", "emprobe_early", "hidden_states", "tl_cache", "nnsight")
-TARGETS = {"smollm2-135m-instruct": 0.85, "gemma-3-270m": 0.40}  # emprobe / naive at batch 8
+TARGETS = {"smollm2-135m-instruct": 0.85, "gemma-3-270m": 0.40,
+           "qwen2.5-coder-0.5b-instruct": 0.85}  # emprobe / naive at batch 8
 
 
 def _reexec_with_malloc_settings() -> None:
@@ -101,7 +106,7 @@ class RssPeak:
         return (self.peak - self.base) / 2**20
 
 
-def left_padded(id_lists, pad_id, batch_size):
+def left_padded(id_lists, pad_id, batch_size, device="cpu"):
     import torch
 
     out = []
@@ -114,7 +119,7 @@ def left_padded(id_lists, pad_id, batch_size):
             ids[i, w - len(r):] = torch.tensor(r)
             mask[i, w - len(r):] = 1
         pos = (mask.cumsum(1) - 1).clamp(min=0)
-        out.append((ids, mask, pos))
+        out.append((ids.to(device), mask.to(device), pos.to(device)))
     return out
 
 
@@ -136,7 +141,7 @@ def build_runners(lm, w, items, batch_size):
 
     n_layers = lm.n_layers
     ids = [lm.chat.prompt_ids(it.messages) for it in items]
-    batches = left_padded(ids, lm.tokenizer.pad_token_id, batch_size)
+    batches = left_padded(ids, lm.tokenizer.pad_token_id, batch_size, next(lm.model.parameters()).device)
     hooks, bridge, envoy, layers = w["hooks"], w["bridge"], w["envoy"], w["envoy_layers"]
 
     @torch.no_grad()
@@ -189,13 +194,40 @@ def build_runners(lm, w, items, batch_size):
             "tl_cache": tl_cache, "nnsight": nnsight_trace}, sum(map(len, ids))
 
 
-def bench_model(name, n_prompts, batch_sizes, rounds, methods, log):
+class CudaPeak:
+    """Peak CUDA memory allocated during a ``with`` block, above the allocation at entry."""
+
+    def __enter__(self) -> "CudaPeak":
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        self.base = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        self.peak = torch.cuda.max_memory_allocated()
+
+    @property
+    def delta_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def bench_model(name, n_prompts, batch_sizes, rounds, methods, log, dtype="fp32", device="cpu"):
     import gc
 
     from emprobe.models import load_model
     from emprobe.probes import load_prompts
 
-    lm = load_model(name, log=lambda *a: None)
+    lm = load_model(name, dtype=dtype, device=device, log=lambda *a: None)
+    on_gpu = str(device).startswith("cuda")
+    peak_meter = CudaPeak if on_gpu else RssPeak
+    import torch
+
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     items = list(load_prompts("builtin:em-core"))
     random.Random(0).shuffle(items)
     items = items[:n_prompts]
@@ -211,9 +243,10 @@ def bench_model(name, n_prompts, batch_sizes, rounds, methods, log):
             order = methods[r % len(methods):] + methods[:r % len(methods)]
             for m in order:
                 gc.collect()
-                with RssPeak() as peak:
+                with peak_meter() as peak:
                     t0 = time.perf_counter()
                     res = runners[m]()
+                    sync()
                     dt = time.perf_counter() - t0
                 del res
                 times[m].append(dt)
@@ -268,6 +301,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (memory is then the peak CUDA allocation)")
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = ap.parse_args(argv)
     _reexec_with_malloc_settings()
@@ -280,13 +315,18 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown methods {bad}; choose from {METHODS}")
     sizes = [int(x) for x in args.batch_sizes.split(",")]
-    how = "VmHWM high-water mark" if RssPeak().exact else "RSS sampled every 2 ms"
+    if args.device.startswith("cuda"):
+        how = f"peak CUDA allocation above the allocation at call start on {torch.cuda.get_device_name()}"
+    else:
+        how = "peak RSS above the RSS at call start (" + (
+            "VmHWM high-water mark" if RssPeak().exact else "RSS sampled every 2 ms") + ")"
     print(f"bench_extract: {args.prompts} prompts, all layers, last_prompt, batch sizes {sizes}, {args.rounds} rounds, "
-          f"{args.threads} thread(s), torch {torch.__version__}; memory = peak RSS above the RSS at call start "
-          f"({how})", flush=True)
+          f"{args.threads} thread(s), {args.dtype} on {args.device}, torch {torch.__version__}; memory = {how}",
+          flush=True)
     rows = []
     for name in args.models.split(","):
-        rows += bench_model(name, args.prompts, sizes, args.rounds, methods, lambda s: print(s, flush=True))
+        rows += bench_model(name, args.prompts, sizes, args.rounds, methods, lambda s: print(s, flush=True),
+                            args.dtype, args.device)
     print()
     report(rows)
     if args.json:
