@@ -27,6 +27,12 @@ def _check(df: pd.DataFrame) -> None:
         raise ConfigError("NaN or inf in val_loss / ood_score")
 
 
+def _tie_safe(rho):
+    """ρ rounded to 12 decimals: on a few checkpoints many permutations tie with the observed ρ exactly, and
+    rounding error (1e-16) must not decide whether a tie counts."""
+    return np.round(rho, 12) if isinstance(rho, np.ndarray) else float(round(rho, 12))
+
+
 def loss_alignment_correlations(df: pd.DataFrame, n_permutations: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Spearman ρ(val_loss, ood_score) within each run and across all checkpoints, with permutation p.
 
@@ -39,13 +45,13 @@ def loss_alignment_correlations(df: pd.DataFrame, n_permutations: int = 1000, se
     for run, g in df.groupby("run", sort=True):
         if len(g) < 3:
             continue
-        rho = spearman(g.val_loss, g.ood_score)
+        rho = _tie_safe(spearman(g.val_loss, g.ood_score))
         y = g.ood_score.to_numpy(float)
         perms = np.stack([rng.permutation(y) for _ in range(n_permutations)])
-        null = paired_row_spearman(g.val_loss.to_numpy(float), perms)
+        null = _tie_safe(paired_row_spearman(g.val_loss.to_numpy(float), perms))
         rows.append({"scope": str(run), "n": len(g), "spearman_rho": rho,
                      "p_two_sided": permutation_pvalue(rho, null, "two-sided")})
-    rho = spearman(df.val_loss, df.ood_score)
+    rho = _tie_safe(spearman(df.val_loss, df.ood_score))
     groups = [np.flatnonzero(df.run.to_numpy() == r) for r in df.run.unique()]
     scores = df.ood_score.to_numpy(float)
 
@@ -55,7 +61,8 @@ def loss_alignment_correlations(df: pd.DataFrame, n_permutations: int = 1000, se
             out[idx] = scores[rng.permutation(idx)]
         return out
 
-    null = paired_row_spearman(df.val_loss.to_numpy(float), np.stack([within_shuffle() for _ in range(n_permutations)]))
+    null = _tie_safe(paired_row_spearman(df.val_loss.to_numpy(float),
+                                         np.stack([within_shuffle() for _ in range(n_permutations)])))
     rows.append({"scope": "all runs", "n": len(df), "spearman_rho": rho,
                  "p_two_sided": permutation_pvalue(rho, null, "two-sided")})
     return pd.DataFrame(rows)
