@@ -98,6 +98,7 @@ def test_dynamics_known_answers():
     corr = loss_alignment_correlations(df, n_permutations=200)
     within = corr[corr.scope != "all runs"]
     assert np.allclose(within.spearman_rho, -1.0)
+    assert np.allclose(within.p_two_sided, 2 / 24, atol=0.03)  # 2 of 4! orders tie |ρ| = 1 (ties count)
     best = best_alignment_at_loss(df, [1.0, 0.4])
     row = best[(best.schedule == "cosine") & (best.loss_level == 1.0)].iloc[0]
     assert row.best_ood_score == pytest.approx(-1.0) and row.run == "a" and row.step == 10
