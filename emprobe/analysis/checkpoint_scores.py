@@ -71,10 +71,11 @@ def _reuse_step0(run, out: Path, cached, questions) -> bool:
     return True
 
 
-def score_checkpoints(runs: list, questions: Any = "builtin:em-core", *, batch_size: int = 8,
+def score_checkpoints(runs: list, questions: Any = "builtin:em-core", *, batch_size: int = 8, merge: bool = False,
                       log: Callable[[str], Any] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """Per-question margins of every checkpoint of ``runs`` (long table, see the module docstring) and
-    counts ``{"scored": ..., "reused": ...}`` (reused = step-0 tables shared between runs)."""
+    counts ``{"scored": ..., "reused": ...}`` (reused = step-0 tables shared between runs). ``merge`` merges
+    each LoRA checkpoint into the weights while it is scored (faster; the base weights are restored exactly)."""
     from emprobe.data import load_questions
     from emprobe.evaluate import ScoreTable, scorer, sweep_run
 
@@ -88,7 +89,8 @@ def score_checkpoints(runs: list, questions: Any = "builtin:em-core", *, batch_s
         has0 = any(c.step == 0 for c in run.checkpoints())
         if has0 and key in base_cache and _reuse_step0(run, out, base_cache[key], qs):
             counts["reused"] += 1
-        res = sweep_run(run, score, out=out, log=log, reuse=lambda d: ScoreTable.reusable(d, "margin", qs))
+        res = sweep_run(run, score, out=out, log=log, reuse=lambda d: ScoreTable.reusable(d, "margin", qs),
+                        **({"merge": True} if merge else {}))
         counts["scored"] += len(res.tables) - len(res.skipped)
         if 0 in res.tables:
             base_cache.setdefault(key, res.tables[0])

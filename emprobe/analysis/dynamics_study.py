@@ -88,7 +88,7 @@ def _correlations(ck: pd.DataFrame, n_permutations: int, seed: int) -> pd.DataFr
 
 def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
              n_permutations: int = 1000, loss_levels: Sequence[float] | None = None, batch_size: int = 8,
-             seed: int = 0) -> DynamicsResult:
+             seed: int = 0, merge: bool = False) -> DynamicsResult:
     """Relate in-domain validation loss to off-domain alignment and compare schedules at matched loss.
 
     ``runs_or_table``: a sweep directory, a run (directory or :class:`~emprobe.finetune.Run`), a list of
@@ -96,7 +96,8 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
     ``questions`` (cached per run; identical step-0 checkpoints scored once). ``control_runs``: names (or
     runs) of aligned-data controls; default: a ``control`` column of the table, else every run whose
     training data is named ``*-aligned`` / ``*_aligned``. ``loss_levels``: matched in-domain loss levels
-    (default: the quartiles of the loss range every schedule reaches). The unit compared is the table's
+    (default: the quartiles of the loss range every schedule reaches); ``merge``: score each LoRA checkpoint
+    with its adapter merged into the weights (faster). The unit compared is the table's
     ``schedule`` (runs of one schedule, e.g. at two learning rates, are averaged where they reach a level);
     set it to e.g. ``"cosine@0.001"`` in a table to compare schedule x learning-rate variants instead.
     """
@@ -108,7 +109,7 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
         meta["source"] = "table"
     else:
         runs = resolve_runs(runs_or_table)
-        long, counts = score_checkpoints(runs, questions, batch_size=batch_size)
+        long, counts = score_checkpoints(runs, questions, batch_size=batch_size, merge=merge)
         ck = checkpoint_table(long)
         meta.update({"runs": [str(r.path) for r in runs], "checkpoints_scored": counts["scored"],
                      "checkpoints_reused": counts["reused"]})

@@ -119,7 +119,8 @@ def monitor(runs, direction, *, questions: Any = "builtin:em-core", threshold: f
     ``runs``: a sweep directory, a run, or a list of runs; ``direction``: a Direction or its directory
     (needs a best layer). Ready tables work too: ``runs`` = checkpoint scores (``run``, ``step``,
     ``ood_score``) and ``direction`` = drift features (``run``, ``step``, ``drift_best``, ``drift_L<l>``).
-    ``threshold``: a checkpoint is EM when its mean margin rises more than this over its run's step 0.
+    ``threshold``: a checkpoint is EM when its mean margin rises more than this over its run's step 0;
+    ``merge``: measure each LoRA checkpoint with its adapter merged into the weights (faster).
     """
     if isinstance(runs, pd.DataFrame):
         if not isinstance(direction, pd.DataFrame):
@@ -132,7 +133,7 @@ def monitor(runs, direction, *, questions: Any = "builtin:em-core", threshold: f
     if d.best_layer is None:
         raise ConfigError(f"{direction}: the direction has no best layer")
     run_list = resolve_runs(runs)
-    long, counts = score_checkpoints(run_list, questions, batch_size=batch_size)
+    long, counts = score_checkpoints(run_list, questions, batch_size=batch_size, merge=merge)
     drift = direction_drift(run_list, d, load_prompts(questions), batch_size=batch_size, merge=merge)
     meta = {"runs": [str(r.path) for r in run_list], "direction": str(d.path) if d.path else d.method,
             "questions": getattr(questions, "source", str(questions)), "checkpoints_scored": counts["scored"],
