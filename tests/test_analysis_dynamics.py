@@ -58,7 +58,7 @@ def test_planted_better_aligned_schedule_is_detected(tmp_path):
 
 def test_nothing_planted_is_supported():
     res = dynamics(_sweep(planted=0.0, seed=1), n_permutations=100)
-    assert res.verdict().verdict == "supported"
+    assert res.verdict().verdict == "supported" and res.shared_fraction == pytest.approx(0.85)
     gaps = res.comparison.gaps
     assert (gaps.better == "").all() and (gaps.ci_low < 0).all() and (gaps.ci_high > 0).all()
     assert gaps.gap.abs().max() < 0.02
@@ -96,6 +96,9 @@ def test_inconclusive_cases():
     apart.loc[apart.schedule == "cosine", "val_loss"] += 5.0
     v = dynamics(apart, n_permutations=50).verdict()
     assert v.verdict == "inconclusive" and "share no" in v.reason
+    barely = dynamics(_sweep(schedules={"constant": 2.0, "cosine": 2.9}), n_permutations=50)  # cosine hardly trains
+    assert barely.numbers()["shared_loss_fraction"] == pytest.approx(0.1)
+    assert barely.verdict().verdict == "inconclusive" and "share only 10%" in barely.verdict().reason
     wide = _sweep(planted=0.05).groupby(["run", "schedule", "lr", "data", "step", "val_loss"], as_index=False) \
         .margin.mean().rename(columns={"margin": "ood_score"})
     res = dynamics(wide, n_permutations=50)  # one row per checkpoint: no CI over questions

@@ -4,9 +4,10 @@ Verdict on *learning schedules give no better-aligned minimum at similar or lowe
 
 - **not supported**: at some matched in-domain loss one schedule's off-domain margin is lower (better
   aligned) than another's and the gap's CI (over questions, Bonferroni over comparisons) excludes 0;
-- **supported**: schedules were compared at matched loss and no gap's CI excludes 0;
-- **inconclusive**: one schedule only, no loss range shared by the schedules, or no per-question margins
-  to form a CI.
+- **supported**: schedules were compared at matched loss over at least 20 % of the loss range and no
+  gap's CI excludes 0;
+- **inconclusive**: one schedule only, no (or too little) loss range shared by the schedules, or no
+  per-question margins to form a CI.
 
 The within-run Spearman ρ(loss, margin) is reported but is not the verdict: two monotone series over a
 few checkpoints give ρ = −1 for any fine-tune.
@@ -24,6 +25,7 @@ from emprobe.analysis.matched_loss import MatchedLoss
 from emprobe.analysis.results import Result, Verdict, figure_for
 
 CLAIM = "Learning schedules give no better-aligned minimum at similar or lower in-domain loss"
+MIN_SHARED = 0.2  # a shared loss range below this fraction of the whole cannot support "alike"
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +64,17 @@ class DynamicsResult(Result):
             row.gap, row.ci_low, row.ci_high = -row.gap, -row.ci_high, -row.ci_low
         return row
 
+    @property
+    def shared_fraction(self) -> float:
+        """The loss range every schedule reaches, as a fraction of the range any reaches (smallest over
+        datasets with two or more schedules; NaN when none has)."""
+        fracs = []
+        for _, g in self.comparison.ranges.groupby("data"):
+            span = g.loss_max.max() - g.loss_min.min()
+            if len(g) > 1 and span > 0:
+                fracs.append(max(0.0, float(g.shared_high.iloc[0] - g.shared_low.iloc[0]) / span))
+        return min(fracs) if fracs else float("nan")
+
     def _pooled(self) -> pd.Series:
         c = self.correlations
         return c[c.scope == "all runs"].iloc[0]
@@ -85,6 +98,11 @@ class DynamicsResult(Result):
         if row.better:
             return Verdict(CLAIM, "not supported", number, control, unc,
                            f"{row.better} reaches a better-aligned point than {row.schedule_b} at equal in-domain loss")
+        frac = self.shared_fraction
+        if frac < MIN_SHARED:
+            return Verdict(CLAIM, "inconclusive", number, control, unc,
+                           f"the schedules share only {100 * frac:.0f}% of the in-domain loss range (< "
+                           f"{100 * MIN_SHARED:.0f}%): too little to call them alike")
         return Verdict(CLAIM, "supported", number, control, unc,
                        "no schedule is better aligned than another beyond the CI at matched loss")
 
@@ -148,7 +166,8 @@ class DynamicsResult(Result):
             "p_two_sided": float(p.p_two_sided), "n_control_runs": len(self.controls),
             "n_schedule_runs": int(ck[~ck.control].run.nunique()), "n_schedules": self.n_schedules,
             "n_loss_levels": int(self.comparison.matched.loss_level.nunique()),
-            "n_comparisons": self.comparison.n_comparisons, "ci_level": self.comparison.ci_level}
+            "n_comparisons": self.comparison.n_comparisons, "ci_level": self.comparison.ci_level,
+            "shared_loss_fraction": self.shared_fraction}
         if row is not None:
             out.update({"gap": float(row.gap), "gap_ci_low": float(row.ci_low), "gap_ci_high": float(row.ci_high),
                         "gap_loss_level": float(row.loss_level), "gap_significant": bool(row.better)})
