@@ -130,7 +130,8 @@ class PriorsResult(Result):
         if h is not None:
             both = self.row("activations+headroom", self.decision_features)
             out.append(f"Headroom baseline on the same folds: base margin only ρ = {h.spearman_rho:.3f} (p = "
-                       f"{h.p_permutation:.3g}; raw base margin vs target ρ = {h.raw_rho:.3f}); activations + base margin ρ = {both.spearman_rho:.3f}; partial "
+                       f"{h.p_permutation:.3g}; raw base margin vs target ρ = {h.raw_rho:.3f}); activations + base "
+                       f"margin ρ = {both.spearman_rho:.3f}; partial "
                        f"correlation of the activation prediction with the target given the base margin = "
                        f"{self._get(a, 'partial_rho'):.3f} (Freedman–Lane p = {self._get(a, 'partial_p'):.3g}).")
         out += self._detail_findings()
