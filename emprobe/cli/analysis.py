@@ -136,6 +136,7 @@ def register(root: typer.Typer) -> None:
         n_permutations: int = typer.Option(1000),
         batch_size: int = typer.Option(8),
         seed: int = typer.Option(0, help="seed of the bootstrap and permutations"),
+        merge: bool = typer.Option(False, help="score each LoRA checkpoint with its adapter merged (faster)"),
         out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
         threads: Optional[int] = threads_option(),
     ) -> None:
@@ -146,7 +147,7 @@ def register(root: typer.Typer) -> None:
         levels = floats(loss_levels, "--loss-levels") if loss_levels else None
         apply_threads(threads)
         print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
-                              loss_levels=levels, batch_size=batch_size, seed=seed), out)
+                              loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge), out)
 
     @root.command("monitor")
     def monitor_cmd(
@@ -157,6 +158,7 @@ def register(root: typer.Typer) -> None:
         n_permutations: int = typer.Option(1000),
         batch_size: int = typer.Option(8),
         seed: int = typer.Option(0, help="seed of the label permutations"),
+        merge: bool = typer.Option(False, help="measure each LoRA checkpoint with its adapter merged (faster)"),
         out: Path = typer.Option(Path("analysis/monitor"), help="output directory"),
         threads: Optional[int] = threads_option(),
     ) -> None:
@@ -165,7 +167,7 @@ def register(root: typer.Typer) -> None:
 
         apply_threads(threads)
         print_result(monitor(sweep_dir, direction, questions=questions, threshold=threshold,
-                             n_permutations=n_permutations, batch_size=batch_size, seed=seed), out)
+                             n_permutations=n_permutations, batch_size=batch_size, seed=seed, merge=merge), out)
 
     @root.command("patch")
     def patch_cmd(
