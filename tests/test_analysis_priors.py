@@ -104,15 +104,18 @@ def test_headroom_only_target_does_not_credit_activations(encode_base):
         assert act.p_permutation < 0.01
 
 
-def test_split_half_reliability_matches_theory():
+@pytest.mark.parametrize("n_p", [3, 4])
+def test_split_half_reliability_matches_theory(n_p):
     rng = np.random.default_rng(2)
-    n_q, n_p, noise_var = 400, 4, 1.0
-    true = rng.standard_normal(n_q)  # var 1; the mean of 4 pairs has noise var 0.25 -> reliability 0.8
-    vals = true[:, None] + np.sqrt(noise_var) * rng.standard_normal((n_q, n_p))
+    n_q = 400
+    true = rng.standard_normal(n_q)  # var 1; pair noise var 1 -> the mean of n_p pairs has reliability n_p/(n_p+1)
+    vals = true[:, None] + rng.standard_normal((n_q, n_p))
     df = pd.DataFrame({"question_id": np.repeat(np.arange(n_q), n_p), "pair": np.tile(np.arange(n_p), n_q),
                        "rise": vals.ravel()})
     rel = split_half_reliability(df, n_splits=100)
-    assert rel["reliability"] == pytest.approx(0.8, abs=0.04) and rel["ceiling_rho"] == pytest.approx(0.894, abs=0.03)
+    want = n_p / (n_p + 1)  # 0.75 (halves of 1 and 2 pairs) / 0.8 (Spearman–Brown proper)
+    assert rel["reliability"] == pytest.approx(want, abs=0.04)
+    assert rel["ceiling_rho"] == pytest.approx(np.sqrt(want), abs=0.03)
     one = split_half_reliability(df[df.pair == 0], n_splits=10)  # one pair per question: nothing to split
     assert np.isnan(one["reliability"]) and one["n_questions"] == 0
 

@@ -92,7 +92,9 @@ def split_half_reliability(table, n_splits: int = 200, seed: int = 0, value: str
     ``table``: a long DataFrame with ``question_id``, ``pair`` and one value column (``value``; by default
     the only numeric column besides those). Each split puts a random half of every question's pairs on
     each side; the split-half r is the Pearson correlation of the two half-means across questions, averaged
-    over ``n_splits`` splits, and ``reliability = 2 r / (1 + r)``. ``ceiling_rho = sqrt(reliability)`` bounds
+    over ``n_splits`` splits, and ``reliability = 2 r / (1 + r)`` (Spearman–Brown; with an odd number of pairs
+    the halves differ in size, and the same true-score model is solved for halves of ``h`` and ``m - h``
+    pairs, which reduces to Spearman–Brown for equal halves). ``ceiling_rho = sqrt(reliability)`` bounds
     how well any predictor can correlate with the (noisy) per-question target. Questions with fewer than
     two pairs are skipped; with fewer than 3 splittable questions the figures are NaN.
     """
@@ -123,9 +125,25 @@ def split_half_reliability(table, n_splits: int = 200, seed: int = 0, value: str
     b = halves[1] - halves[1].mean(0)
     den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
     r = float(np.mean(np.divide((a * b).sum(0), den, out=np.zeros(n_splits), where=den > 0)))
-    rel = 2 * r / (1 + r) if r > -1 else float("nan")
+    m = int(np.median([len(v) for v in vals]))
+    rel = spearman_brown(r, m // 2, m - m // 2)
     out.update(reliability=rel, split_half_r=r, ceiling_rho=float(np.sqrt(max(rel, 0.0))))
     return out
+
+
+def spearman_brown(r: float, h1: int, h2: int) -> float:
+    """Reliability of the mean of ``h1 + h2`` items from the correlation ``r`` of two half-means of ``h1`` and
+    ``h2`` items (true score + independent item noise): solves ``r² (1 + λ/h1)(1 + λ/h2) = 1`` for the noise
+    ratio λ; equals ``2 r / (1 + r)`` when ``h1 == h2``. ``r ≤ 0`` gives ``2 r / (1 + r)`` (no true signal)."""
+    if not np.isfinite(r) or r <= -1:
+        return float("nan")
+    if r <= 0 or h1 == h2:
+        return float(2 * r / (1 + r))
+    if r >= 1:
+        return 1.0
+    a, b, c = r * r / (h1 * h2), r * r * (1 / h1 + 1 / h2), r * r - 1
+    lam = (-b + np.sqrt(b * b - 4 * a * c)) / (2 * a)
+    return float(1 / (1 + lam / (h1 + h2)))
 
 
 def min_detectable_rho(n: int, alpha: float = 0.05, power: float = 0.5) -> float:
