@@ -12,7 +12,7 @@ import torch
 from emprobe.models import decoder_layers
 from emprobe.probes.backends.base import ActivationBackend
 from emprobe.probes.interventions import block_hidden
-from emprobe.probes.tokens import TokenBatch
+from emprobe.probes.tokens import TokenBatch, per_position
 
 
 class _StopForward(Exception):
@@ -47,5 +47,4 @@ class HooksBackend(ActivationBackend):
         finally:
             for h in handles:
                 h.remove()
-        stacked = torch.stack(pooled, 1)  # [B, L, P, D]
-        return {p: stacked[:, :, k] for k, p in enumerate(positions)}
+        return per_position(pooled, positions)

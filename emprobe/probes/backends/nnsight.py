@@ -16,7 +16,7 @@ from emprobe.models import decoder_layers, unwrap
 from emprobe.probes.backends.base import ActivationBackend
 from emprobe.probes.backends.transformerlens import _first_line
 from emprobe.probes.interventions import block_hidden
-from emprobe.probes.tokens import TokenBatch
+from emprobe.probes.tokens import TokenBatch, per_position
 
 
 class NNsightBackend(ActivationBackend):
@@ -84,8 +84,7 @@ class NNsightBackend(ActivationBackend):
                 pooled.append(batch.pool(block_hidden(blocks[layer].output), positions))
             saved = nnsight.save(pooled)
             tracer.stop()
-        stacked = torch.stack(list(saved), 1)
-        return {p: stacked[:, :, k] for k, p in enumerate(positions)}
+        return per_position(saved, positions)
 
     def close(self) -> None:
         self._envoy = self._wrapped = None

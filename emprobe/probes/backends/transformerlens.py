@@ -15,7 +15,7 @@ import torch
 from emprobe.errors import ModelError
 from emprobe.models import unwrap
 from emprobe.probes.backends.base import ActivationBackend
-from emprobe.probes.tokens import TokenBatch
+from emprobe.probes.tokens import TokenBatch, per_position
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:
@@ -67,8 +67,7 @@ class TransformerLensBackend(ActivationBackend):
             batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
             fwd_hooks=[(f"blocks.{layer}.hook_resid_post", make(layer)) for layer in layers],
             stop_at_layer=layers[-1] + 1, return_type=None)
-        stacked = torch.stack([pooled[layer] for layer in layers], 1)
-        return {p: stacked[:, :, k] for k, p in enumerate(positions)}
+        return per_position([pooled[layer] for layer in layers], positions)
 
     def close(self) -> None:
         self._bridge = self._wrapped = None
