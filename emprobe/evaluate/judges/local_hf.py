@@ -23,6 +23,7 @@ import torch
 from emprobe.evaluate.aggregate import MIN_MASS
 from emprobe.evaluate.batching import continuation_logits
 from emprobe.evaluate.judges.base import Judge
+from emprobe.sequences import pad_rows, response_logprobs
 
 
 class LocalHFJudge(Judge):
@@ -65,18 +66,18 @@ class LocalHFJudge(Judge):
         messages = [{"role": "user", "content": prompt}]
         p_ids = self.chat.prompt_ids(messages)
         cands = self._candidates(self.chat.render(messages), p_ids)
-        head, logits = continuation_logits(self.lm.model, p_ids, cands, self.lm.tokenizer.pad_token_id)
-        head = torch.log_softmax(head, -1)
-        digit = self.digit_start_mask().to(head.device)
-        out: dict[str, float] = {}
-        for j, (n, c) in enumerate(zip(range(self.lo, self.hi + 1), cands)):
-            lp = head[c[0]]
-            steps = torch.log_softmax(logits[j, :len(c)], -1)  # steps[t] = distribution after candidate token t
-            for t in range(1, len(c)):
-                lp = lp + steps[t - 1, c[t]]
-            stop = 1.0 - float(steps[len(c) - 1].exp()[digit].sum())
-            out[str(n)] = float(lp.exp()) * max(stop, 0.0)
-        return out
+        pad = self.lm.tokenizer.pad_token_id
+        head, logits = continuation_logits(self.lm.model, p_ids, cands, pad)
+        # log p(tokens of n | prompt): the head predicts each candidate's first token, logits[:, t] its token t + 1
+        scoring = torch.cat([head[None, None].expand(len(cands), 1, -1), logits[:, :-1]], 1)
+        targets, mask, _ = pad_rows(cands, pad, "right")
+        lp = response_logprobs(scoring, targets, mask)[0]
+        # then p(the number ends): the distribution after each candidate's last token
+        last = logits[torch.arange(len(cands)), torch.tensor([len(c) - 1 for c in cands])]
+        digit = self.digit_start_mask().to(last.device)
+        stop = 1.0 - torch.softmax(last, -1)[:, digit].sum(-1)
+        return {str(n): float(lp[j].exp()) * max(float(stop[j]), 0.0)
+                for j, n in enumerate(range(self.lo, self.hi + 1))}
 
     def top_probs(self, prompts: Sequence[str]) -> list[dict[str, float]]:
         return [self.number_probs(p) for p in prompts]
