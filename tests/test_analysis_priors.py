@@ -83,6 +83,22 @@ def test_planted_activation_predictor_beats_headroom(tmp_path):
     assert (out / "plot.png").stat().st_size > 1000 and (out / "predictions.parquet").is_file()
 
 
+def test_per_pair_target_and_control_give_the_em_specific_reliability():
+    rng = np.random.default_rng(7)
+    qs = [f"q{i}" for i in range(N_Q)]
+    true, generic = rng.standard_normal((2, N_Q))
+    rise = (true + generic)[:, None] + rng.standard_normal((N_Q, 3))
+    ctrl = generic[:, None] + 0.01 * rng.standard_normal((N_Q, 3))
+    pairs = _long(qs, rise, ctrl)
+    x, qids = _acts(rng, None, np.ones(D) / np.sqrt(D))
+    keys = pairs[["question_id", "pair"]]
+    res = priors({"m": _store(x, qids, "m")}, keys.assign(target=pairs.rise), control=keys.assign(target=pairs.control),
+                 layers="1", n_permutations=50, n_random=0)
+    assert res.primary == "em_specific" and res.reliability["of"].startswith("EM-specific")
+    assert res.reliability["reliability"] == pytest.approx(0.75, abs=0.15)  # the generic part cancels
+    assert res.verdict().verdict == "not supported" and len(res.findings()) >= 4  # random acts, no random draws
+
+
 @pytest.mark.parametrize("encode_base", [False, True])
 def test_headroom_only_target_does_not_credit_activations(encode_base):
     rng = np.random.default_rng(1)

@@ -101,16 +101,35 @@ def per_question(obj: Any, what: str = "value") -> pd.Series | None:
         return pd.Series(obj, dtype=float).rename_axis("question_id")
     if not isinstance(obj, pd.DataFrame):
         return load_target(obj).set_index("question_id")["target"]
-    if "question_id" not in obj.columns:
-        raise DataError(f"{what} table lacks a 'question_id' column (columns: {list(obj.columns)})")
-    col = next((c for c in (what, *VALUE_COLUMNS) if c in obj.columns), None)
+    return obj.groupby("question_id", sort=False)[value_column(obj, what)].mean().astype(float)
+
+
+def value_column(df: pd.DataFrame, what: str = "value") -> str:
+    """The value column of a per-question (or per-pair) table: ``what``, a known name, or the only numeric one."""
+    if "question_id" not in df.columns:
+        raise DataError(f"{what} table lacks a 'question_id' column (columns: {list(df.columns)})")
+    col = next((c for c in (what, *VALUE_COLUMNS) if c in df.columns), None)
     if col is None:
-        numeric = [c for c in obj.columns if c not in ("question_id", "pair") and
-                   pd.api.types.is_numeric_dtype(obj[c])]
+        numeric = [c for c in df.columns if c not in ("question_id", "pair") and pd.api.types.is_numeric_dtype(df[c])]
         if len(numeric) != 1:
             raise DataError(f"{what} table: cannot tell the value column (numeric columns: {numeric})")
         col = numeric[0]
-    return obj.groupby("question_id", sort=False)[col].mean().astype(float)
+    return col
+
+
+def pair_table(target: Any, control: Any = None) -> pd.DataFrame | None:
+    """``[question_id, pair, rise(, control)]`` when ``target`` (and ``control``) are per-pair DataFrames."""
+    def is_pairs(x: Any) -> bool:
+        return isinstance(x, pd.DataFrame) and {"question_id", "pair"} <= set(x.columns)
+
+    if not is_pairs(target):
+        return None
+    keys = ["question_id", "pair"]
+    out = target[[*keys, value_column(target, "target")]].set_axis([*keys, "rise"], axis=1)
+    if is_pairs(control):
+        ctrl = control[[*keys, value_column(control, "control")]].set_axis([*keys, "control"], axis=1)
+        out = out.merge(ctrl, on=keys)
+    return out
 
 
 def model_kind(model: dict[str, Any]) -> str | None:
@@ -133,8 +152,8 @@ def model_kind(model: dict[str, Any]) -> str | None:
     if cfg.is_file():
         import json
 
-        has = "chat_template" in json.loads(cfg.read_text(encoding="utf-8")) or (cfg.parent / "chat_template.jinja").is_file()
-        return "instruct" if has else "pre-trained"
+        has = "chat_template" in json.loads(cfg.read_text(encoding="utf-8"))
+        return "instruct" if has or (cfg.parent / "chat_template.jinja").is_file() else "pre-trained"
     return None
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from emprobe.analysis.priors import loqo_ridge_operator, operator_scores, random_feature_rhos
-from emprobe.analysis.priors_inputs import feature_stores, load_target, per_question, question_features
+from emprobe.analysis.priors_inputs import feature_stores, load_target, pair_table, per_question, question_features
 from emprobe.analysis.priors_result import PriorsResult
 from emprobe.analysis.stats import (
     covariate_null_targets, min_detectable_rho, partial_spearman, permutation_pvalue, spearman,
@@ -47,7 +47,8 @@ def priors(features: Any, target: Any, *, control: Any = None, base_margin: Any 
     with a ``pair`` column, or a file for :func:`load_target`); ``control``: the aligned control's per-question
     change (same forms; makes the EM-specific target the default); ``base_margin``: the base model's
     per-question margin (headroom baseline); ``reliability``: a long ``[question_id, pair, value(, control)]``
-    table of per-pair rises (defaults to ``target`` when that is per-pair); ``direction``: a
+    table of per-pair rises (default: built from ``target`` and ``control`` when they are per-pair tables, so
+    the reliability is that of the EM-specific rise); ``direction``: a
     :class:`~emprobe.probes.Direction` (or directory) for the single-direction predictor.
     """
     with threadpool_limits(1):  # many small (n x n) solves: BLAS threads only contend
@@ -62,8 +63,8 @@ def _priors(features, target, control, base_margin, reliability, layers, directi
     kind = str(tgt.target_kind.iloc[0])
     raw = tgt.groupby("question_id", sort=False).target.mean()
     ctrl, base = per_question(control, "control"), per_question(base_margin, "base_margin")
-    if reliability is None and isinstance(target, pd.DataFrame) and "pair" in target.columns:
-        reliability = target
+    if reliability is None:  # per-pair target (and control) tables carry their own reliability
+        reliability = pair_table(target, control)
     qids = [q for q in raw.index if all(q in set(s.groups) for s in stores.values())
             and (ctrl is None or q in ctrl.index) and (base is None or q in base.index)]
     if len(qids) < 5:
