@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from emprobe.errors import ConfigError
-from emprobe.sequences import IGNORE_INDEX, pad_rows
+from emprobe.sequences import IGNORE_INDEX, pad_rows, response_logprobs
 
 
 @dataclass
@@ -97,9 +97,8 @@ def response_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, attention
         targets = targets[:, start:]
     else:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                             ignore_index=IGNORE_INDEX, reduction="sum")
-    return loss, has.sum()
+    logprob, n = response_logprobs(logits, targets, targets != IGNORE_INDEX)
+    return -logprob.sum(), n.sum()
 
 
 def _keeps_logits(model: torch.nn.Module) -> bool:
