@@ -107,19 +107,13 @@ class RssPeak:
 
 
 def left_padded(id_lists, pad_id, batch_size, device="cpu"):
-    import torch
+    """Unsorted left-padded batches (the HF ``output_hidden_states`` baseline's input), padded the emprobe way."""
+    from emprobe.sequences import pad_rows, position_ids
 
     out = []
     for b0 in range(0, len(id_lists), batch_size):
-        rows = id_lists[b0:b0 + batch_size]
-        w = max(map(len, rows))
-        ids = torch.full((len(rows), w), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, w - len(r):] = torch.tensor(r)
-            mask[i, w - len(r):] = 1
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
-        out.append((ids.to(device), mask.to(device), pos.to(device)))
+        ids, mask, start = pad_rows(id_lists[b0:b0 + batch_size], pad_id, "left")
+        out.append((ids.to(device), mask.to(device), position_ids(start, ids.shape[1]).to(device)))
     return out
 
 
