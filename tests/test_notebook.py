@@ -14,6 +14,7 @@ def test_quickstart_notebook_executes(smollm2, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="the dev extra installs nbformat/nbclient/ipykernel")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("EMPROBE_THREADS", "1")  # the kernel inherits it; the notebook's first cell reads it
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's work directory (tempfile.mkdtemp) lands here
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
                             ).execute()
