@@ -205,16 +205,21 @@ class DynamicsResult(Result):
             for _, gr in g.groupby("run"):
                 gr = gr.sort_values("step")
                 a0.plot(gr.val_loss, gr.ood_score, lw=0.6, alpha=0.5, color=f"C{i}")
-            m = self.comparison.matched[self.comparison.matched.schedule == sched].sort_values("loss_level")
-            a1.errorbar(m.loss_level, m.margin, yerr=[m.margin - m.ci_low, m.ci_high - m.margin],
-                        marker="o", ms=4, capsize=3, color=f"C{i}", label=sched)
         for level in sorted(self.comparison.matched.loss_level.unique()):
             a0.axvline(level, color="grey", lw=0.5, ls=":")
+        gaps = self.comparison.gaps
+        span = float(np.ptp(gaps.loss_level)) if len(gaps) else 0.0
+        for k, ((data, a, b), g) in enumerate(gaps.groupby(["data", "schedule_a", "schedule_b"], sort=True)):
+            x = g.loss_level + (k - 1) * 0.02 * (span or 1.0)  # pairs side by side at each level
+            err = None if g.ci_low.isna().any() else [g.gap - g.ci_low, g.ci_high - g.gap]
+            a1.errorbar(x, g.gap, yerr=err, marker="o", ms=4, capsize=3, lw=0.8, label=f"{a} − {b}")
+        a1.axhline(0.0, color="black", lw=0.6)
         a0.set(xlabel="in-domain validation loss", ylabel="off-domain margin (higher = more misaligned)",
                title="every checkpoint of every non-control run")
-        a1.set(xlabel="matched in-domain validation loss", ylabel="off-domain margin (95% CI over questions)",
-               title="schedules at matched loss")
+        a1.set(xlabel="matched in-domain validation loss", ylabel="margin gap (Bonferroni CI over questions)",
+               title="schedule gaps at matched loss (< 0: first better aligned)")
         for a in (a0, a1):
             a.invert_xaxis()
-            a.legend(fontsize=7)
+            if a.get_legend_handles_labels()[0]:
+                a.legend(fontsize=7)
         return fig
