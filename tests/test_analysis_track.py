@@ -51,3 +51,6 @@ def test_control_or_wrong_sign_is_said_first():
     assert wrong.shifts["mean_diff"].wrong_sign
     assert wrong.findings()[0].startswith("Wrong sign")
     assert len(wrong.findings()) == len(_result(1.0).findings()) + 1
+    blind = TrackResult(projections=small.projections, drift=small.drift[["step", "layer", "drift_norm", "mean_norm"]],
+                        layers={"mean_diff": LAYER}, n_random=0)
+    assert blind.findings()[0].startswith("No random-direction control") and np.isnan(blind.shifts["mean_diff"].z)

@@ -27,7 +27,7 @@ from emprobe.analysis.stats import expanded_level
 QUANTILES = (0.25, 0.5, 0.75)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MatchedLoss:
     ranges: pd.DataFrame  # data, schedule, n_runs, loss_min, loss_max, shared_low, shared_high
     matched: pd.DataFrame  # data, loss_level, schedule, n_runs, margin, ci_low, ci_high

@@ -112,6 +112,9 @@ class TrackResult(Result):
                 warnings.append(f"Wrong sign: along the base-model {label} direction (layer {s.layer}) the eval-prompt "
                                 f"projection moves {s.delta:+.3f}, toward the aligned side, from step {s.step_from} "
                                 f"to step {s.step_to}.")
+            elif np.isnan(s.z):
+                warnings.append(f"No random-direction control for the {label} shift ({self.n_random} random "
+                                "directions; 2 or more are needed): nothing tells it from any fine-tune's shift.")
             elif s.explained_by_control:
                 warnings.append(f"The random-direction control explains the {label} shift: {s.delta:+.3f} at layer "
                                 f"{s.layer} against {s.random_mean:+.3f} ± {s.random_sd:.3f} along random unit "
