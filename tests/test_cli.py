@@ -129,3 +129,20 @@ def test_model_load_prints_no_loading_weights_bar(tiny_model_dir, capfd):
     finally:
         set_verbose(False)
     assert "Loading weights" in loud and "Loading weights" not in quiet
+
+
+def test_help_texts_have_no_square_brackets():
+    """typer renders help as rich markup, which silently drops `[...]` (defaults written that way vanished from
+    --help); defaults go in show_default instead."""
+    import typer
+
+    from emprobe.cli import app
+
+    root = typer.main.get_command(app)
+    ctx = click_context(root)
+    bad = []
+    for verb in ("models", "data", "finetune", "eval", "extract", "probe", "generate"):
+        cmd = root.get_command(ctx, verb)
+        commands = [cmd, *getattr(cmd, "commands", {}).values()]
+        bad += [f"{verb} {o.name}" for c in commands for o in c.params if "[" in (getattr(o, "help", None) or "")]
+    assert not bad
