@@ -104,8 +104,8 @@ def test_dynamics_known_answers():
     assert row.best_ood_score == pytest.approx(-1.0) and row.run == "a" and row.step == 10
     assert best[(best.loss_level == 0.4)].best_ood_score.isna().all()
     cmp = compare_at_matched_loss(df.assign(data="d", question_id="mean", margin=df.ood_score), per_question=False)
-    assert cmp.matched.loss_level.unique() == pytest.approx([0.875, 1.25, 1.625])  # quartiles of the shared range
-    assert cmp.gaps.gap.to_numpy() == pytest.approx([0.45] * 3)  # constant - cosine at every matched loss
+    assert cmp.matched.loss_level.unique() == pytest.approx([0.5, 0.875, 1.25, 1.625])  # lower end + quartiles
+    assert cmp.gaps.gap.to_numpy() == pytest.approx([0.45] * 4)  # constant - cosine at every matched loss
     assert cmp.gaps.ci_low.isna().all() and (cmp.gaps.better == "").all()  # one value per checkpoint: no CI
     with pytest.raises(ConfigError, match="lacks columns"):
         loss_alignment_correlations(df.drop(columns="schedule"))

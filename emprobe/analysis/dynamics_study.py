@@ -96,8 +96,8 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
     ``questions`` (cached per run; identical step-0 checkpoints scored once). ``control_runs``: names (or
     runs) of aligned-data controls; default: a ``control`` column of the table, else every run whose
     training data is named ``*-aligned`` / ``*_aligned``. ``loss_levels``: matched in-domain loss levels
-    (default: the quartiles of the loss range every schedule reaches); ``merge``: score each LoRA checkpoint
-    with its adapter merged into the weights (faster). The unit compared is the table's
+    (default: the lower end and quartiles of the loss range every schedule reaches); ``merge``: score each
+    LoRA checkpoint with its adapter merged into the weights (faster). The unit compared is the table's
     ``schedule`` (runs of one schedule, e.g. at two learning rates, are averaged where they reach a level);
     set it to e.g. ``"cosine@0.001"`` in a table to compare schedule x learning-rate variants instead.
     """

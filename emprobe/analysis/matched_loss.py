@@ -4,8 +4,10 @@ For each training dataset (in-domain losses of different datasets are not compar
 run is a trajectory of checkpoints ``(val_loss, per-question off-domain margins)`` in step order. At a
 loss level ``L`` a run's margins are interpolated linearly between the two checkpoints where its loss
 first crosses ``L`` (the point at which training first reaches that loss); a schedule's margins at ``L``
-are the mean over its runs that reach ``L``. The default levels are the quartiles of the loss range that
-**every** schedule reaches (the intersection of the schedules' ranges).
+are the mean over its runs that reach ``L``. The default levels are the lower end and the quartiles of the
+loss range that **every** schedule reaches (the intersection of the schedules' ranges): its lower end is
+where the least-trained schedule's minimum lies, the point the claim is about; its upper end (step 0,
+the same base model for every run) is left out.
 
 Uncertainty is a bootstrap over questions, resampled jointly for every schedule and level of a dataset
 (the comparison is paired by question; expanded percentile intervals, which cover like t-intervals on
@@ -24,7 +26,7 @@ import pandas as pd
 
 from emprobe.analysis.stats import expanded_level
 
-QUANTILES = (0.25, 0.5, 0.75)
+QUANTILES = (0.0, 0.25, 0.5, 0.75)  # of the shared range; 0 = where the least-trained schedule ends
 
 
 @dataclass(frozen=True, eq=False)

@@ -132,7 +132,8 @@ def register(root: typer.Typer) -> None:
         control_runs: Optional[str] = typer.Option(
             None, help="aligned-data control runs, comma-separated names (default: runs trained on *-aligned data)"),
         loss_levels: Optional[str] = typer.Option(
-            None, help="matched in-domain loss levels, comma-separated (default: quartiles of the shared range)"),
+            None, help="matched in-domain loss levels, comma-separated (default: lower end + quartiles of the "
+                       "shared range)"),
         n_permutations: int = typer.Option(1000),
         batch_size: int = typer.Option(8),
         seed: int = typer.Option(0, help="seed of the bootstrap and permutations"),
