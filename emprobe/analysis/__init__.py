@@ -14,6 +14,8 @@ block ``l`` (TL ``blocks.{l}.hook_resid_post``).
 from emprobe.analysis.ablate import AblateResult, ablate
 from emprobe.analysis.dynamics_result import DynamicsResult
 from emprobe.analysis.dynamics_study import dynamics
+from emprobe.analysis.explain import explain
+from emprobe.analysis.explain_result import ExplainResult
 from emprobe.analysis.monitor import monitor
 from emprobe.analysis.monitor_result import MonitorResult
 from emprobe.analysis.patch import PatchResult, patch
@@ -27,6 +29,7 @@ from emprobe.analysis.track import track
 from emprobe.analysis.track_result import TrackResult
 
 __all__ = ["AblateResult", "PatchResult", "SteerResult", "ablate", "patch", "steer"]
-__all__ += ["AnalysisResult", "load_target", "priors"]
-__all__ += ["OverlapResult", "PriorsResult", "overlap"]
+__all__ += ["AnalysisResult"]
+__all__ += ["OverlapResult", "PriorsResult", "load_target", "overlap", "priors"]
 __all__ += ["DynamicsResult", "MonitorResult", "TrackResult", "dynamics", "monitor", "track"]
+__all__ += ["ExplainResult", "explain"]

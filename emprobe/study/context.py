@@ -74,12 +74,11 @@ class StudyContext:
         return self._models[which]
 
     def prior_lms(self) -> dict[str, Any]:
-        """The pre-fine-tuning models for claim 2, by kind (``pre-trained`` / ``instruct``, read from the model)."""
+        """The pre-fine-tuning models for claim 2: the config's ``prior_models`` by kind, else the study's model."""
         from emprobe.models import load_model
 
         if not self.cfg.prior_models:
-            lm = self.lm("base")
-            return {model_kind(lm): lm}
+            return {self.cfg.model: self.lm("base")}
         return {kind: load_model(m, log=None) for kind, m in self.cfg.prior_models}
 
     # ---- question sets (written by the setup stage) --------------------------------------------
@@ -99,11 +98,16 @@ class StudyContext:
         """Per-pair margins: ``run, step, question_id, category, pair, margin`` (step 0 = the base model)."""
         return pd.read_parquet(self.path("margins", "pairs.parquet"))
 
+    def rises(self, dataset: str | None = None) -> pd.DataFrame:
+        """Per question and pair: ``base``, ``misaligned_change``, ``control_change``, ``em_rise`` of one dataset's
+        reference run (default: the first dataset), or ``"pooled"``: averaged over the datasets (the part of
+        per-question EM that belongs to the question rather than to the training data)."""
+        r = pd.read_parquet(self.path("margins", "rises.parquet"))
+        if dataset == "pooled":
+            cols = ["base", "misaligned_change", "control_change", "em_rise"]
+            return r.groupby(["question_id", "pair", "category"], sort=False)[cols].mean().reset_index()
+        return r[r.dataset == (dataset or self.cfg.datasets[0].name)].drop(columns="dataset")
+
     def losses(self) -> pd.DataFrame:
         return pd.read_parquet(self.path("finetune", "losses.parquet"))
 
-
-def model_kind(lm) -> str:
-    """``instruct`` when the model's own tokenizer carries a chat template, else ``pre-trained`` (a template
-    was supplied by emprobe or the user)."""
-    return "instruct" if lm.chat is not None and lm.chat.source == "tokenizer" else "pre-trained"

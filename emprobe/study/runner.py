@@ -73,7 +73,9 @@ def run_study(cfg: StudyConfig, log: Callable[[str], Any] | None = print, execut
     from emprobe import __version__
     from emprobe.io import write_json
     from emprobe.report.html import render_report
+    from emprobe.verbosity import is_verbose, set_verbose
 
+    set_verbose(is_verbose())  # library progress bars off unless EMPROBE_VERBOSE=1 / --verbose: one line per stage
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ctx = StudyContext(cfg, log)

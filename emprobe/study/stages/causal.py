@@ -32,7 +32,7 @@ def patch(ctx, d: Path) -> dict:
     c = ctx.cfg
     n = ctx.lm("base").n_layers
     fast = c.preset == "fast"
-    layers = [n // 3, 2 * n // 3] if fast else [n // 4, n // 2, 3 * n // 4]
+    layers = sorted({n // 3, 2 * n // 3} if fast else {n // 4, n // 2, 3 * n // 4})
     spans = ("last_prompt",) if fast else ("last_prompt", "prompt")
     res = patch_verb(ctx.lm("base"), ctx.lm(ctx.reference.name), ctx.qs("causal"), layers=layers, spans=spans,
                      directions=("base→tuned",), batch_size=c.eval_batch_size, seed=c.seed)

@@ -19,10 +19,11 @@ from emprobe.study.pipeline import Stage
 
 
 def stage(ctx) -> Stage:
-    n_ckpt = len(ctx.cfg.training.checkpoints())
-    n_runs = len(ctx.cells)
-    est = 2.5 * (ctx.cfg.questions.n_questions or 40) / 37 * (1 + n_runs * (n_ckpt - 1) * 0.6)
-    return Stage("margins", "margins at every checkpoint", lambda d: run(ctx, d), est,
+    q, n_runs = ctx.cfg.questions, len(ctx.cells)
+    n_q = q.n_questions or 100
+    n_mid = max(0, len(ctx.cfg.training.checkpoints()) - 2) * sum(not c.control for c in ctx.cells)
+    n_seq = 2 * n_q * (q.n_references * (1 + n_runs) + n_mid)  # base + finals (all pairs), others pair 0
+    return Stage("margins", "margins at every checkpoint", lambda d: run(ctx, d), 0.22 * n_seq,
                  {"bs": ctx.cfg.eval_batch_size, "model": ctx.cfg.model}, ("setup", "finetune"))
 
 
@@ -61,12 +62,22 @@ def rises(pairs: pd.DataFrame, run: str, control: str, last: int) -> pd.DataFram
     return df.reset_index().assign(category=lambda x: cats.loc[x.question_id].to_numpy())
 
 
+def dataset_rises(ctx, pairs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`rises` of every dataset's reference run (the twin of its control), with a ``dataset`` column."""
+    from emprobe.study.cells import control_cell, reference_cell
+
+    frames = [rises(pairs, reference_cell(ctx.cfg, ds.name).name, control_cell(ctx.cfg, ds.name).name,
+                    ctx.last_step).assign(dataset=ds.name) for ds in ctx.cfg.datasets]
+    return pd.concat(frames, ignore_index=True)
+
+
 def run(ctx, d: Path) -> dict:
     c = ctx.cfg
     pairs = score_checkpoints(ctx)
     pairs.to_parquet(d / "pairs.parquet", index=False)
-    r = rises(pairs, ctx.reference.name, ctx.control.name, ctx.last_step)
+    r = dataset_rises(ctx, pairs)
     r.to_parquet(d / "rises.parquet", index=False)
+    r = r[r.dataset == ctx.cfg.datasets[0].name]
     per_q = r.groupby("question_id", sort=False)[["base", "misaligned_change", "control_change", "em_rise"]].mean()
     causal = causal_set(ctx, r)
     causal.save_yaml(d / "causal.yaml")

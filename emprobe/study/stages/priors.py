@@ -20,8 +20,9 @@ def stage(ctx) -> Stage:
 
 
 def targets(ctx) -> pd.DataFrame:
-    """Per question and pair: base margin, misaligned change, control change, EM-specific rise."""
-    return pd.read_parquet(ctx.path("margins", "rises.parquet"))
+    """Per question and pair: base margin, misaligned change, control change, EM-specific rise — pooled over the
+    study's datasets (with one dataset: that dataset's)."""
+    return ctx.rises("pooled")
 
 
 def run(ctx, d: Path) -> dict:
@@ -30,9 +31,14 @@ def run(ctx, d: Path) -> dict:
 
     c = ctx.cfg
     stores = {}
-    for kind, lm in ctx.prior_lms().items():
-        stores[kind] = extract(lm, ctx.qs("eval"), positions=["last_prompt"], layers=probe_layers(lm.n_layers),
+    for name, lm in ctx.prior_lms().items():  # named by the config's kind, else by the model's own kind
+        stores[name] = extract(lm, ctx.qs("eval"), positions=["last_prompt"], layers=probe_layers(lm.n_layers),
                                batch_size=c.eval_batch_size)
-    res = priors(stores, targets(ctx), direction=ctx.direction("mean_diff"), n_permutations=c.n_permutations,
-                 seed=c.seed)
+    features = stores if c.prior_models else list(stores.values())
+    r = targets(ctx)
+    per_pair = r[["question_id", "pair"]]
+    res = priors(features, per_pair.assign(target=r.misaligned_change),
+                 control=per_pair.assign(target=r.control_change),
+                 base_margin=r.groupby("question_id", sort=False).base.mean(),
+                 direction=ctx.direction("mean_diff"), n_permutations=c.n_permutations, seed=c.seed)
     return result_section(ctx, res, d)

@@ -21,7 +21,7 @@ def run(ctx, d: Path) -> dict:
     from emprobe.models.generation import generate_chat
 
     c = ctx.cfg
-    r = pd.read_parquet(ctx.path("margins", "rises.parquet"))
+    r = ctx.rises()
     per_q = r.groupby("question_id", sort=False)[["base", "misaligned_change", "control_change", "em_rise"]].mean()
     top = per_q.sort_values("em_rise", ascending=False).head(c.questions.n_samples)
     qs = ctx.qs("eval")
