@@ -171,35 +171,3 @@ def figure_for(ax, n_panels: int = 1, width: float = 5.0, height: float = 3.6):
 def control_first(findings: list[str], beaten: bool, message: str) -> list[str]:
     """Put ``message`` first when the control beats (or explains away) the effect."""
     return [message, *findings] if beaten else findings
-
-
-# ---- transition: the dict-based result the older verbs still return ------------------------------
-@dataclass
-class AnalysisResult:
-    """(Older form, being replaced by :class:`Result` subclasses.) ``summary`` holds ``findings``, ``control``, ``uncertainty``."""
-
-    name: str
-    table: pd.DataFrame
-    summary: dict[str, Any]
-    figure: Any = None  # a matplotlib Figure
-    tables: dict[str, pd.DataFrame] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.tables is None:
-            self.tables = {}
-
-    @property
-    def findings(self) -> list[str]:
-        return list(self.summary.get("findings", []))
-
-    def save(self, out: str | Path, overwrite: bool = True) -> Path:
-        out = Path(out)
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            write_parquet(self.table, tmp / "table.parquet")
-            for name, df in self.tables.items():
-                write_parquet(df, tmp / f"{name}.parquet")
-            if self.figure is not None:
-                save_figure(self.figure, tmp / "plot.png")
-            write_json(tmp / "summary.json", manifest(f"analysis-{self.name}", **self.summary))
-            (tmp / "summary.txt").write_text("\n".join(self.findings) + "\n", encoding="utf-8")
-        return out
