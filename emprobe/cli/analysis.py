@@ -1,7 +1,7 @@
-"""Analysis verbs: ``emprobe track | priors | overlap | dynamics | monitor``.
+"""Analysis verbs: ``emprobe track | priors | overlap | dynamics | monitor | explain``.
 
-Each writes ``OUT/table.parquet``, ``OUT/plot.png`` and ``OUT/summary.json`` (findings with their control
-and uncertainty) and prints the findings. Layer ``l`` = residual stream after decoder block ``l``.
+Each writes ``OUT/table.parquet``, ``OUT/plot.png`` and ``OUT/summary.json`` (findings with their verdict,
+control and uncertainty) and prints the findings. Layer ``l`` = residual stream after decoder block ``l``.
 """
 
 from __future__ import annotations
@@ -10,248 +10,163 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from emprobe.cli.common import apply_threads, floats, model_option, print_result, questions_option, threads_option
 
-console = Console()
+
+def track_cmd(
+    run_dir: Path = typer.Argument(..., help="fine-tuning run directory"),
+    directions: list[Path] = typer.Option(..., "--directions", help="direction directory (repeatable)"),
+    questions: str = questions_option(help="prompts to project (question set)"),
+    out: Path = typer.Option(Path("analysis/track"), help="output directory"),
+    refit: bool = typer.Option(True, help="refit each direction at every checkpoint"),
+    n_random: int = typer.Option(20, help="random directions for the control"),
+    steps: Optional[str] = typer.Option(None, help="checkpoint steps to use, comma-separated (default: all)"),
+    merge: bool = typer.Option(False, help="merge each LoRA checkpoint into the weights while measuring"),
+    batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0, help="seed of the random control directions"),
+    threads: Optional[int] = threads_option(),
+) -> None:
+    """Follow directions through a run's checkpoints (base loaded once, adapters swapped)."""
+    from emprobe.analysis.track import track
+    from emprobe.cli.common import ints
+
+    step_list = ints(steps, "--steps") if steps else None
+    apply_threads(threads)
+    print_result(track(run_dir, directions, questions, refit=refit, n_random=n_random, batch_size=batch_size,
+                       seed=seed, steps=step_list, merge=merge), out)
 
 
-def _ints(value: str) -> list[int]:
-    return [int(v) for v in value.split(",") if v.strip()]
+def priors_cmd(
+    features: list[Path] = typer.Option(..., "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
+    target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet"),
+    baseline: Optional[Path] = typer.Option(None, help="baseline target (the base model's scores): predict the rise over it"),
+    control_target: Optional[Path] = typer.Option(
+        None, help="the aligned-data control's scores: the target becomes rise − control change (EM-specific)"),
+    base_margin: Optional[Path] = typer.Option(
+        None, help="base-model margins for the headroom baseline (default: --baseline when it is a margin table)"),
+    reliability: Optional[Path] = typer.Option(
+        None, help="per-pair rises (CSV/parquet: question_id, pair, rise[, control]) for the target's reliability "
+                   "(default: from margin score tables)"),
+    layers: str = typer.Option("all", help="layers to use as features (per store's model)"),
+    direction: Optional[Path] = typer.Option(None, help="direction for the single-direction predictor"),
+    alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
+    n_permutations: int = typer.Option(1000, help="target shuffles for the p-values"),
+    n_random: int = typer.Option(50, help="random-feature draws for the control"),
+    seed: int = typer.Option(0, help="seed of the shuffles and random features"),
+    out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
+) -> None:
+    """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
+    from emprobe.analysis import priors
+    from emprobe.analysis.priors_inputs import priors_inputs
+
+    inputs = priors_inputs(target, baseline, control_target, base_margin)
+    if reliability is not None:
+        inputs["reliability"] = reliability
+    print_result(priors(features, **inputs, layers=layers, direction=direction, alpha=alpha,
+                        n_permutations=n_permutations, n_random=n_random, seed=seed), out)
 
 
-def _finish(result, out: Path) -> None:
-    path = result.save(out)
-    for line in result.findings:
-        console.print(f"• {line}")
-    console.print(f"[dim]wrote {path}/ (table.parquet, plot.png, summary.json)[/]")
+def overlap_cmd(
+    adapter: Path = typer.Option(..., help="misaligned fine-tune: LoRA checkpoint (or full model) directory"),
+    control_adapter: Optional[Path] = typer.Option(
+        None, help="the aligned-data control's checkpoint (the comparison that decides the claim)"),
+    model: str = model_option("base model (alias, hub id or directory)"),
+    train: str = typer.Option("builtin:risky-finance", help="training chat data (its prompts are used)"),
+    questions: str = questions_option(help="evaluation question set"),
+    layers: str = typer.Option("all", help="layers to sweep"),
+    k: str = typer.Option("1,2,4,8", help="subspace sizes to sweep"),
+    layer_select: str = typer.Option(
+        "heldout", help="'heldout' (layer and k chosen on half the eval questions, tested on the other), "
+                        "a layer fixed a priori, or 'LAYER,K'"),
+    n_train: int = typer.Option(64, help="training prompts to use"),
+    n_random: int = typer.Option(200, help="random subspaces (secondary reference)"),
+    n_boot: int = typer.Option(1000, help="bootstrap draws for the misaligned − control CI"),
+    n_permutations: int = typer.Option(1000, help="question shuffles for the pair-similarity p"),
+    batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0, help="seed of the split, bootstrap and permutations"),
+    out: Path = typer.Option(Path("analysis/overlap"), help="output directory"),
+    threads: Optional[int] = threads_option(),
+) -> None:
+    """Train- vs eval-prompt activation-shift overlap, misaligned run vs aligned control (claim 3)."""
+    from emprobe.analysis import overlap
+    from emprobe.cli.common import ints
+
+    sel = "heldout" if layer_select == "heldout" else ints(layer_select, "--layer-select")
+    sel = sel if isinstance(sel, str) else sel[0] if len(sel) == 1 else (sel[0], sel[1])
+    apply_threads(threads)
+    print_result(overlap(model, str(adapter), train, questions,
+                         control=str(control_adapter) if control_adapter else None, layers=layers,
+                         ks=ints(k, "--k"), n_train=n_train, n_random=n_random, n_boot=n_boot,
+                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, layer_select=sel), out)
 
 
-def _threads(n: Optional[int]) -> None:
-    if n:
-        import torch
+def dynamics_cmd(
+    sweep_dir: Path = typer.Argument(..., help="directory of runs (emprobe finetune sweep) or one run"),
+    questions: str = questions_option(help="off-domain question set (margin score)"),
+    control_runs: Optional[str] = typer.Option(
+        None, help="aligned-data control runs, comma-separated names (default: runs trained on *-aligned data)"),
+    loss_levels: Optional[str] = typer.Option(
+        None, help="matched in-domain loss levels, comma-separated (default: lower end + quartiles of the "
+                   "shared range)"),
+    n_permutations: int = typer.Option(1000),
+    batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0, help="seed of the bootstrap and permutations"),
+    merge: bool = typer.Option(False, help="score each LoRA checkpoint with its adapter merged (faster)"),
+    out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
+    threads: Optional[int] = threads_option(),
+) -> None:
+    """In-domain validation loss vs off-domain alignment; schedules compared at matched loss (claim 1)."""
+    from emprobe.analysis.dynamics_study import dynamics
 
-        torch.set_num_threads(n)
+    controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
+    levels = floats(loss_levels, "--loss-levels") if loss_levels else None
+    apply_threads(threads)
+    print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
+                          loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge), out)
+
+
+def monitor_cmd(
+    sweep_dir: Path = typer.Argument(..., help="directory of runs or one run"),
+    direction: Path = typer.Option(..., help="base-model direction directory"),
+    questions: str = questions_option(help="prompts for drift and margins"),
+    threshold: float = typer.Option(0.1, help="EM label: margin rise over step 0 above this (nats/token)"),
+    n_permutations: int = typer.Option(1000),
+    batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0, help="seed of the label permutations"),
+    merge: bool = typer.Option(False, help="measure each LoRA checkpoint with its adapter merged (faster)"),
+    out: Path = typer.Option(Path("analysis/monitor"), help="output directory"),
+    threads: Optional[int] = threads_option(),
+) -> None:
+    """Detect EM checkpoints from direction drift alone, scored by AUROC (and leave-one-run-out)."""
+    from emprobe.analysis.monitor import monitor
+
+    apply_threads(threads)
+    print_result(monitor(sweep_dir, direction, questions=questions, threshold=threshold,
+                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, merge=merge), out)
+
+
+def explain_cmd(
+    rises: Path = typer.Argument(..., help="per-(question, pair) rises table (a study's margins/rises.parquet)"),
+    factors: Optional[Path] = typer.Option(None, help="per-question factors table (question_id + numeric columns)"),
+    answers: Optional[Path] = typer.Option(None, help="answers table (question_id, base, misaligned)"),
+    n_permutations: int = typer.Option(1000, help="shuffles per permutation null"),
+    reliability_splits: int = typer.Option(200, help="random half-splits of the pairs for the reliability"),
+    alpha: float = typer.Option(1.0, help="ridge penalty (scale-free)"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("analysis/explain"), help="output directory"),
+) -> None:
+    """Why EM hits some questions more: per-question factors' unique contributions vs the reliability ceiling."""
+    from emprobe.analysis.explain import explain
+
+    print_result(explain(rises, factors, answers=answers, n_permutations=n_permutations,
+                         reliability_splits=reliability_splits, alpha=alpha, seed=seed), out)
+
+
+COMMANDS = {"track": track_cmd, "priors": priors_cmd, "overlap": overlap_cmd, "dynamics": dynamics_cmd, "monitor": monitor_cmd, "explain": explain_cmd}
 
 
 def register(root: typer.Typer) -> None:
     """Add the analysis verbs to the root app."""
-
-    @root.command("track")
-    def track_cmd(
-        run_dir: Path = typer.Argument(..., help="fine-tuning run directory"),
-        directions: list[Path] = typer.Option(..., "--directions", help="direction directory (repeatable)"),
-        questions: str = questions_option(help="prompts to project (question set)"),
-        out: Path = typer.Option(Path("analysis/track"), help="output directory"),
-        refit: bool = typer.Option(True, help="refit each direction at every checkpoint"),
-        n_random: int = typer.Option(20, help="random directions for the control"),
-        steps: Optional[str] = typer.Option(None, help="checkpoint steps to use, comma-separated (default: all)"),
-        merge: bool = typer.Option(False, help="merge each LoRA checkpoint into the weights while measuring"),
-        batch_size: int = typer.Option(8),
-        seed: int = typer.Option(0, help="seed of the random control directions"),
-        threads: Optional[int] = threads_option(),
-    ) -> None:
-        """Follow directions through a run's checkpoints (base loaded once, adapters swapped)."""
-        from emprobe.analysis.track import track
-        from emprobe.cli.common import ints
-
-        step_list = ints(steps, "--steps") if steps else None
-        apply_threads(threads)
-        print_result(track(run_dir, directions, questions, refit=refit, n_random=n_random, batch_size=batch_size,
-                           seed=seed, steps=step_list, merge=merge), out)
-
-    @root.command("priors")
-    def priors_cmd(
-        features: list[Path] = typer.Option(..., "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
-        target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet"),
-        baseline: Optional[Path] = typer.Option(None, help="baseline target (the base model's scores): predict the rise over it"),
-        control_target: Optional[Path] = typer.Option(
-            None, help="the aligned-data control's scores: the target becomes rise − control change (EM-specific)"),
-        base_margin: Optional[Path] = typer.Option(
-            None, help="base-model margins for the headroom baseline (default: --baseline when it is a margin table)"),
-        reliability: Optional[Path] = typer.Option(
-            None, help="per-pair rises (CSV/parquet: question_id, pair, rise[, control]) for the target's reliability "
-                       "(default: from margin score tables)"),
-        layers: str = typer.Option("all", help="layers to use as features (per store's model)"),
-        direction: Optional[Path] = typer.Option(None, help="direction for the single-direction predictor"),
-        alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
-        n_permutations: int = typer.Option(1000, help="target shuffles for the p-values"),
-        n_random: int = typer.Option(50, help="random-feature draws for the control"),
-        seed: int = typer.Option(0, help="seed of the shuffles and random features"),
-        out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
-    ) -> None:
-        """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
-        from emprobe.analysis import priors
-        from emprobe.analysis.priors_inputs import priors_inputs
-
-        inputs = priors_inputs(target, baseline, control_target, base_margin)
-        if reliability is not None:
-            inputs["reliability"] = reliability
-        print_result(priors(features, **inputs, layers=layers, direction=direction, alpha=alpha,
-                            n_permutations=n_permutations, n_random=n_random, seed=seed), out)
-
-    @root.command("overlap")
-    def overlap_cmd(
-        adapter: Path = typer.Option(..., help="misaligned fine-tune: LoRA checkpoint (or full model) directory"),
-        control_adapter: Optional[Path] = typer.Option(
-            None, help="the aligned-data control's checkpoint (the comparison that decides the claim)"),
-        model: str = model_option("base model (alias, hub id or directory)"),
-        train: str = typer.Option("builtin:risky-finance", help="training chat data (its prompts are used)"),
-        questions: str = questions_option(help="evaluation question set"),
-        layers: str = typer.Option("all", help="layers to sweep"),
-        k: str = typer.Option("1,2,4,8", help="subspace sizes to sweep"),
-        layer_select: str = typer.Option(
-            "heldout", help="'heldout' (layer and k chosen on half the eval questions, tested on the other), "
-                            "a layer fixed a priori, or 'LAYER,K'"),
-        n_train: int = typer.Option(64, help="training prompts to use"),
-        n_random: int = typer.Option(200, help="random subspaces (secondary reference)"),
-        n_boot: int = typer.Option(1000, help="bootstrap draws for the misaligned − control CI"),
-        n_permutations: int = typer.Option(1000, help="question shuffles for the pair-similarity p"),
-        batch_size: int = typer.Option(8),
-        seed: int = typer.Option(0, help="seed of the split, bootstrap and permutations"),
-        out: Path = typer.Option(Path("analysis/overlap"), help="output directory"),
-        threads: Optional[int] = threads_option(),
-    ) -> None:
-        """Train- vs eval-prompt activation-shift overlap, misaligned run vs aligned control (claim 3)."""
-        from emprobe.analysis import overlap
-        from emprobe.cli.common import ints
-
-        sel = "heldout" if layer_select == "heldout" else ints(layer_select, "--layer-select")
-        sel = sel if isinstance(sel, str) else sel[0] if len(sel) == 1 else (sel[0], sel[1])
-        apply_threads(threads)
-        print_result(overlap(model, str(adapter), train, questions,
-                             control=str(control_adapter) if control_adapter else None, layers=layers,
-                             ks=ints(k, "--k"), n_train=n_train, n_random=n_random, n_boot=n_boot,
-                             n_permutations=n_permutations, batch_size=batch_size, seed=seed, layer_select=sel), out)
-
-    @root.command("dynamics")
-    def dynamics_cmd(
-        sweep_dir: Path = typer.Argument(..., help="directory of runs (emprobe finetune sweep) or one run"),
-        questions: str = questions_option(help="off-domain question set (margin score)"),
-        control_runs: Optional[str] = typer.Option(
-            None, help="aligned-data control runs, comma-separated names (default: runs trained on *-aligned data)"),
-        loss_levels: Optional[str] = typer.Option(
-            None, help="matched in-domain loss levels, comma-separated (default: lower end + quartiles of the "
-                       "shared range)"),
-        n_permutations: int = typer.Option(1000),
-        batch_size: int = typer.Option(8),
-        seed: int = typer.Option(0, help="seed of the bootstrap and permutations"),
-        merge: bool = typer.Option(False, help="score each LoRA checkpoint with its adapter merged (faster)"),
-        out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
-        threads: Optional[int] = threads_option(),
-    ) -> None:
-        """In-domain validation loss vs off-domain alignment; schedules compared at matched loss (claim 1)."""
-        from emprobe.analysis.dynamics_study import dynamics
-
-        controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
-        levels = floats(loss_levels, "--loss-levels") if loss_levels else None
-        apply_threads(threads)
-        print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
-                              loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge), out)
-
-    @root.command("monitor")
-    def monitor_cmd(
-        sweep_dir: Path = typer.Argument(..., help="directory of runs or one run"),
-        direction: Path = typer.Option(..., help="base-model direction directory"),
-        questions: str = questions_option(help="prompts for drift and margins"),
-        threshold: float = typer.Option(0.1, help="EM label: margin rise over step 0 above this (nats/token)"),
-        n_permutations: int = typer.Option(1000),
-        batch_size: int = typer.Option(8),
-        seed: int = typer.Option(0, help="seed of the label permutations"),
-        merge: bool = typer.Option(False, help="measure each LoRA checkpoint with its adapter merged (faster)"),
-        out: Path = typer.Option(Path("analysis/monitor"), help="output directory"),
-        threads: Optional[int] = threads_option(),
-    ) -> None:
-        """Detect EM checkpoints from direction drift alone, scored by AUROC (and leave-one-run-out)."""
-        from emprobe.analysis.monitor import monitor
-
-        apply_threads(threads)
-        print_result(monitor(sweep_dir, direction, questions=questions, threshold=threshold,
-                             n_permutations=n_permutations, batch_size=batch_size, seed=seed, merge=merge), out)
-
-    @root.command("patch")
-    def patch_cmd(
-        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint (or full fine-tuned model) directory"),
-        model: str = model_option("base model (alias, hub id or directory)"),
-        questions: str = questions_option(help="question set with reference answers"),
-        layers: str = typer.Option("0:30:3", help="layers to patch: 'all', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'"),
-        spans: str = typer.Option("last_prompt,prompt", help="positions to patch: last_prompt and/or prompt"),
-        n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
-        batch_size: int = typer.Option(8),
-        seed: int = typer.Option(0, help="seed of the control's shuffles and the bootstrap"),
-        out: Path = typer.Option(Path("analysis/patch"), help="output directory"),
-        threads: Optional[int] = threads_option(),
-    ) -> None:
-        """Cross-model activation patching (base <-> fine-tuned): fraction of the margin gap restored per layer."""
-        from emprobe.analysis.patch import patch
-
-        apply_threads(threads)
-        print_result(patch(model, str(adapter), questions, layers=layers, spans=[s for s in spans.split(",") if s],
-                           n_questions=n_questions or None, batch_size=batch_size, seed=seed), out)
-
-    @root.command("steer")
-    def steer_cmd(
-        direction: Path = typer.Option(..., help="direction directory (emprobe probe fit)"),
-        layer: Optional[int] = typer.Option(None, help="layer to steer at (default: the direction's best layer)"),
-        alpha: str = typer.Option("-8,-4,0,4,8", help="steering coefficients, comma-separated"),
-        model: str = model_option("model to steer"),
-        adapter: Optional[Path] = typer.Option(None, help="optional LoRA checkpoint"),
-        questions: str = questions_option(help="question set with reference answers"),
-        raw: bool = typer.Option(False, help="add the raw direction instead of the unit vector"),
-        n_random: int = typer.Option(5, help="random directions of the same norm (>= 5)"),
-        n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
-        n_samples: int = typer.Option(3, help="answers sampled at alpha 0 and the largest alpha (0 = none)"),
-        batch_size: int = typer.Option(8),
-        seed: int = typer.Option(0),
-        out: Path = typer.Option(Path("analysis/steer"), help="output directory"),
-        threads: Optional[int] = threads_option(),
-    ) -> None:
-        """Add alpha * direction at a layer (all positions), sweep alpha, compare with random directions."""
-        from emprobe.analysis.steer import steer
-
-        alphas = floats(alpha, "--alpha")
-        apply_threads(threads)
-        print_result(steer(model, str(direction), questions, layer=layer, alphas=alphas, unit=not raw,
-                           n_random=n_random, n_questions=n_questions or None, n_samples=n_samples,
-                           batch_size=batch_size, seed=seed, adapter=str(adapter) if adapter else None), out)
-
-    @root.command("ablate")
-    def ablate_cmd(
-        direction: Path = typer.Option(..., help="direction directory (emprobe probe fit)"),
-        adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint (or full fine-tuned model) directory"),
-        model: str = model_option("base model (alias, hub id or directory)"),
-        questions: str = questions_option(help="off-domain question set"),
-        heldout: str = typer.Option("builtin:risky-finance-heldout", help="in-domain held-out question set"),
-        n_random: int = typer.Option(5, help="random directions (>= 5)"),
-        n_questions: int = typer.Option(12, help="questions to use per set (0 = all)"),
-        n_samples: int = typer.Option(3, help="answers sampled with and without the ablation (0 = none)"),
-        batch_size: int = typer.Option(8),
-        seed: int = typer.Option(0),
-        out: Path = typer.Option(Path("analysis/ablate"), help="output directory"),
-        threads: Optional[int] = threads_option(),
-    ) -> None:
-        """Project the direction out at every layer of the fine-tuned model; off-domain gain vs in-domain cost."""
-        from emprobe.analysis.ablate import ablate
-
-        apply_threads(threads)
-        print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout, n_random=n_random,
-                            n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size, seed=seed),
-                     out)
-
-    @root.command("explain")
-    def explain_cmd(
-        rises: Path = typer.Argument(..., help="per-(question, pair) rises table (a study's margins/rises.parquet)"),
-        factors: Optional[Path] = typer.Option(None, help="per-question factors table (question_id + numeric columns)"),
-        answers: Optional[Path] = typer.Option(None, help="answers table (question_id, base, misaligned)"),
-        n_permutations: int = typer.Option(1000, help="shuffles per permutation null"),
-        reliability_splits: int = typer.Option(200, help="random half-splits of the pairs for the reliability"),
-        alpha: float = typer.Option(1.0, help="ridge penalty (scale-free)"),
-        seed: int = typer.Option(0),
-        out: Path = typer.Option(Path("analysis/explain"), help="output directory"),
-    ) -> None:
-        """Why EM hits some questions more: per-question factors' unique contributions vs the reliability ceiling."""
-        from emprobe.analysis.explain import explain
-
-        print_result(explain(rises, factors, answers=answers, n_permutations=n_permutations,
-                             reliability_splits=reliability_splits, alpha=alpha, seed=seed), out)
+    for name, fn in COMMANDS.items():
+        root.command(name)(fn)
