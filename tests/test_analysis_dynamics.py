@@ -75,6 +75,10 @@ def test_controls_never_enter_the_schedule_comparison():
     assert res.comparison.matched.n_runs.max() == 2  # constant still has its 2 runs, not 3
     assert ctrl not in set(res.correlations[~res.correlations.control].scope)
     assert res.correlations.set_index("scope").loc[ctrl, "control"]
+    med = df[df.run != ctrl].assign(data="builtin:bad-medical", run=lambda x: x.run + "-med")
+    two = pd.concat([df, med]).rename(columns={"data": "dataset"})
+    per_data = dynamics(two, n_permutations=50).comparison.gaps  # schedules compared within each dataset
+    assert set(per_data.data) == {"builtin:risky-finance", "builtin:bad-medical"} and len(per_data) == 2 * 12
     same = dynamics(df[df.run != ctrl], n_permutations=100)
     pd.testing.assert_frame_equal(res.comparison.gaps, same.comparison.gaps)
     # a control that is the only run of its schedule is not a schedule either

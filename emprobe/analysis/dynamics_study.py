@@ -6,8 +6,8 @@ schedules are compared at matched loss levels with a bootstrap CI over questions
 (:mod:`emprobe.analysis.matched_loss`). Runs marked as aligned-data controls never enter that comparison.
 
 Input: a sweep directory, one run, a list of runs, or a ready table of checkpoints: one row per
-checkpoint (``run``, ``schedule``, ``step``, ``val_loss``, ``ood_score``; optional ``lr``, ``data``,
-``control``) or, for CIs over questions, one row per checkpoint and question (``question_id``,
+checkpoint (``run``, ``schedule``, ``step``, ``val_loss``, ``ood_score``; optional ``lr``, ``data`` (or
+``dataset``), ``control``) or, for CIs over questions, one row per checkpoint and question (``question_id``,
 ``margin`` instead of ``ood_score``).
 """
 
@@ -67,8 +67,8 @@ def _from_table(df: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame]:
 
 def _with_defaults(df: pd.DataFrame, controls: set[str] | None = None) -> pd.DataFrame:
     out = df.assign(run=df.run.astype(str), schedule=df.schedule.astype(str))
-    if "data" not in out.columns:
-        out["data"] = "?"
+    if "data" not in out.columns:  # the dataset each run was trained on: schedules are compared within it
+        out["data"] = out["dataset"].astype(str) if "dataset" in out.columns else "?"
     if "lr" not in out.columns:
         out["lr"] = np.nan
     if controls is not None:
