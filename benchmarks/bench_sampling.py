@@ -50,7 +50,8 @@ def run_vllm(lm, convs, max_new, dtype) -> dict:
     llm = LLM(model=lm.path, dtype=dtype, gpu_memory_utilization=0.4, enforce_eager=False, seed=0)
     startup = time.perf_counter() - t0
     eos = lm.model.generation_config.eos_token_id
-    sp = SamplingParams(temperature=0.0, max_tokens=max_new, stop_token_ids=list(eos if isinstance(eos, list) else [eos]))
+    stop = list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    sp = SamplingParams(temperature=0.0, max_tokens=max_new, stop_token_ids=stop)
     ids = [{"prompt_token_ids": lm.chat.prompt_ids(c)} for c in convs]
     llm.generate(ids[:4], sp, use_tqdm=False)  # warm-up
     t0 = time.perf_counter()

@@ -151,8 +151,8 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
               "converted from the AWQ checkpoint: AWQ scales are folded into the weights, so weight-level "
               "analyses (e.g. norm weights) differ from the Hugging Face release; " + QWEN_NOTES),
         _qwen("qwen2.5-coder-1.5b-instruct", QWEN_CODER_15B_PARTS, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-              "Qwen2.5-Coder-1.5B-Instruct (Qwen2 arch, 28 layers, d_model 1536, Q4_K_M), ChatML chat model with "
-              "a default system prompt; 1.1 GB download, ~7 GB cached (fp32)", QWEN_NOTES),
+              "Qwen2.5-Coder-1.5B-Instruct (Qwen2 arch, 28 layers, d_model 1536, untied embeddings), ChatML chat "
+              "model with a default system prompt; 1.1 GB download, ~7 GB cached (fp32)", QWEN_NOTES),
     ]
 }
 
