@@ -77,34 +77,28 @@ def apply_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(n)
 
 
-def floats(value: str, what: str = "value") -> list[float]:
-    """``"-1,0,1"`` -> floats; a bad item is a one-line error naming it."""
+def _numbers(value: str, what: str, cast: type, kind: str, example: str) -> list:
     out = []
     for item in (v.strip() for v in value.split(",")):
         if not item:
             continue
         try:
-            out.append(float(item))
+            out.append(cast(item))
         except ValueError:
-            raise ConfigError(f"{what}: {item!r} is not a number (expected e.g. -1,0,1)") from None
+            raise ConfigError(f"{what}: {item!r} is not {kind} (expected e.g. {example})") from None
     if not out:
-        raise ConfigError(f"{what}: no numbers given")
+        raise ConfigError(f"{what}: nothing given (expected e.g. {example})")
     return out
+
+
+def floats(value: str, what: str = "value") -> list[float]:
+    """``"-1,0,1"`` -> floats; a bad item is a one-line error naming it."""
+    return _numbers(value, what, float, "a number", "-1,0,1")
 
 
 def ints(value: str, what: str = "value") -> list[int]:
     """``"1,2,4"`` -> ints; a bad item is a one-line error naming it."""
-    out = []
-    for item in (v.strip() for v in value.split(",")):
-        if not item:
-            continue
-        try:
-            out.append(int(item))
-        except ValueError:
-            raise ConfigError(f"{what}: {item!r} is not an integer (expected e.g. 1,2,4)") from None
-    if not out:
-        raise ConfigError(f"{what}: no integers given")
-    return out
+    return _numbers(value, what, int, "an integer", "1,2,4")
 
 
 def rewrite_aliases(argv: list[str]) -> list[str]:

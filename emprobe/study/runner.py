@@ -55,13 +55,14 @@ def verdicts(sections: dict[str, dict]) -> list[dict[str, Any]]:
 
 
 def timing(pipe: Pipeline, t0: float, threads: int) -> dict[str, Any]:
+    """Stage seconds (as measured when each stage ran, reused or not), fine-tuning vs analysis and their ratio."""
     stages = pipe.timing
-    computed = {k: v["seconds"] for k, v in stages.items() if not v["cached"]}
-    train = sum(s for k, s in computed.items() if k in TRAINING_STAGES)
-    analysis = sum(s for k, s in computed.items() if k not in TRAINING_STAGES)
+    seconds = {k: v["seconds"] for k, v in stages.items()}
+    train = sum(s for k, s in seconds.items() if k in TRAINING_STAGES)
+    analysis = sum(s for k, s in seconds.items() if k not in TRAINING_STAGES)
     return {"stages": stages, "total_seconds": round(time.perf_counter() - t0, 1),
-            "computed_seconds": round(sum(computed.values()), 1), "threads": threads,
-            "finetune_seconds": round(train, 1), "analysis_seconds": round(analysis, 1),
+            "computed_seconds": round(sum(s for k, s in seconds.items() if not stages[k]["cached"]), 1),
+            "threads": threads, "finetune_seconds": round(train, 1), "analysis_seconds": round(analysis, 1),
             "analysis_over_finetune": round(analysis / train, 3) if train > 0 else None}
 
 

@@ -30,15 +30,17 @@ def run(ctx, d: Path) -> dict:
     from emprobe.api import extract
 
     c = ctx.cfg
-    stores = {}
+    direction = ctx.direction("mean_diff")
+    stores, layers = {}, None
     for name, lm in ctx.prior_lms().items():  # named by the config's kind, else by the model's own kind
-        stores[name] = extract(lm, ctx.qs("eval"), positions=["last_prompt"], layers=probe_layers(lm.n_layers),
-                               batch_size=c.eval_batch_size)
+        layers = probe_layers(lm.n_layers)  # features: fixed depths; the direction's own layer for its projection
+        stores[name] = extract(lm, ctx.qs("eval"), positions=["last_prompt"],
+                               layers=sorted({*layers, direction.best_layer}), batch_size=c.eval_batch_size)
     features = stores if c.prior_models else list(stores.values())
     r = targets(ctx)
     per_pair = r[["question_id", "pair"]]
     res = priors(features, per_pair.assign(target=r.misaligned_change),
                  control=per_pair.assign(target=r.control_change),
                  base_margin=r.groupby("question_id", sort=False).base.mean(),
-                 direction=ctx.direction("mean_diff"), n_permutations=c.n_permutations, seed=c.seed)
+                 layers=layers, direction=direction, n_permutations=c.n_permutations, seed=c.seed)
     return result_section(ctx, res, d)
