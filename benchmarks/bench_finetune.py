@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--val-max-examples", type=int, default=None,
                     help="held-out examples per checkpoint (default: FinetuneConfig's)")
-    ap.add_argument("--repeats", type=int, default=1, help="rounds of the three runs (medians are reported)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of the three runs (ratios: the median of the "
+                    "ratios within each round; per-run figures: the run with the median tokens/s)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (keep 1 on a shared 2-core machine)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
@@ -70,7 +71,9 @@ def main() -> None:
         for name in names[r % 3:] + names[:r % 3]:
             results[name].append(runners[name]())
         load.append(_loadavg())
-    report(a, {n: _median(rs) for n, rs in results.items()}, load)
+    tok_s = {n: [r["tokens"] / r["wall_s"] for r in rs] for n, rs in results.items()}
+    paired = [(e / c, e / t) for e, c, t in zip(tok_s["emprobe"], tok_s["trl+ckpt"], tok_s["trl"])]
+    report(a, {n: _median(rs) for n, rs in results.items()}, load, paired)
 
 
 def _loadavg() -> str:
@@ -83,7 +86,7 @@ def _median(rs: list[dict]) -> dict:
     return rs[len(rs) // 2] | {"repeats_tok_s": [round(r["tokens"] / r["wall_s"], 1) for r in rs]}
 
 
-def report(a, res: dict, load: list[str]) -> None:
+def report(a, res: dict, load: list[str], paired: list[tuple[float, float]]) -> None:
     print(f"{a.steps}-step LoRA r={a.lora_r} fine-tune of {a.model} on {a.data}, batch {a.batch_size}, "
           f"{a.checkpoints} checkpoints, {a.threads} thread(s), {a.repeats} repeat(s) interleaved; "
           f"load average (1 min) before/after each round: {' '.join(load)}")
@@ -100,7 +103,11 @@ def report(a, res: dict, load: list[str]) -> None:
     print("emprobe per checkpoint: " + "; ".join(
         f"step {t['step']}: save {t['save']:.2f} s, state {t['state']:.2f} s, validation {t['validation']:.2f} s"
         for t in emp["checkpoints"]))
-    ratio_ckpt, ratio_plain = emp["tok_s"] / res["trl+ckpt"]["tok_s"], emp["tok_s"] / res["trl"]["tok_s"]
+    # ratios within each round (same load), median over rounds
+    ratio_ckpt, ratio_plain = (statistics.median(x) for x in zip(*paired))
+    if len(paired) > 1:
+        print("per round, emprobe / trl+ckpt and emprobe / trl: "
+              + "; ".join(f"{c:.3f}x, {t:.3f}x" for c, t in paired))
     val_ratio = _mean(emp["valid_s"]) / max(_mean(res["trl+ckpt"]["valid_s"]), 1e-9)
     print(f"emprobe / trl+ckpt tokens/s: {ratio_ckpt:.3f}x (target >= 0.95x: "
           f"{'met' if ratio_ckpt >= 0.95 else 'NOT met'}); emprobe / trl (no checkpoints, no evaluation): "
@@ -110,6 +117,7 @@ def report(a, res: dict, load: list[str]) -> None:
           f"evaluation {_mean(res['trl+ckpt']['valid_s']):.2f} s per checkpoint ({val_ratio:.2f}x)")
     if a.json:
         a.json.write_text(json.dumps({"runs": res, "ratio_vs_trl_ckpt": ratio_ckpt, "ratio_vs_trl": ratio_plain,
+                                      "paired_ratios": paired,
                                       "load_average": load, "settings": vars(a) | {"json": str(a.json)}}, indent=2))
 
 
@@ -148,7 +156,8 @@ def _timed(obj, method: str, into: list[float]) -> None:
 def run_trl(cfg, every: int | None) -> dict:
     """The same fine-tune with TRL's SFTTrainer: prompt/completion data, completion-only loss; with ``every``,
     a checkpoint and an evaluation of the same held-out examples every ``every`` steps (and one at the start)."""
-    from datasets import Dataset
+    from datasets import Dataset, disable_progress_bars
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from emprobe.data import load_chat_dataset
@@ -160,6 +169,7 @@ def run_trl(cfg, every: int | None) -> dict:
         val = val[: cfg.val_max_examples]
     records = lambda ds: [{"prompt": e.prompt_messages,  # noqa: E731
                            "completion": [{"role": "assistant", "content": e.response}]} for e in ds]
+    disable_progress_bars()
     lm = load_model(cfg.model, log=lambda *x: None)
     ckpt = {} if every is None else dict(save_strategy="steps", save_steps=every, eval_strategy="steps",
                                          eval_steps=every, eval_on_start=True,
@@ -175,6 +185,7 @@ def run_trl(cfg, every: int | None) -> dict:
         trainer = SFTTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(records(train)),
                              eval_dataset=Dataset.from_list(records(val)) if every else None,
                              processing_class=lm.tokenizer, peft_config=lora_config(cfg, lm.n_layers))
+        trainer.remove_callback(PrinterCallback)  # no per-step log dicts on stdout
         _timed(trainer, "_save_checkpoint", saves)
         _timed(trainer, "evaluate", evals)
         t1 = time.perf_counter()

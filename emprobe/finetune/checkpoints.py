@@ -36,6 +36,10 @@ class TrajectoryCallback(TrainerCallback):
         self.t0 = time.perf_counter()
         self.checkpoint_seconds = 0.0
         self.last_ckpt_step = 0
+        self._save_requested: float | None = None
+        #: seconds per checkpoint: "validation" (the held-out loss), "save" (adapter/weights + checkpoint.json),
+        #: "state" (the trainer's optimizer/scheduler/RNG state for resume; none at step 0)
+        self.timings: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ events
     def on_train_begin(self, args, state, control, model=None, **kw):
@@ -48,6 +52,7 @@ class TrajectoryCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if state.global_step in self.steps:
             control.should_save = True
+            self._save_requested = time.perf_counter()
         return control
 
     def on_log(self, args, state, control, logs=None, **kw):
@@ -64,16 +69,19 @@ class TrajectoryCallback(TrainerCallback):
     def on_save(self, args, state, control, model=None, **kw):
         barrier()  # every rank's RNG state is on disk before the checkpoint counts as complete
         if self.writer is not None and state.global_step in self.steps:
-            self._write(state.global_step, model, state)
+            t = self._save_requested
+            self._save_requested = None
+            self._write(state.global_step, model, state, 0.0 if t is None else time.perf_counter() - t)
             self.writer.prune_state(state.global_step)
         return control
 
     # ------------------------------------------------------------------ writing
-    def _write(self, step: int, model, state) -> None:
+    def _write(self, step: int, model, state, state_s: float = 0.0) -> None:
         t = time.perf_counter()
         w = self.writer
         assert w is not None
         val, n_val = response_loss(model, self.val_data, self.val_batch_size, self.pad_id)
+        t_val = time.perf_counter()
         last = w.losses(step, step - 1)
         info = {
             "train_loss": _mean(w.losses(step)),
@@ -85,12 +93,16 @@ class TrajectoryCallback(TrainerCallback):
             "tokens_seen": int(state.num_input_tokens_seen or 0),
         }
         w.write_checkpoint(step, lambda d: self.save_weights(model, d), info)
-        took = time.perf_counter() - t
+        end = time.perf_counter()
+        took = end - t + state_s
+        self.timings.append({"step": step, "validation": round(t_val - t, 4), "save": round(end - t_val, 4),
+                             "state": round(state_s, 4)})
         self.checkpoint_seconds += took
         self.last_ckpt_step = step
         fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731
         self.say(f"checkpoint step {step}/{self.total}: train_loss {fmt(info['train_loss'])} "
-                 f"val_loss {fmt(val)} ({took:.1f} s) -> {w.out.name}/checkpoints/step-{step:06d}")
+                 f"val_loss {fmt(val)} ({took:.1f} s: validation {t_val - t:.1f} s) -> "
+                 f"{w.out.name}/checkpoints/step-{step:06d}")
 
 
 class ProgressBar(TrainerCallback):

@@ -263,6 +263,9 @@ def finetune(cfg: FinetuneConfig | None = None, *, callbacks: Sequence[Any] = ()
         tokens = int(trainer.state.num_input_tokens_seen or 0)
         writer.finish(timings={"load_s": round(prep.load_s, 3), "tokenize_s": round(prep.tokenize_s, 3),
                                "train_s": round(train_s, 3), "checkpoint_s": round(traj.checkpoint_seconds, 3),
+                               **{f"checkpoint_{k}_s": round(sum(t[k] for t in traj.timings), 3)
+                                  for k in ("validation", "save", "state")},
+                               "checkpoints": traj.timings,
                                "total_s": round(time.perf_counter() - t_start, 3)},
                       tokens_seen=tokens, tokens_per_second=round((tokens - tokens_before) / train_s, 2))
         say(f"done: {plan.out} ({len(prep.steps)} checkpoints, {train_s:.1f} s training)")
