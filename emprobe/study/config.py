@@ -199,8 +199,8 @@ PRESETS: dict[str, StudyConfig] = {
                         steer_alphas=(-1.0, 0.0, 1.0), max_new_tokens=16),
     "paper": _DEMO.with_(preset="paper", out="emprobe-paper", datasets=(_DEMO.datasets[0], _MEDICAL),
                          grid=Grid(schedules=("constant", "cosine", "warmup-stable-decay"), lrs=(5e-4, 1e-3)),
-                         training=Training(steps=20, save_steps=(0, 5, 10, 15, 20), val_examples=24),
-                         questions=Questions(n_questions=40, n_references=2, n_causal=6, n_persona=6, n_samples=2,
+                         training=Training(steps=16, save_steps=(0, 4, 8, 12, 16), val_examples=24),
+                         questions=Questions(n_questions=24, n_references=2, n_causal=6, n_persona=6, n_samples=2,
                                              n_train_prompts=24)),
 }
 
