@@ -139,12 +139,13 @@ class TokenBatch:
         rows = torch.arange(self.size, device=h.device)
         for p in positions:
             if p == "last_prompt":
-                out.append(h[rows, self.start + self.n_prompt - 1].float())
+                out.append(h[rows, (self.start + self.n_prompt - 1).to(h.device)].float())
             else:
                 w = self.weights(p).to(h.device)
                 hf = torch.where(w[..., None] > 0, h, h.new_zeros(())).float()
                 out.append(einops.einsum(w, hf, "b t, b t d -> b d"))
-        return einops.rearrange(out, "p b d -> b p d")
+        # on the batch's device: with a device_map over several GPUs, blocks' outputs live on different devices
+        return einops.rearrange(out, "p b d -> b p d").to(self.input_ids.device)
 
 
 def per_position(pooled: Sequence[torch.Tensor], positions: Sequence[str]) -> dict[str, torch.Tensor]:
