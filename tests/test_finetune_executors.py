@@ -105,7 +105,7 @@ def test_killed_cell_is_retried_and_bad_cells_are_reported(tmp_path, tiny_model_
         while time.monotonic() < deadline and not killed:
             if (tmp_path / "killed" / "checkpoints" / "step-000002").is_dir():
                 for p in _trainers(os.getpid()):
-                    if str(tmp_path / "killed") in " ".join(p.cmdline()):
+                    if f'"out": {json.dumps(str(tmp_path / "killed"))},' in " ".join(p.cmdline()):
                         p.send_signal(signal.SIGKILL)
                         killed.append(p.pid)
             time.sleep(0.01)

@@ -1,6 +1,6 @@
 """A sweep on a Ray cluster (``emprobe finetune sweep --executor ray``), as the README's cluster section runs it.
 
-A one-node cluster on loopback (``ray start --head --node-ip-address 127.0.0.1 --num-cpus 2``) trains a
+A one-node cluster (``ray start --head --node-ip-address 127.0.0.1 --num-cpus 2``, no dashboard) trains a
 2-cell sweep of a tiny model; the Ray worker running one cell is SIGKILLed mid-run; the cell is retried
 (resuming from its last checkpoint) and both runs end with the same per-step losses and validation losses
 as the local executor's for the same seeds. The cluster is stopped at the end (its own process group).
@@ -48,24 +48,45 @@ def ray_head(tmp_path_factory):
                              "--object-store-memory=100000000"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=ENV)
     try:
+        deadline = time.monotonic() + 180
+        while True:  # until the GCS accepts connections
+            assert head.poll() is None and time.monotonic() < deadline, "ray start --head failed; see head.log"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # the head, its raylet, GCS and workers: the session it leads
+        # the head, its GCS, raylet and workers: the session it leads (SIGTERM alone drains for 30 s)
+        os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(40)
+            head.wait(5)
         except subprocess.TimeoutExpired:
             pass
         _kill_session(head.pid)
+        head.wait(10)
         log.close()
 
 
 def _kill_session(sid: int) -> None:
+    """SIGKILL what is left of the session ``sid`` (the processes the test's ``ray start`` started)."""
     for p in psutil.process_iter():
         try:
             if os.getsid(p.pid) == sid:
                 p.kill()
         except (ProcessLookupError, psutil.Error):
             pass
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_in_session(p, sid) for p in psutil.process_iter()):
+        time.sleep(0.2)
+
+
+def _in_session(p, sid: int) -> bool:
+    try:
+        return os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE
+    except (ProcessLookupError, psutil.Error):
+        return False
 
 
 def _write_sweep(path: Path, model: Path, out: Path) -> Path:
@@ -84,7 +105,7 @@ def _kill_worker_of(run_dir: Path, driver: subprocess.Popen, timeout: float = 24
             for p in psutil.process_iter():
                 try:
                     cmd = p.cmdline()
-                    if "--cell" in cmd and str(run_dir) in " ".join(cmd):
+                    if "--cell" in cmd and f'"out": {json.dumps(str(run_dir))},' in " ".join(cmd):
                         worker = p.parent()
                         worker.kill()
                         p.wait(30)  # PR_SET_PDEATHSIG: the cell process dies with its worker
