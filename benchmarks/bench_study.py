@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
     if args.from_dir:
-        summary = json.loads((Path(args.from_dir) / "summary.json").read_text())
+        path = Path(args.from_dir) / "summary.json"
+        if not path.is_file():
+            print(f"error: {path}: no such file (a finished study writes it last)", file=sys.stderr)
+            return 2
+        summary = json.loads(path.read_text())
     else:
         from emprobe.study import study
 

@@ -186,7 +186,7 @@ def _build(kind: type, d: Any, what: str):
 
 
 _DEMO = StudyConfig(preset="demo", out="emprobe-demo",
-                    questions=Questions(n_questions=37, n_references=2, n_causal=6, n_persona=6, n_samples=3,
+                    questions=Questions(n_questions=30, n_references=2, n_causal=6, n_persona=6, n_samples=2,
                                         n_train_prompts=24))
 _MEDICAL = DatasetSpec("bad-medical", "builtin:bad-medical", "builtin:bad-medical-aligned", "builtin:bad-medical-heldout")
 
