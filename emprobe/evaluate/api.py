@@ -41,8 +41,9 @@ def _judge(fn, questions, judge, sampling, prompts, thresholds, lm, **fields) ->
 
 
 def evaluate(
-    model: str | None = None,
+    model: Any = None,
     questions: Any = "builtin:em-core",
+    *,
     metric: str = "margin",
     adapter: str | Path | None = None,
     run: str | Path | None = None,
@@ -63,7 +64,7 @@ def evaluate(
 ):
     """Score a model (``ScoreTable``) or, with ``run``, every checkpoint of a run (``SweepResult``).
 
-    ``questions``: ``builtin:NAME``, a Betley YAML path or a loaded :class:`~emprobe.data.QuestionSet`.
+    ``model``: a loaded model, an alias, hub id or directory (default: the packaged SmolLM2). ``questions``: ``builtin:NAME``, a Betley YAML path or a loaded :class:`~emprobe.data.QuestionSet`.
     ``metric="margin"`` needs questions with reference answers; ``metric="judge"`` samples answers
     (``sampling``) and scores them with ``judge``. With ``out`` the tables are written there
     (a score-table directory, or one per checkpoint for a run); existing results are kept unless ``overwrite``.
@@ -83,16 +84,8 @@ def evaluate(
     if run is not None:
         if adapter is not None:
             raise ConfigError("give either --adapter or --run, not both")
-        from emprobe.evaluate.sweep import sweep_run
-        from emprobe.finetune.run import Run
-
-        r = Run.load(run)
-        base = r.model_spec.get("name")
-        if model is not None and model != base:
-            raise ConfigError(f"--model {model!r} differs from the run's base model {base!r}; leave --model out")
-        return sweep_run(r, score, out=out, steps=steps, overwrite=overwrite, log=log,
-                         reuse=lambda d: ScoreTable.reusable(d, metric, qs), device=device, dtype=dtype,
-                         **({"merge": True} if merge_adapters else {}))
+        return _evaluate_run(run, model, score, ScoreTable.reusable, metric, qs, out=out, steps=steps,
+                             overwrite=overwrite, log=log, device=device, dtype=dtype, merge=merge_adapters)
     if steps is not None:
         raise ConfigError("--steps needs --run")
     if out is not None and not overwrite and ScoreTable.reusable(out, metric, qs):
@@ -106,3 +99,16 @@ def evaluate(
     if out is not None:
         table.save(out, overwrite=True)
     return table
+
+
+def _evaluate_run(run, model, score, reusable, metric, qs, *, merge: bool, **kw):
+    """Every checkpoint of ``run`` scored with the base loaded once (``merge``: adapters merged while scored)."""
+    from emprobe.evaluate.sweep import sweep_run
+    from emprobe.finetune.run import Run
+
+    r = Run.load(run)
+    base = r.model_spec.get("name")
+    name = getattr(getattr(model, "spec", None), "name", model)
+    if name is not None and name != base:
+        raise ConfigError(f"--model {name!r} differs from the run's base model {base!r}; leave --model out")
+    return sweep_run(r, score, reuse=lambda d: reusable(d, metric, qs), **kw, **({"merge": True} if merge else {}))
