@@ -42,7 +42,8 @@ EMPROBE_ERROR_EXIT = 2
 
 @dataclass
 class CellOutcome:
-    """How one cell ended: ``status`` is ``"ok"`` (trained now), ``"skipped"`` (already complete) or ``"failed"``."""
+    """How one cell ended: ``status`` is ``"ok"`` (trained now), ``"skipped"`` (already complete) or ``"failed"``;
+    ``seconds`` and ``attempts`` count every attempt; ``error`` is one line."""
 
     name: str
     out: Path
@@ -143,7 +144,7 @@ class Executor:
         if dup:
             raise ConfigError(f"two cells write the same run directory (e.g. {dup})")
         self._log, self._on_result, self._n = log or (lambda m: None), on_result, len(cells)
-        self._names, self.outcomes = names, [None] * len(cells)
+        self._names, self.outcomes, self._spent = names, [None] * len(cells), [0.0] * len(cells)
         todo = [i for i, c in enumerate(cells) if not self._precheck(i, c)]
         if todo:
             self._execute([(i, cells[i].replace(progress=False)) for i in todo])
@@ -169,6 +170,8 @@ class Executor:
     def _ended(self, i: int, cfg: FinetuneConfig, attempt: int, rc: int | None, error: str | None,
                seconds: float) -> FinetuneConfig | None:
         """Record a finished attempt; return the config to retry with, or ``None`` when the cell is settled."""
+        self._spent[i] += seconds
+        seconds = self._spent[i]  # over all attempts
         if rc == 0:
             self._finish(i, CellOutcome(self._names[i], Path(cfg.out), "ok", seconds, None, attempt))
             return None
