@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         summary = json.loads(path.read_text())
     else:
-        from emprobe.study import study
+        from emprobe.studies import study
 
         out = args.out or tempfile.mkdtemp(prefix=f"bench-study-{args.preset}-")
         summary = study(args.config, preset_name=None if args.config else args.preset, out=out, threads=args.threads)

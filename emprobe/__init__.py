@@ -34,7 +34,7 @@ _API = {
     "steer": "emprobe.analysis:steer", "ablate": "emprobe.analysis:ablate", "Result": "emprobe.analysis:Result",
     "Verdict": "emprobe.analysis:Verdict", "explain": "emprobe.analysis:explain",
     # studies
-    "study": "emprobe.study:study", "demo": "emprobe.study:demo", "StudyConfig": "emprobe.study:StudyConfig",
+    "study": "emprobe.studies:study", "demo": "emprobe.studies:demo", "StudyConfig": "emprobe.studies:StudyConfig",
 }
 
 __all__ = ["EmprobeError", "__version__", *_API]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from emprobe.errors import ConfigError
-from emprobe.study import PRESETS, StudyConfig, cells, preset
-from emprobe.study.cells import finetune_config, reference_cell
+from emprobe.studies import PRESETS, StudyConfig, cells, preset
+from emprobe.studies.cells import finetune_config, reference_cell
 
 REPO_EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
 
@@ -63,8 +63,8 @@ def test_yaml_examples_and_errors(tmp_path):
 
 
 def test_stage_dependencies_are_checked(tmp_path):
-    from emprobe.study.context import StudyContext
-    from emprobe.study.runner import build_stages
+    from emprobe.studies.context import StudyContext
+    from emprobe.studies.runner import build_stages
 
     cfg = preset("fast").with_(out=str(tmp_path), stages=("finetune", "dynamics"))
     with pytest.raises(ConfigError, match="needs stage 'margins'"):
@@ -72,3 +72,10 @@ def test_stage_dependencies_are_checked(tmp_path):
     names = [s.name for s in build_stages(StudyContext(preset("fast").with_(out=str(tmp_path), stages=(
         "finetune", "margins", "samples")), log=None))]
     assert names == ["setup", "finetune", "margins", "samples"]
+
+
+def test_ep_verbs_stay_functions_after_importing_their_packages():
+    import emprobe as ep
+    import emprobe.studies  # noqa: F401  (a subpackage named like a verb would shadow it)
+
+    assert callable(ep.study) and callable(ep.demo) and ep.study.__module__ == "emprobe.studies.runner"

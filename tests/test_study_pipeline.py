@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emprobe.io import read_json
-from emprobe.study.pipeline import MARKER, Pipeline, Stage, fmt_seconds
+from emprobe.studies.pipeline import MARKER, Pipeline, Stage, fmt_seconds
 
 
 def _stages(calls: list, params: dict | None = None, fail: str | None = None):

@@ -12,7 +12,7 @@ from emprobe.cli.common import apply_threads, model_option, threads_option
 
 
 def _preset_help() -> str:
-    from emprobe.study import PRESETS
+    from emprobe.studies import PRESETS
 
     d, f = PRESETS["demo"], PRESETS["fast"]
     return (f"the demo preset: {d.training.steps} steps, {d.questions.n_questions} questions; --fast: "
@@ -36,7 +36,7 @@ def register(root: typer.Typer) -> None:
         """Test the paper's claims: a grid of narrow fine-tunes with aligned-data controls, scored and analysed;
         writes OUT/report.html (verdicts first) and OUT/summary.json."""
         from emprobe.errors import ConfigError
-        from emprobe.study import study
+        from emprobe.studies import study
 
         if config is not None and preset is not None:
             raise ConfigError("give a study CONFIG or --preset, not both (a CONFIG may say `preset: NAME`)")
@@ -61,7 +61,7 @@ def register(root: typer.Typer) -> None:
         questions: Optional[str] = typer.Option(None, help="off-domain question set with reference answers"),
         heldout: Optional[str] = typer.Option(None, help="in-domain held-out question set with reference answers"),
     ) -> None:
-        from emprobe.study import demo
+        from emprobe.studies import demo
 
         apply_threads(threads)
         demo(fast, data=data, control_data=control_data, questions=questions, heldout=heldout, steps=steps,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emprobe.study.pipeline import Stage
+from emprobe.studies.pipeline import Stage
 
 
 def stage(ctx) -> Stage:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from emprobe.study.pipeline import Stage
-from emprobe.study.stages.common import probe_layers, result_section
+from emprobe.studies.pipeline import Stage
+from emprobe.studies.stages.common import probe_layers, result_section
 
 
 def stage(ctx) -> Stage:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from emprobe.study.config import StudyConfig
+from emprobe.studies.config import StudyConfig
 
 
 @dataclass(frozen=True)

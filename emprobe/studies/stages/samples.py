@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from emprobe.study.context import section
-from emprobe.study.pipeline import Stage
+from emprobe.studies.context import section
+from emprobe.studies.pipeline import Stage
 
 
 def stage(ctx) -> Stage:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emprobe.study.pipeline import Stage
-from emprobe.study.stages.common import result_section
+from emprobe.studies.pipeline import Stage
+from emprobe.studies.stages.common import result_section
 
 
 def stage(ctx) -> Stage:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from emprobe.analysis.results import new_figure, save_figure
-from emprobe.study.context import section
-from emprobe.study.pipeline import Stage
+from emprobe.studies.context import section
+from emprobe.studies.pipeline import Stage
 
 SPECS = {"mean_diff": ("eval", "references", "response_mean"), "persona": ("persona", "personas", "last_prompt")}
 

@@ -9,9 +9,9 @@ import pandas as pd
 
 from emprobe.analysis.results import new_figure, save_figure
 from emprobe.errors import EmprobeError
-from emprobe.study.cells import finetune_config
-from emprobe.study.context import section
-from emprobe.study.pipeline import Stage
+from emprobe.studies.cells import finetune_config
+from emprobe.studies.context import section
+from emprobe.studies.pipeline import Stage
 
 
 def stage(ctx, executor: str = "local", **executor_kw) -> Stage:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emprobe.study.pipeline import Stage
-from emprobe.study.stages.common import result_section
+from emprobe.studies.pipeline import Stage
+from emprobe.studies.stages.common import result_section
 
 POSITION = "last_prompt"
 

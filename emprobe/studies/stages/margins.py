@@ -14,8 +14,8 @@ import pandas as pd
 
 from emprobe.analysis.results import new_figure, save_figure
 from emprobe.analysis.stats import bootstrap_ci, sign_flip_pvalue
-from emprobe.study.context import section
-from emprobe.study.pipeline import Stage
+from emprobe.studies.context import section
+from emprobe.studies.pipeline import Stage
 
 
 def stage(ctx) -> Stage:
@@ -64,7 +64,7 @@ def rises(pairs: pd.DataFrame, run: str, control: str, last: int) -> pd.DataFram
 
 def dataset_rises(ctx, pairs: pd.DataFrame) -> pd.DataFrame:
     """:func:`rises` of every dataset's reference run (the twin of its control), with a ``dataset`` column."""
-    from emprobe.study.cells import control_cell, reference_cell
+    from emprobe.studies.cells import control_cell, reference_cell
 
     frames = [rises(pairs, reference_cell(ctx.cfg, ds.name).name, control_cell(ctx.cfg, ds.name).name,
                     ctx.last_step).assign(dataset=ds.name) for ds in ctx.cfg.datasets]

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from emprobe.errors import ConfigError
-from emprobe.study.config import StudyConfig, preset
-from emprobe.study.context import StudyContext
-from emprobe.study.pipeline import Pipeline, Stage
+from emprobe.studies.config import StudyConfig, preset
+from emprobe.studies.context import StudyContext
+from emprobe.studies.pipeline import Pipeline, Stage
 
 #: the claims a study tests, and the stage whose result carries each verdict
 CLAIMS = {"dynamics": "Claim 1", "priors": "Claim 2", "overlap": "Claim 3"}
 TRAINING_STAGES = ("setup", "finetune")
 
 
-#: stage name -> module under emprobe.study.stages (``causal`` holds patch, steer and ablate)
+#: stage name -> module under emprobe.studies.stages (``causal`` holds patch, steer and ablate)
 STAGE_MODULES = {"setup": "setup", "finetune": "finetune", "margins": "margins", "directions": "directions",
                  "track": "track", "priors": "priors", "dynamics": "dynamics", "overlap": "overlap",
                  "patch": "causal", "steer": "causal", "ablate": "causal", "samples": "samples", "explain": "explain"}
@@ -29,7 +29,7 @@ def build_stages(ctx: StudyContext, executor: str = "local", **executor_kw: Any)
     wanted = ["setup", *(n for n in STAGE_MODULES if n in ctx.cfg.stages)]
     chosen = []
     for name in wanted:
-        mod = importlib.import_module(f"emprobe.study.stages.{STAGE_MODULES[name]}")
+        mod = importlib.import_module(f"emprobe.studies.stages.{STAGE_MODULES[name]}")
         if name == "finetune":
             chosen.append(mod.stage(ctx, executor, **executor_kw))
         elif STAGE_MODULES[name] == "causal":

@@ -9,8 +9,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from emprobe.io import json_safe
-from emprobe.study.cells import Cell, cells, control_cell, reference_cell
-from emprobe.study.config import StudyConfig
+from emprobe.studies.cells import Cell, cells, control_cell, reference_cell
+from emprobe.studies.config import StudyConfig
 
 
 def section(title: str, findings: list[str], numbers: dict[str, Any], control: str, uncertainty: str,

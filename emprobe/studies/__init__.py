@@ -9,9 +9,9 @@ the verdicts first. ``emprobe demo`` is the ``demo`` preset of :func:`study`.
 Data flows one way: models -> finetune -> evaluate -> probes -> analysis -> report (HTML) -> study.
 """
 
-from emprobe.study.cells import Cell, cells
-from emprobe.study.config import PRESETS, STAGES, DatasetSpec, Grid, Questions, StudyConfig, Training, preset
-from emprobe.study.runner import demo, run_study, study
+from emprobe.studies.cells import Cell, cells
+from emprobe.studies.config import PRESETS, STAGES, DatasetSpec, Grid, Questions, StudyConfig, Training, preset
+from emprobe.studies.runner import demo, run_study, study
 
 __all__ = ["PRESETS", "STAGES", "Cell", "DatasetSpec", "Grid", "Questions", "StudyConfig", "Training", "cells", "demo",
            "preset", "run_study", "study"]
