@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -125,7 +126,7 @@ def _retriable(returncode: int | None) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- executors
-class Executor:
+class Executor(ABC):
     """Runs cells; subclasses implement :meth:`_execute` for the cells left after skipping complete ones."""
 
     name = "executor"
@@ -189,8 +190,9 @@ class Executor:
         if self._on_result is not None:
             self._on_result(i, outcome)
 
+    @abstractmethod
     def _execute(self, cells: list[tuple[int, FinetuneConfig]]) -> None:
-        raise NotImplementedError
+        """Run ``(index, config)`` cells, calling :meth:`_finish` for each as it ends."""
 
 
 def default_threads() -> int:

@@ -23,7 +23,12 @@ import torch
 from emprobe.errors import ConfigError
 from emprobe.finetune.checkpoints import ProgressBar, TrajectoryCallback
 from emprobe.finetune.config import FinetuneConfig
-from emprobe.finetune.dataset import PadCollator, TokenizedDataset, response_loss_sum, tokenize_chat
+from emprobe.finetune.dataset import (
+    PadCollator,
+    TokenizedDataset,
+    response_loss_sum,
+    tokenize_chat,
+)
 from emprobe.finetune.dist import barrier, world
 from emprobe.finetune.run import STATE_DIR, Run
 from emprobe.finetune.rundir import RunWriter, plan_run_dir
@@ -257,17 +262,22 @@ def finetune(cfg: FinetuneConfig | None = None, *, callbacks: Sequence[Any] = ()
         trainer.train(resume_from_checkpoint=plan.resume_from)
     train_s = time.perf_counter() - t_train
     if writer is not None:
-        if not cfg.keep_state:
-            writer.prune_state(None)
-            shutil.rmtree(plan.out / STATE_DIR, ignore_errors=True)
-        tokens = int(trainer.state.num_input_tokens_seen or 0)
-        writer.finish(timings={"load_s": round(prep.load_s, 3), "tokenize_s": round(prep.tokenize_s, 3),
-                               "train_s": round(train_s, 3), "checkpoint_s": round(traj.checkpoint_seconds, 3),
-                               **{f"checkpoint_{k}_s": round(sum(t[k] for t in traj.timings), 3)
-                                  for k in ("validation", "save", "state")},
-                               "checkpoints": traj.timings,
-                               "total_s": round(time.perf_counter() - t_start, 3)},
-                      tokens_seen=tokens, tokens_per_second=round((tokens - tokens_before) / train_s, 2))
+        _finish_run(writer, cfg, plan, prep, traj, trainer, train_s, tokens_before, t_start)
         say(f"done: {plan.out} ({len(prep.steps)} checkpoints, {train_s:.1f} s training)")
     barrier()
     return Run.load(plan.out)
+
+
+def _finish_run(writer, cfg, plan, prep, traj, trainer, train_s: float, tokens_before: int, t_start: float) -> None:
+    """Rank 0 after training: drop the trainer state (unless kept) and complete run.json with the timings."""
+    if not cfg.keep_state:
+        writer.prune_state(None)
+        shutil.rmtree(plan.out / STATE_DIR, ignore_errors=True)
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    writer.finish(timings={"load_s": round(prep.load_s, 3), "tokenize_s": round(prep.tokenize_s, 3),
+                           "train_s": round(train_s, 3), "checkpoint_s": round(traj.checkpoint_seconds, 3),
+                           **{f"checkpoint_{k}_s": round(sum(t[k] for t in traj.timings), 3)
+                              for k in ("validation", "save", "state")},
+                           "checkpoints": traj.timings,
+                           "total_s": round(time.perf_counter() - t_start, 3)},
+                  tokens_seen=tokens, tokens_per_second=round((tokens - tokens_before) / train_s, 2))

@@ -17,6 +17,7 @@ and orients its direction so that misaligned items project higher.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -78,7 +79,7 @@ def paired_differences(X: np.ndarray, y: np.ndarray, pairs: Any) -> np.ndarray:
 
 
 @dataclass
-class DirectionEstimator:
+class DirectionEstimator(ABC):
     """Base: subclasses implement ``_fit`` returning the raw ``[L, D]`` direction."""
 
     method: ClassVar[str] = "base"
@@ -90,8 +91,9 @@ class DirectionEstimator:
         self.n_layers_ = X.shape[1]
         return self
 
+    @abstractmethod
     def _fit(self, X: np.ndarray, y: np.ndarray, pairs: Any) -> np.ndarray:
-        raise NotImplementedError
+        """The ``[n_layers, d]`` direction per layer from labelled activations (each estimator's own rule)."""
 
     @property
     def unit_(self) -> np.ndarray:
