@@ -95,7 +95,7 @@ def test_controls_never_enter_the_schedule_comparison():
 def test_inconclusive_cases():
     one = _sweep(schedules={"constant": 2.0})
     v = dynamics(one, n_permutations=50).verdict()
-    assert v.verdict == "inconclusive" and "one schedule" in v.reason
+    assert v.verdict == "inconclusive" and "1 schedule(s)" in v.reason
     apart = _sweep(schedules={"constant": 2.0, "cosine": 2.1})  # cosine's losses shifted out of constant's range
     apart.loc[apart.schedule == "cosine", "val_loss"] += 5.0
     v = dynamics(apart, n_permutations=50).verdict()

@@ -85,8 +85,8 @@ class DynamicsResult(Result):
         control = "schedules compared at the same in-domain loss" + (
             f"; aligned-data control runs left out ({', '.join(self.controls)})" if self.controls else "")
         if row is None:
-            reason = ("only one schedule among the non-control runs" if self.n_schedules < 2
-                      else "the schedules share no in-domain loss range")
+            reason = (f"{self.n_schedules} schedule(s) among the non-control runs (a comparison needs 2)"
+                      if self.n_schedules < 2 else f"the {self.n_schedules} schedules share no in-domain loss range")
             return Verdict(CLAIM, "inconclusive", "no matched-loss comparison", control, "none", reason)
         number = (f"{row.schedule_a} − {row.schedule_b} off-domain margin {row.gap:+.3f} at val loss "
                   f"{row.loss_level:.3f}")
