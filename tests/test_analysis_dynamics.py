@@ -56,6 +56,14 @@ def test_planted_better_aligned_schedule_is_detected(tmp_path):
             "plot.png"} <= {p.name for p in out.iterdir()}
 
 
+def test_a_significant_but_tiny_gap_is_practical_equivalence():
+    res = dynamics(_sweep(planted=0.006), n_permutations=100)
+    row, v = res.decisive_gap(), res.verdict()
+    assert row.better == "cosine" and row.ci_high < 0  # beyond the CI ...
+    assert abs(row.gap) < res.min_gap and v.verdict == "supported"  # ... but below the smallest gap of interest
+    assert "smallest gap of interest" in v.reason and "Claim 1 is supported" in res.findings()[0]
+
+
 def test_nothing_planted_is_supported():
     res = dynamics(_sweep(planted=0.0, seed=1), n_permutations=100)
     assert res.verdict().verdict == "supported" and res.shared_fraction == pytest.approx(0.85)

@@ -4,6 +4,7 @@ Verdict on *learning schedules give no better-aligned minimum at similar or lowe
 
 - **not supported**: at some matched in-domain loss one schedule's off-domain margin is lower (better
   aligned) than another's and the gap's CI (over questions, Bonferroni over comparisons) excludes 0;
+- (a gap beyond the CI but smaller than ``min_gap``, 0.02 nats/token by default, counts as equivalent)
 - **supported**: schedules were compared at matched loss over at least 20 % of the loss range and no
   gap's CI excludes 0;
 - **inconclusive**: one schedule only, no (or too little) loss range shared by the schedules, or no
@@ -39,6 +40,9 @@ class DynamicsResult(Result):
     margins: pd.DataFrame | None = None  # long: one row per (run, checkpoint, question)
     controls: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the smallest off-domain margin gap (nats/token) that counts as "better aligned": a gap beyond the CI but
+    #: below it (with many questions, 0.001 can be significant) is a practical equivalence, not a better minimum
+    min_gap: float = 0.02
 
     name: ClassVar[str] = "dynamics"
     title: ClassVar[str] = "In-domain loss vs off-domain alignment"
@@ -95,6 +99,10 @@ class DynamicsResult(Result):
                            "no per-question margins: no CI over questions")
         unc = (f"{100 * cmp.ci_level:.1f}% bootstrap CI over questions [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
                f"(Bonferroni over {cmp.n_comparisons} comparisons)")
+        if row.better and abs(row.gap) < self.min_gap:
+            return Verdict(CLAIM, "supported", number, control, unc,
+                           f"the largest gap beyond the CI ({abs(row.gap):.3f}) is below the smallest gap of interest "
+                           f"({self.min_gap:g} nats/token): the schedules are practically equivalent at matched loss")
         if row.better:
             return Verdict(CLAIM, "not supported", number, control, unc,
                            f"{row.better} reaches a better-aligned point than {row.schedule_b} at equal in-domain loss")
@@ -110,6 +118,10 @@ class DynamicsResult(Result):
         v, row = self.verdict(), self.decisive_gap()
         if v.verdict == "inconclusive":
             head = f"Claim 1 is inconclusive here: {v.reason}."
+        elif v.verdict == "supported" and row is not None and row.better:
+            head = (f"Claim 1 is supported: {row.better} is better aligned than {row.schedule_b} beyond the CI at "
+                    f"matched loss ({v.number}; {v.uncertainty}), but by less than the smallest gap of interest "
+                    f"({self.min_gap:g} nats/token).")
         elif v.verdict == "not supported":
             head = (f"{row.better} reaches a better-aligned point than {row.schedule_b} at equal in-domain loss: "
                     f"{v.number} ({v.uncertainty}); the claim that schedules give no better-aligned minimum "
