@@ -114,10 +114,14 @@ class Result:
         return out
 
     def to_section(self, plots: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-        """A report section: title, findings, numbers, control, uncertainty, verdict, plot paths."""
+        """A report section: title, findings, numbers (numeric figures only; text-valued ones go to ``labels``),
+        control, uncertainty, verdict, plot paths."""
         v = self.verdict()
+        nums = self.numbers()
+        labels = {k: x for k, x in nums.items() if not isinstance(x, (int, float, np.integer, np.floating))}
         return json_safe({"title": self.title or self.name, "findings": self.findings(),
-                          "numbers": json_safe(self.numbers(), digits=6),
+                          "numbers": json_safe({k: x for k, x in nums.items() if k not in labels}, digits=6),
+                          **({"labels": labels} if labels else {}),
                           "control": self.control, "uncertainty": self.uncertainty,
                           **({"verdict": v.to_dict()} if v else {}), "plots": plots or [], **extra})
 
