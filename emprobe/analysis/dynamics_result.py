@@ -131,8 +131,8 @@ class DynamicsResult(Result):
                     f"is better aligned than another beyond the CI (largest gap: {v.number}; {v.uncertainty}).")
         out = [head, *self._matched_lines()]
         if self.controls:
-            out.append(f"Aligned-data control run(s) {', '.join(self.controls)} are left out of the schedule "
-                       "comparison.")
+            out.append(f"{len(self.controls)} aligned-data control run(s) ({', '.join(self.controls)}) are left out "
+                       "of the schedule comparison.")
         return out + self._rho_lines()
 
     def _matched_lines(self) -> list[str]:
