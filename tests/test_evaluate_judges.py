@@ -7,10 +7,8 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path

@@ -257,7 +257,7 @@ def from_table(path: str | Path, rule: LabelRule | None = None) -> PromptSet:
     return PromptSet(items, str(path), "judged", {"kind": "table", "label_rule": rule.__dict__})
 
 
-def load_prompts(source: "str | Path | PromptSet | QuestionSet | ChatDataset", contrast: str | None = None, personas: str = "builtin:personas",
+def load_prompts(source: Any, contrast: str | None = None, personas: str = "builtin:personas",
                  label_rule: LabelRule | None = None, limit: int | None = None,
                  first_paraphrase: bool = False) -> PromptSet:
     """Turn any prompt source into a :class:`PromptSet` (see the module docstring for the kinds).

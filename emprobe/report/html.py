@@ -112,7 +112,6 @@ def render_report(summary: dict, out: str | Path) -> Path:
     sections = summary.get("sections", {})
     order = summary.get("section_order") or list(sections)
     sections = {k: sections[k] for k in order if k in sections}
-    settings = summary.get("settings", {})
     timing = summary.get("timing", {})
     nav = "".join(f'<a href="#{_e(k)}">{_e(v.get("title", k))}</a>' for k, v in sections.items())
     stage_rows = [{"stage": k, "seconds": v.get("seconds"), "reused": "yes" if v.get("cached") else "no"}

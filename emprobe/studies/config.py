@@ -19,7 +19,7 @@ first schedule / lr / seed. Presets: ``demo`` (one dataset, one schedule: the fo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 

@@ -72,7 +72,6 @@ def dataset_rises(ctx, pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(ctx, d: Path) -> dict:
-    c = ctx.cfg
     pairs = score_checkpoints(ctx)
     pairs.to_parquet(d / "pairs.parquet", index=False)
     r = dataset_rises(ctx, pairs)
