@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from emprobe.models.loading import LoadedModel
+from emprobe.sequences import length_batches, pad_rows
 
 
 @dataclass(frozen=True)
@@ -49,22 +50,16 @@ def generate_chat_details(
     eos = _eos_ids(lm)
     torch.manual_seed(seed)
     prompts = [chat.prompt_ids(c) for c in conversations]
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[Generation | None] = [None] * len(prompts)
     kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
     if temperature > 0:
         kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     else:
         kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = [prompts[i] for i in idx]
-        width = max(map(len, batch))
-        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(batch):  # left padding: the last column is every prompt's last token
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
+    for idx in length_batches([len(p) for p in prompts], batch_size):  # longest first, as before
+        # left padding: the last column is every prompt's last token
+        ids, mask, _ = pad_rows([prompts[i] for i in idx], tok.pad_token_id, "left")
+        width = ids.shape[1]
         gen = lm.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
         for i, g in zip(idx, gen[:, width:].tolist()):
             stop = next((k for k, t in enumerate(g) if t in eos), None)
