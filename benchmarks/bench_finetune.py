@@ -1,8 +1,8 @@
 """Benchmark: ``emprobe finetune`` with checkpoints vs plain TRL ``SFTTrainer``, with and without the same checkpoints.
 
-The same LoRA fine-tune (model, data split, LoRA settings, lr schedule, batch size, steps, seed, fp32 on
-CPU) runs three ways in one process, interleaved (the order rotates each repeat, so a shared machine's load
-hits all three alike):
+The same LoRA fine-tune (model, data split, LoRA settings, lr schedule, batch size, steps, seed; fp32 on CPU
+unless ``--dtype/--device`` say otherwise) runs three ways in one process, interleaved (the order rotates each
+repeat, so a shared machine's load hits all three alike):
 
 * ``trl``: ``SFTTrainer`` on the prompt/completion form of the training split (completion-only loss), no
   saves, no evaluation;
@@ -45,6 +45,8 @@ def main() -> None:
                     help="held-out examples per checkpoint (default: FinetuneConfig's)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds of the three runs (ratios: the median of the "
                     "ratios within each round; per-run figures: the run with the median tokens/s)")
+    ap.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (both trainers)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (both trainers; auto = the accelerator if any)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (keep 1 on a shared 2-core machine)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
@@ -59,7 +61,8 @@ def main() -> None:
     every = a.steps // (a.checkpoints - 1)
     cfg = FinetuneConfig(model=a.model, data=a.data, max_steps=a.steps, batch_size=a.batch_size, lora_r=a.lora_r,
                          lora_alpha=2 * a.lora_r, lr=a.lr, max_length=a.max_length, threads=a.threads,
-                         save_steps=list(range(0, a.steps + 1, every)), progress=False, out="")
+                         dtype=a.dtype, device=a.device, save_steps=list(range(0, a.steps + 1, every)),
+                         progress=False, out="")
     if a.val_max_examples is not None:
         cfg.val_max_examples = a.val_max_examples
 
@@ -170,7 +173,10 @@ def run_trl(cfg, every: int | None) -> dict:
     records = lambda ds: [{"prompt": e.prompt_messages,  # noqa: E731
                            "completion": [{"role": "assistant", "content": e.response}]} for e in ds]
     disable_progress_bars()
-    lm = load_model(cfg.model, log=lambda *x: None)
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    lm = load_model(cfg.model, dtype=cfg.dtype, device=device, log=lambda *x: None)
     ckpt = {} if every is None else dict(save_strategy="steps", save_steps=every, eval_strategy="steps",
                                          eval_steps=every, eval_on_start=True,
                                          per_device_eval_batch_size=cfg.batch_size)
@@ -178,8 +184,9 @@ def run_trl(cfg, every: int | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(output_dir=tmp, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
                          learning_rate=cfg.lr, lr_scheduler_type="linear", seed=cfg.seed, max_length=cfg.max_length,
-                         logging_steps=1, report_to="none", gradient_checkpointing=False, bf16=False, fp16=False,
-                         use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+                         logging_steps=1, report_to="none", gradient_checkpointing=False,
+                         bf16=cfg.dtype in ("bfloat16", "bf16"), fp16=cfg.dtype in ("float16", "fp16"),
+                         use_cpu=device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
                          include_num_input_tokens_seen="non_padding", **({"save_strategy": "no"} | ckpt))
         t0 = time.perf_counter()
         trainer = SFTTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(records(train)),

@@ -46,14 +46,9 @@ step "extraction: emprobe vs naive forward vs nnsight" 130 \
   "$PY" benchmarks/bench_extract.py --models "$MODEL" --dtype bf16 --device cuda --prompts 256 \
   --batch-sizes 8,32 --rounds 3 --methods naive,emprobe,emprobe_early,hidden_states,nnsight \
   --json "$OUT_DIR/extract.json"
-if "$PY" benchmarks/bench_finetune.py --help 2>/dev/null | grep -q -- "--device"; then
-  step "LoRA fine-tune: emprobe (5 checkpoints) vs plain TRL" 170 \
-    "$PY" benchmarks/bench_finetune.py --model "$MODEL" --dtype bfloat16 --device cuda --steps 40 \
-    --batch-size 16 --max-length 512 --checkpoints 5 --json "$OUT_DIR/finetune.json"
-else
-  echo; echo "== LoRA fine-tune: SKIPPED, benchmarks/bench_finetune.py has no --dtype/--device options yet (CPU only)"
-  status=1
-fi
+step "LoRA fine-tune: emprobe (5 checkpoints) vs plain TRL" 170 \
+  "$PY" benchmarks/bench_finetune.py --model "$MODEL" --dtype bfloat16 --device cuda --steps 40 \
+  --batch-size 16 --max-length 512 --checkpoints 5 --json "$OUT_DIR/finetune.json"
 step "sampling: HF generate vs vLLM" 130 \
   "$PY" benchmarks/bench_sampling.py --model "$MODEL" --dtype bf16 --device cuda --n 128 \
   --max-new-tokens 128 --batch-size 64 --json "$OUT_DIR/sampling.json"

@@ -54,3 +54,18 @@ def test_sweep_file_errors_name_the_problem(tmp_path, tiny_model_dir):
     f = write_sweep(tmp_path / "s.yaml", tiny_model_dir, tmp_path / "o", {"schedule": ["cosine", "warm"]})
     with pytest.raises(ConfigError, match="unknown --schedule 'warm'"):
         Sweep.load(f).runs()
+
+
+def test_checkpoint_digest_finds_equal_weights_across_schedules(tmp_path, tiny_model_dir):
+    """Warmup-stable-decay equals constant until its decay starts: same weights, same digest (the study scores
+    such checkpoints once); after the decay the weights and the digests differ."""
+    grid = {"schedule": ["constant", "warmup-stable-decay"]}
+    f = write_sweep(tmp_path / "s.yaml", tiny_model_dir, tmp_path / "o", grid)
+    spec = yaml.safe_load(f.read_text())
+    spec["base"].update(max_steps=4, save_steps=[0, 2, 4], decay_fraction=0.5)
+    f.write_text(yaml.safe_dump(spec))
+    run_sweep(Sweep.load(f), threads=2, progress=False, log=lambda m: None)
+    const, wsd = (load_run(tmp_path / "o" / n) for n, _ in Sweep.load(f).runs())
+    assert [c.step for c in wsd.checkpoints()] == [0, 2, 4]
+    for step, same in [(0, True), (2, True), (4, False)]:
+        assert (const.checkpoint(step).digest() == wsd.checkpoint(step).digest()) is same, step

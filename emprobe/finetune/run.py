@@ -28,6 +28,7 @@ full fine-tunes, copies weights into the same model in place, instead of reloadi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,6 +69,17 @@ class Checkpoint:
     @property
     def val_loss(self) -> float | None:
         return self.info.get("val_loss")
+
+    def digest(self) -> str:
+        """sha256 of the checkpoint's weight files (``*.safetensors``, by name): equal digests = the same model
+        (e.g. warmup-stable-decay and constant runs before the decay starts), so it need be scored only once."""
+        h = hashlib.sha256()
+        for f in sorted(self.path.glob("*.safetensors")):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()
 
 
 @dataclass

@@ -28,7 +28,8 @@ def stage(ctx) -> Stage:
 
 
 def score_checkpoints(ctx) -> pd.DataFrame:
-    """Long table ``run, step, question_id, category, pair, margin`` (step 0 = the base model, scored once)."""
+    """Long table ``run, step, question_id, category, pair, margin`` (step 0 = the base model, scored once; so is
+    any checkpoint whose weights equal one already scored, by :meth:`~emprobe.finetune.run.Checkpoint.digest`)."""
     from emprobe.evaluate import margin_scores
     from emprobe.evaluate.margin import pair_margins
 
@@ -36,15 +37,20 @@ def score_checkpoints(ctx) -> pd.DataFrame:
     first_pair = qs.subset(n_references=1)
     last, bs = ctx.last_step, ctx.cfg.eval_batch_size
     base = pair_margins(margin_scores(ctx.lm("base"), qs, batch_size=bs).scores)
-    frames = []
+    frames, scored = [], {}
     for cell in ctx.cells:
         frames.append(base.assign(run=cell.name, step=0))
+        run = ctx.run(cell)
         steps = [s for s in ctx.cfg.training.checkpoints() if s > 0 and (s == last or not cell.control)]
-        for ck, lm in ctx.run(cell).iter_models(steps=steps, merge=True, log=None):
+        keys = {s: (run.checkpoint(s).digest(), s == last) for s in steps}
+        todo = [s for s in steps if keys[s] not in scored]
+        for ck, lm in run.iter_models(steps=todo, merge=True, log=None) if todo else ():
             which = qs if ck.step == last else first_pair
-            frames.append(pair_margins(margin_scores(lm, which, batch_size=bs).scores).assign(run=cell.name,
-                                                                                               step=ck.step))
-        ctx.log(f"  scored {cell.name}: steps {steps}")
+            scored[keys[ck.step]] = pair_margins(margin_scores(lm, which, batch_size=bs).scores)
+        frames += [scored[keys[s]].assign(run=cell.name, step=s) for s in steps]
+        same = sorted(set(steps) - set(todo))
+        ctx.log(f"  scored {cell.name}: steps {todo}" + (f" (steps {same}: equal to checkpoints scored before)"
+                                                         if same else ""))
     cols = ["run", "step", "question_id", "category", "pair", "margin"]
     return pd.concat(frames, ignore_index=True)[cols]
 
