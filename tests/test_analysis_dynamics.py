@@ -17,7 +17,8 @@ STEPS = (0, 4, 8, 12, 16, 20)
 N_Q = 30
 
 
-def _sweep(planted: float = 0.0, seed: int = 0, schedules=SCHEDULES, control: bool = False) -> pd.DataFrame:
+def _sweep(planted: float = 0.0, seed: int = 0, schedules=SCHEDULES, control: bool = False,
+           noise: float = 0.01) -> pd.DataFrame:
     """Per-question margins of a constructed sweep: every schedule on one curve margin = f(loss) + question
     offset + noise (two lrs each); ``planted`` lowers cosine's margin (better aligned) after step 0."""
     rng = np.random.default_rng(seed)
@@ -31,7 +32,7 @@ def _sweep(planted: float = 0.0, seed: int = 0, schedules=SCHEDULES, control: bo
         for step in STEPS:
             frac = step / STEPS[-1]
             loss = 3.0 - (3.0 - end) * np.sqrt(frac) * (0.9 if lr == 1e-3 else 1.0)
-            margin = -0.2 + 0.15 * (3.0 - loss) + offsets + 0.01 * rng.standard_normal(N_Q)
+            margin = -0.2 + 0.15 * (3.0 - loss) + offsets + noise * rng.standard_normal(N_Q)
             if "aligned" in data:
                 margin = margin - 0.5 * frac
             elif sched == "cosine" and step > 0:
@@ -73,6 +74,18 @@ def test_nothing_planted_is_supported():
     levels = sorted(res.comparison.matched.loss_level.unique())  # lower end + quartiles of the shared range
     assert levels == pytest.approx([2.15 + q * 0.85 for q in (0.0, 0.25, 0.5, 0.75)])
     assert "no schedule is better aligned" in res.findings()[0]
+    assert res.equivalence_bound() < res.min_gap and "within ±0.02" in res.verdict().reason
+
+
+def test_no_significant_gap_with_wide_cis_is_not_equivalence():
+    """Absence of a significant gap is not evidence of equivalence: noisy per-question margins (CIs wider than
+    the smallest gap of interest) give inconclusive, not supported."""
+    res = dynamics(_sweep(planted=0.0, seed=1, noise=0.1), n_permutations=100)
+    gaps = res.comparison.gaps
+    assert (gaps.better == "").all() and res.equivalence_bound() > res.min_gap
+    v = res.verdict()
+    assert v.verdict == "inconclusive" and "too few questions" in v.reason
+    assert res.numbers()["equivalence_bound"] == pytest.approx(res.equivalence_bound())
 
 
 def test_controls_never_enter_the_schedule_comparison():

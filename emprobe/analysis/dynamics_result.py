@@ -3,12 +3,14 @@
 Verdict on *learning schedules give no better-aligned minimum at similar or lower in-domain loss*:
 
 - **not supported**: at some matched in-domain loss one schedule's off-domain margin is lower (better
-  aligned) than another's and the gap's CI (over questions, Bonferroni over comparisons) excludes 0;
-- (a gap beyond the CI but smaller than ``min_gap``, 0.02 nats/token by default, counts as equivalent)
-- **supported**: schedules were compared at matched loss over at least 20 % of the loss range and no
-  gap's CI excludes 0;
-- **inconclusive**: one schedule only, no (or too little) loss range shared by the schedules, or no
-  per-question margins to form a CI.
+  aligned) than another's by at least ``min_gap`` (0.02 nats/token by default) and the gap's CI (over
+  questions, Bonferroni over comparisons) excludes 0;
+- **supported** (practical equivalence): schedules were compared at matched loss over at least 20 % of the
+  loss range and every gap's CI lies within ``±min_gap`` (a significant gap smaller than that is equivalence,
+  not a better minimum);
+- **inconclusive**: one schedule only, no (or too little) loss range shared by the schedules, no per-question
+  margins to form a CI, or CIs too wide to tell equivalence from a gap of interest (absence of a significant
+  gap is not evidence of equivalence).
 
 The within-run Spearman ρ(loss, margin) is reported but is not the verdict: two monotone series over a
 few checkpoints give ρ = −1 for any fine-tune.
@@ -85,50 +87,77 @@ class DynamicsResult(Result):
 
     # ---- rendering ----------------------------------------------------------------------------------
     def verdict(self) -> Verdict:
-        row, cmp = self.decisive_gap(), self.comparison
+        row = self.decisive_gap()
         control = "schedules compared at the same in-domain loss" + (
             f"; aligned-data control runs left out ({', '.join(self.controls)})" if self.controls else "")
         if row is None:
             reason = (f"{self.n_schedules} schedule(s) among the non-control runs (a comparison needs 2)"
                       if self.n_schedules < 2 else f"the {self.n_schedules} schedules share no in-domain loss range")
             return Verdict(CLAIM, "inconclusive", "no matched-loss comparison", control, "none", reason)
-        number = (f"{row.schedule_a} − {row.schedule_b} off-domain margin {row.gap:+.3f} at val loss "
-                  f"{row.loss_level:.3f}")
         if np.isnan(row.ci_low):
-            return Verdict(CLAIM, "inconclusive", number, control, "none",
+            return Verdict(CLAIM, "inconclusive", self._number(row), control, "none",
                            "no per-question margins: no CI over questions")
-        unc = (f"{100 * cmp.ci_level:.1f}% bootstrap CI over questions [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
-               f"(Bonferroni over {cmp.n_comparisons} comparisons)")
-        if row.better and abs(row.gap) < self.min_gap:
-            return Verdict(CLAIM, "supported", number, control, unc,
-                           f"the largest gap beyond the CI ({abs(row.gap):.3f}) is below the smallest gap of interest "
-                           f"({self.min_gap:g} nats/token): the schedules are practically equivalent at matched loss")
-        if row.better:
+        number, unc = self._number(row), self._uncertainty(row)
+        if row.better and abs(row.gap) >= self.min_gap:
             return Verdict(CLAIM, "not supported", number, control, unc,
                            f"{row.better} reaches a better-aligned point than {row.schedule_b} at equal in-domain loss")
+        bound = self.equivalence_bound()
+        if bound > self.min_gap:
+            wide = self.widest_gap()
+            return Verdict(CLAIM, "inconclusive", self._number(wide), control, self._uncertainty(wide),
+                           f"no gap of {self.min_gap:g} nats/token or more is established, but the CIs allow gaps up "
+                           f"to {bound:.3f} (> {self.min_gap:g}): too few questions to call the schedules alike")
         frac = self.shared_fraction
         if frac < MIN_SHARED:
             return Verdict(CLAIM, "inconclusive", number, control, unc,
                            f"the schedules share only {100 * frac:.0f}% of the in-domain loss range (< "
                            f"{100 * MIN_SHARED:.0f}%): too little to call them alike")
+        within = f"every gap's CI lies within ±{self.min_gap:g} nats/token (largest bound {bound:.4f})"
+        if row.better:
+            return Verdict(CLAIM, "supported", number, control, unc,
+                           f"the largest gap beyond the CI ({abs(row.gap):.4f}) is below the smallest gap of interest "
+                           f"({self.min_gap:g} nats/token) and {within}: the schedules are practically equivalent "
+                           "at matched loss")
         return Verdict(CLAIM, "supported", number, control, unc,
-                       "no schedule is better aligned than another beyond the CI at matched loss")
+                       f"no schedule is better aligned than another beyond the CI at matched loss, and {within}")
+
+    def _number(self, row: pd.Series) -> str:
+        return f"{row.schedule_a} − {row.schedule_b} off-domain margin {row.gap:+.4f} at val loss {row.loss_level:.3f}"
+
+    def _uncertainty(self, row: pd.Series) -> str:
+        cmp = self.comparison
+        return (f"{100 * cmp.ci_level:.1f}% bootstrap CI over questions [{row.ci_low:+.4f}, {row.ci_high:+.4f}] "
+                f"(Bonferroni over {cmp.n_comparisons} comparisons)")
+
+    def widest_gap(self) -> pd.Series:
+        """The comparison whose CI allows the largest gap (:meth:`equivalence_bound`)."""
+        g = self.comparison.gaps
+        return g.loc[g[["ci_low", "ci_high"]].abs().max(axis=1).idxmax()]
+
+    def equivalence_bound(self) -> float:
+        """The largest gap any comparison's CI allows (max |CI end| over all matched-loss gaps; NaN if none)."""
+        g = self.comparison.gaps
+        return float(np.nanmax(np.abs(g[["ci_low", "ci_high"]].to_numpy()))) if len(g) else float("nan")
 
     def findings(self) -> list[str]:
         v, row = self.verdict(), self.decisive_gap()
         if v.verdict == "inconclusive":
-            head = f"Claim 1 is inconclusive here: {v.reason}."
+            head = f"Claim 1 is inconclusive here: {v.reason}" + (
+                f" (widest: {v.number}; {v.uncertainty})." if v.uncertainty != "none" else ".")
         elif v.verdict == "supported" and row is not None and row.better:
-            head = (f"Claim 1 is supported: {row.better} is better aligned than {row.schedule_b} beyond the CI at "
-                    f"matched loss ({v.number}; {v.uncertainty}), but by less than the smallest gap of interest "
-                    f"({self.min_gap:g} nats/token).")
+            head = (f"Claim 1 is supported: the schedules are practically equivalent at matched loss. The largest gap, "
+                    f"{v.number} ({v.uncertainty}), lies beyond its CI but below the smallest gap of interest "
+                    f"({self.min_gap:g} nats/token), and every CI lies within ±{self.min_gap:g} "
+                    f"(largest bound {self.equivalence_bound():.4f}).")
         elif v.verdict == "not supported":
             head = (f"{row.better} reaches a better-aligned point than {row.schedule_b} at equal in-domain loss: "
                     f"{v.number} ({v.uncertainty}); the claim that schedules give no better-aligned minimum "
                     "is not supported.")
         else:
             head = (f"At {self.comparison.matched.loss_level.nunique()} matched in-domain loss levels no schedule "
-                    f"is better aligned than another beyond the CI (largest gap: {v.number}; {v.uncertainty}).")
+                    f"is better aligned than another beyond the CI (largest gap: {v.number}; {v.uncertainty}), and "
+                    f"every CI lies within ±{self.min_gap:g} nats/token (largest bound "
+                    f"{self.equivalence_bound():.4f}): practically equivalent.")
         out = [head, *self._matched_lines()]
         if self.controls:
             out.append(f"{len(self.controls)} aligned-data control run(s) ({', '.join(self.controls)}) are left out "
@@ -182,7 +211,8 @@ class DynamicsResult(Result):
             "shared_loss_fraction": self.shared_fraction}
         if row is not None:
             out.update({"gap": float(row.gap), "gap_ci_low": float(row.ci_low), "gap_ci_high": float(row.ci_high),
-                        "gap_loss_level": float(row.loss_level), "gap_significant": bool(row.better)})
+                        "gap_loss_level": float(row.loss_level), "gap_significant": bool(row.better),
+                        "equivalence_bound": self.equivalence_bound(), "min_gap": self.min_gap})
         if len(self.comparison.spread):
             s = self.comparison.spread.loc[self.comparison.spread.spread.idxmax()]
             out.update({"spread_max": float(s.spread), "spread_ci_low": float(s.ci_low),
