@@ -5,8 +5,8 @@ tokens of every row are the same ``k`` columns; ``logits_to_keep`` then spares t
 ``[batch, seq, vocab]`` logits) for everything else. Position ids are derived from the attention mask,
 so a padded row sees exactly the positions it would see alone.
 
-:func:`continuation_logits` runs a prompt once and scores several continuations of it on copies of its
-KV cache (right-padded: pads only follow real tokens, so causal attention never sees them).
+:func:`continuation_logits` runs a batch of prompts once and scores their continuations on copies of their
+KV caches (right-padded: pads only follow real tokens, so causal attention never sees them).
 """
 
 from __future__ import annotations
@@ -41,22 +41,25 @@ def last_logits(model: torch.nn.Module, rows: Sequence[Sequence[int]], pad_id: i
 
 
 @torch.no_grad()
-def continuation_logits(model: torch.nn.Module, prompt: Sequence[int], continuations: Sequence[Sequence[int]],
-                        pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(head [vocab], logits [k, width, vocab])`` in float32 for ``k`` continuations of one prompt.
+def continuation_logits(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
+                        continuations: Sequence[Sequence[int]], owner: Sequence[int], pad_id: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(head [k, vocab], logits [k, width, vocab])`` in float32 for ``k`` continuations of a batch of prompts.
 
-    ``head`` is the next-token distribution after the prompt (it predicts each continuation's first
-    token); ``logits[j, t]`` follows token ``t`` of continuation ``j``.
+    The prompts run once, left-padded in one batch; continuation ``j`` then runs on a copy of the KV cache of
+    prompt ``owner[j]`` (right-padded, its positions continuing the prompt's). ``head[j]`` is the
+    next-token distribution after its prompt (it predicts the continuation's first token); ``logits[j, t]``
+    follows token ``t`` of continuation ``j``.
     """
     dev = model_device(model)
-    first = model(input_ids=torch.tensor([list(prompt)], device=dev), use_cache=True, logits_to_keep=1)
+    ids, pmask, pos = left_pad(prompts, pad_id, dev)
+    first = model(input_ids=ids, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    idx = torch.as_tensor(list(owner), dtype=torch.long, device=dev)
     cache = first.cache
-    k, p = len(continuations), len(prompt)
-    cache.batch_repeat_interleave(k)
-    ids, cmask, _ = pad_rows(continuations, pad_id, "right")
-    width = ids.shape[1]
-    mask = torch.cat([torch.ones((k, p), dtype=torch.long), cmask], 1)
-    pos = torch.arange(p, p + width)[None].expand(k, -1)
-    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), cache=cache,
-                use_cache=True)
-    return first.logits[0, -1].float(), out.logits.float()
+    cache.reorder_cache(idx)  # one cache row per continuation (rows repeat when a prompt has several)
+    cids, cmask, _ = pad_rows(continuations, pad_id, "right")
+    width = cids.shape[1]
+    mask = torch.cat([pmask[idx], cmask.to(dev)], 1)
+    cpos = pmask.sum(1)[idx][:, None] + torch.arange(width, device=dev)[None]
+    out = model(input_ids=cids.to(dev), attention_mask=mask, position_ids=cpos, cache=cache, use_cache=True)
+    return first.logits[:, -1].float()[idx], out.logits.float()

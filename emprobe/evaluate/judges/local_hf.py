@@ -67,9 +67,9 @@ class LocalHFJudge(Judge):
         p_ids = self.chat.prompt_ids(messages)
         cands = self._candidates(self.chat.render(messages), p_ids)
         pad = self.lm.tokenizer.pad_token_id
-        head, logits = continuation_logits(self.lm.model, p_ids, cands, pad)
+        head, logits = continuation_logits(self.lm.model, [p_ids], cands, [0] * len(cands), pad)
         # log p(tokens of n | prompt): the head predicts each candidate's first token, logits[:, t] its token t + 1
-        scoring = torch.cat([head[None, None].expand(len(cands), 1, -1), logits[:, :-1]], 1)
+        scoring = torch.cat([head[:, None], logits[:, :-1]], 1)
         targets, mask, _ = pad_rows(cands, pad, "right")
         lp = response_logprobs(scoring, targets, mask)[0]
         # then p(the number ends): the distribution after each candidate's last token
