@@ -27,6 +27,8 @@ def test_render_embeds_plots_and_escapes(tmp_path):
     _plot(tmp_path / "margins" / "plot.png")
     summary = {
         "model": "tiny", "settings": {"fast": True, "steps": 4}, "timing": {"stages": {"margins": {"seconds": 1.0}}},
+        "setup": {"n_questions": 30, "n_available": 103, "n_references": 2, "n_references_available": 3,
+                  "questions": "builtin:em-core"},
         "section_order": ["samples", "margins"],
         "sections": {
             "margins": {"title": "Margins", "findings": ["rise +0.1 (95% CI [0.05, 0.15])"], "numbers": {"rise": 0.1},
@@ -44,6 +46,7 @@ def test_render_embeds_plots_and_escapes(tmp_path):
     assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi</b>" not in page
     assert page.index("Answers") < page.index("Margins</h2>")  # section_order is kept
     assert "http://" not in page and "https://" not in page
+    assert "30 of 103 off-domain questions from builtin:em-core (2 of 3 reference pair(s) each)" in page
 
 
 def test_render_without_summary_is_one_line_error(tmp_path):

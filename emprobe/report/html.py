@@ -89,9 +89,20 @@ def _meta(summary: dict) -> str:
     return (f"emprobe {_e(summary.get('emprobe_version', '?'))} · {_e(summary.get('preset', 'custom'))} preset · "
             f"{_e(st.get('training', {}).get('steps'))} steps on {_e(datasets)} · schedules "
             f"{_e(', '.join(grid.get('schedules', [])))} · lr {_e(', '.join(f'{x:g}' for x in grid.get('lrs', [])))} · "
-            f"{_e(summary.get('setup', {}).get('n_questions'))} off-domain questions from "
-            f"{_e(summary.get('setup', {}).get('questions'))} · {_e(timing.get('total_seconds'))} s on "
+            f"{_questions(summary.get('setup', {}))} · {_e(timing.get('total_seconds'))} s on "
             f"{_e(timing.get('threads'))} threads" + (f" · analysis/fine-tuning time {ratio:.2f}x" if ratio else ""))
+
+
+def _questions(setup: dict) -> str:
+    """``30 of 103 off-domain questions from SET (2 of 3 reference pairs each)``: says when a subset is scored."""
+    def of(n, have) -> str:
+        return f"{_e(n)} of {_e(have)}" if have and have != n else _e(n)
+
+    text = f"{of(setup.get('n_questions'), setup.get('n_available'))} off-domain questions from " \
+           f"{_e(setup.get('questions'))}"
+    if setup.get("n_references"):
+        text += f" ({of(setup['n_references'], setup.get('n_references_available'))} reference pair(s) each)"
+    return text
 
 
 def _verdicts(rows: list[dict]) -> str:

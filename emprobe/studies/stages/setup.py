@@ -27,5 +27,6 @@ def run(ctx, d: Path) -> dict:
     if heldout:
         load_questions(heldout).with_references().subset(q.n_causal, 1, 1).save_yaml(d / "heldout.yaml")
     pairs = min(min(len(x.aligned_references), len(x.misaligned_references)) for x in qs)
+    have = max(min(len(x.aligned_references), len(x.misaligned_references)) for x in full)
     return {"n_questions": len(qs), "n_references": pairs, "questions_sha256": qs.sha256,
-            "questions": q.off_domain}
+            "questions": q.off_domain, "n_available": len(full), "n_references_available": have}
