@@ -63,6 +63,8 @@ def test_a_significant_but_tiny_gap_is_practical_equivalence():
     assert row.better == "cosine" and row.ci_high < 0  # beyond the CI ...
     assert abs(row.gap) < res.min_gap and v.verdict == "supported"  # ... but below the smallest gap of interest
     assert "smallest gap of interest" in v.reason and "Claim 1 is supported" in res.findings()[0]
+    # the margin of equivalence is the user's: below the planted gap it counts as better aligned
+    assert dynamics(_sweep(planted=0.006), n_permutations=50, min_gap=0.004).verdict().verdict == "not supported"
 
 
 def test_nothing_planted_is_supported():

@@ -88,7 +88,7 @@ def _correlations(ck: pd.DataFrame, n_permutations: int, seed: int) -> pd.DataFr
 
 def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
              n_permutations: int = 1000, loss_levels: Sequence[float] | None = None, batch_size: int = 8,
-             seed: int = 0, merge: bool = False) -> DynamicsResult:
+             seed: int = 0, merge: bool = False, min_gap: float = 0.02) -> DynamicsResult:
     """Relate in-domain validation loss to off-domain alignment and compare schedules at matched loss.
 
     ``runs_or_table``: a sweep directory, a run (directory or :class:`~emprobe.finetune.Run`), a list of
@@ -100,6 +100,8 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
     LoRA checkpoint with its adapter merged into the weights (faster). The unit compared is the table's
     ``schedule`` (runs of one schedule, e.g. at two learning rates, are averaged where they reach a level);
     set it to e.g. ``"cosine@0.001"`` in a table to compare schedule x learning-rate variants instead.
+    ``min_gap``: the smallest off-domain margin gap (nats/token) that counts as better aligned; the claim is
+    supported only when every matched-loss gap's CI lies within ``±min_gap`` (practical equivalence).
     """
     meta: dict[str, Any] = {"questions": getattr(questions, "source", str(questions))}
     if isinstance(runs_or_table, pd.DataFrame):
@@ -127,4 +129,4 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
     return DynamicsResult(checkpoints=ck.reset_index(drop=True), margins=long,
                           correlations=_correlations(ck, n_permutations, seed),
                           best_at_loss=best_alignment_at_loss(non, list(loss_levels) if loss_levels else None),
-                          comparison=comparison, controls=tuple(sorted(controls)), meta=meta)
+                          comparison=comparison, controls=tuple(sorted(controls)), meta=meta, min_gap=min_gap)

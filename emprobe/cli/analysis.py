@@ -113,6 +113,8 @@ def dynamics_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0, help="seed of the bootstrap and permutations"),
     merge: bool = typer.Option(False, help="score each LoRA checkpoint with its adapter merged (faster)"),
+    min_gap: float = typer.Option(0.02, help="smallest margin gap (nats/token) that counts as better aligned: "
+                                              "supported needs every matched-loss CI within ±min_gap"),
     out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
     threads: Optional[int] = threads_option(),
 ) -> None:
@@ -123,7 +125,7 @@ def dynamics_cmd(
     levels = floats(loss_levels, "--loss-levels") if loss_levels else None
     apply_threads(threads)
     print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
-                          loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge), out)
+                          loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge, min_gap=min_gap), out)
 
 
 def monitor_cmd(

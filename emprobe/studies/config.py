@@ -97,6 +97,7 @@ class StudyConfig:
     threads: int | None = None
     seed: int = 0
     n_permutations: int = 1000
+    min_gap: float = 0.02  # claim 1: the smallest margin gap (nats/token) that counts as a better-aligned schedule
     eval_batch_size: int = 16
     max_new_tokens: int = 32
     steer_alphas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)

@@ -13,7 +13,8 @@ from emprobe.studies.stages.common import result_section
 
 def stage(ctx) -> Stage:
     return Stage("dynamics", "claim 1: loss vs off-domain alignment across schedules", lambda d: run(ctx, d), 5,
-                 {"perm": ctx.cfg.n_permutations, "seed": ctx.cfg.seed}, ("finetune", "margins"))
+                 {"perm": ctx.cfg.n_permutations, "seed": ctx.cfg.seed, "min_gap": ctx.cfg.min_gap},
+                 ("finetune", "margins"))
 
 
 def checkpoint_table(ctx) -> pd.DataFrame:
@@ -30,5 +31,5 @@ def run(ctx, d: Path) -> dict:
 
     table = checkpoint_table(ctx)
     table.to_parquet(d / "checkpoints.parquet", index=False)
-    res = dynamics(table, n_permutations=ctx.cfg.n_permutations, seed=ctx.cfg.seed)
+    res = dynamics(table, n_permutations=ctx.cfg.n_permutations, seed=ctx.cfg.seed, min_gap=ctx.cfg.min_gap)
     return result_section(ctx, res, d)
