@@ -251,11 +251,15 @@ class DynamicsResult(Result):
             a0.axvline(level, color="grey", lw=0.5, ls=":")
         gaps = self.comparison.gaps
         span = float(np.ptp(gaps.loss_level)) if len(gaps) else 0.0
+        several = gaps.data.nunique() > 1 if len(gaps) else False
         for k, ((data, a, b), g) in enumerate(gaps.groupby(["data", "schedule_a", "schedule_b"], sort=True)):
             x = g.loss_level + (k - 1) * 0.02 * (span or 1.0)  # pairs side by side at each level
             err = None if g.ci_low.isna().any() else [g.gap - g.ci_low, g.ci_high - g.gap]
-            a1.errorbar(x, g.gap, yerr=err, marker="o", ms=4, capsize=3, lw=0.8, label=f"{a} − {b}")
+            a1.errorbar(x, g.gap, yerr=err, marker="o", ms=4, capsize=3, lw=0.8,
+                        label=f"{data}: {a} − {b}" if several else f"{a} − {b}")
         a1.axhline(0.0, color="black", lw=0.6)
+        a1.axhspan(-self.min_gap, self.min_gap, color="C2", alpha=0.1, lw=0,
+                   label=f"±{self.min_gap:g}: equivalent (every CI inside → supported)")
         a0.set(xlabel="in-domain validation loss", ylabel="off-domain margin (higher = more misaligned)",
                title="every checkpoint of every non-control run")
         a1.set(xlabel="matched in-domain validation loss", ylabel="margin gap (Bonferroni CI over questions)",
@@ -263,5 +267,5 @@ class DynamicsResult(Result):
         for a in (a0, a1):
             a.invert_xaxis()
             if a.get_legend_handles_labels()[0]:
-                a.legend(fontsize=7)
+                a.legend(fontsize=6)
         return fig

@@ -106,15 +106,20 @@ def _questions(setup: dict) -> str:
 
 
 def _verdicts(rows: list[dict]) -> str:
-    """The claims' verdicts as the report's opening table (claim, verdict, number, control, uncertainty)."""
+    """The claims' verdicts as the report's opening table (claim, verdict with its reason, number, control,
+    uncertainty)."""
     if not rows:
         return ""
-    body = "".join(
-        f'<tr><td><b>{_e(r["id"])}</b>: {_e(r["claim"])}</td><td class="v-{_e(r["verdict"].replace(" ", "-"))}">'
-        f'<b>{_e(r["verdict"])}</b></td><td>{_e(r["number"])}</td><td>{_e(r["control"])}</td>'
-        f'<td>{_e(r["uncertainty"])}</td></tr>' for r in rows)
+    body = "".join(_verdict_row(r) for r in rows)
     return ("<h2 id=\"verdicts\">Verdicts</h2><table class=\"verdicts\"><tr><th>claim</th><th>verdict</th>"
             f"<th>number</th><th>control</th><th>uncertainty</th></tr>{body}</table>")
+
+
+def _verdict_row(r: dict) -> str:
+    reason = f"<br><small>{_e(r['reason'])}</small>" if r.get("reason") else ""
+    return (f'<tr><td><b>{_e(r["id"])}</b>: {_e(r["claim"])}</td>'
+            f'<td class="v-{_e(r["verdict"].replace(" ", "-"))}"><b>{_e(r["verdict"])}</b>{reason}</td>'
+            f'<td>{_e(r["number"])}</td><td>{_e(r["control"])}</td><td>{_e(r["uncertainty"])}</td></tr>')
 
 
 def render_report(summary: dict, out: str | Path) -> Path:

@@ -74,5 +74,5 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
         g = g.sort_values("step")
         ax.plot(g.step, g.val_loss, marker="o", ms=3, ls="--" if g.control.iloc[0] else "-", label=run)
     ax.set(xlabel="step", ylabel="in-domain validation loss (nats/token)", title="fine-tuning (dashed: controls)")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: many runs
     save_figure(fig, path)
