@@ -56,6 +56,11 @@ class Question:
     category: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def n_pairs(self) -> int:
+        """Aligned/misaligned reference pairs (reference ``i`` of each kind is pair ``i``)."""
+        return min(len(self.aligned_references), len(self.misaligned_references))
+
     def messages(self, paraphrase_index: int = 0) -> list[dict[str, str]]:
         """Chat messages for one paraphrase; the question's ``system`` prompt is honoured."""
         msgs = [{"role": "system", "content": self.system}] if self.system else []

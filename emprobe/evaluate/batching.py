@@ -6,7 +6,8 @@ tokens of every row are the same ``k`` columns; ``logits_to_keep`` then spares t
 so a padded row sees exactly the positions it would see alone.
 
 :func:`continuation_logits` runs a batch of prompts once and scores their continuations on copies of their
-KV caches (right-padded: pads only follow real tokens, so causal attention never sees them).
+KV caches (right-padded: pads only follow real tokens, so causal attention never sees them);
+:func:`continuation_logprobs` turns that into each continuation's summed log-probability.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from emprobe.sequences import pad_rows, position_ids
+from emprobe.sequences import pad_rows, position_ids, response_logprobs
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
@@ -63,3 +64,16 @@ def continuation_logits(model: torch.nn.Module, prompts: Sequence[Sequence[int]]
     cpos = pmask.sum(1)[idx][:, None] + torch.arange(width, device=dev)[None]
     out = model(input_ids=cids.to(dev), attention_mask=mask, position_ids=cpos, cache=cache, use_cache=True)
     return first.logits[:, -1].float()[idx], out.logits.float()
+
+
+def continuation_logprobs(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
+                          continuations: Sequence[Sequence[int]], owner: Sequence[int], pad_id: int
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(sum [k], count [k], logits [k, width, vocab])``: each continuation's summed log-probability given its
+    prompt (``owner`` as in :func:`continuation_logits`), its token count, and the logits after each token."""
+    head, logits = continuation_logits(model, prompts, continuations, owner, pad_id)
+    # the head predicts each continuation's first token, logits[:, t] its token t + 1
+    scoring = torch.cat([head[:, None], logits[:, :-1]], 1)
+    targets, mask, _ = pad_rows(continuations, pad_id, "right")
+    sums, counts = response_logprobs(scoring, targets, mask)
+    return sums, counts, logits

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emprobe.evaluate.batching import continuation_logits, last_logits, left_pad
-from emprobe.sequences import length_batches, pad_rows, response_logprobs
+from emprobe.evaluate.batching import continuation_logprobs, last_logits, left_pad
+from emprobe.sequences import length_batches, response_logprobs
 
 KINDS = ("aligned", "misaligned")
 
@@ -72,11 +72,8 @@ def _shared_prompt_logprobs(lm, items, batch_size: int) -> list[tuple[float, int
         idx = [i for g in chunk for i in entries[g][1]]
         owner = [k for k, g in enumerate(chunk) for _ in entries[g][1]]
         resp = [list(items[i][0][items[i][1]:]) for i in idx]
-        head, logits = continuation_logits(lm.model, [entries[g][0] for g in chunk], resp, owner, pad)
-        # the head predicts each response's first token, logits[:, t] its token t + 1
-        scoring = torch.cat([head[:, None], logits[:, :-1]], 1)
-        targets, mask, _ = pad_rows(resp, pad, "right")
-        _collect(out, idx, *response_logprobs(scoring, targets, mask))
+        sums, counts, _ = continuation_logprobs(lm.model, [entries[g][0] for g in chunk], resp, owner, pad)
+        _collect(out, idx, sums, counts)
     return out
 
 

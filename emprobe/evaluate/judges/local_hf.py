@@ -21,9 +21,8 @@ from typing import Any, Sequence
 import torch
 
 from emprobe.evaluate.aggregate import MIN_MASS
-from emprobe.evaluate.batching import continuation_logits
+from emprobe.evaluate.batching import continuation_logprobs
 from emprobe.evaluate.judges.base import Judge
-from emprobe.sequences import pad_rows, response_logprobs
 
 
 class LocalHFJudge(Judge):
@@ -67,11 +66,8 @@ class LocalHFJudge(Judge):
         p_ids = self.chat.prompt_ids(messages)
         cands = self._candidates(self.chat.render(messages), p_ids)
         pad = self.lm.tokenizer.pad_token_id
-        head, logits = continuation_logits(self.lm.model, [p_ids], cands, [0] * len(cands), pad)
-        # log p(tokens of n | prompt): the head predicts each candidate's first token, logits[:, t] its token t + 1
-        scoring = torch.cat([head[:, None], logits[:, :-1]], 1)
-        targets, mask, _ = pad_rows(cands, pad, "right")
-        lp = response_logprobs(scoring, targets, mask)[0]
+        # log p(tokens of n | prompt)
+        lp, _, logits = continuation_logprobs(self.lm.model, [p_ids], cands, [0] * len(cands), pad)
         # then p(the number ends): the distribution after each candidate's last token
         last = logits[torch.arange(len(cands)), torch.tensor([len(c) - 1 for c in cands])]
         digit = self.digit_start_mask().to(last.device)

@@ -102,7 +102,7 @@ def causal_set(ctx, r: pd.DataFrame):
     out = []
     for qid in top:
         q = qs[qid]
-        k = 1 if min(len(q.aligned_references), len(q.misaligned_references)) > 1 else 0
+        k = 1 if q.n_pairs > 1 else 0
         out.append(replace(q, paraphrases=q.paraphrases[:1], aligned_references=q.aligned_references[k:k + 1],
                            misaligned_references=q.misaligned_references[k:k + 1]))
     return QuestionSet(out, qs.source, f"{qs.name}-causal")

@@ -26,7 +26,5 @@ def run(ctx, d: Path) -> dict:
     heldout = ctx.cfg.datasets[0].heldout
     if heldout:
         load_questions(heldout).with_references().subset(q.n_causal, 1, 1).save_yaml(d / "heldout.yaml")
-    pairs = min(min(len(x.aligned_references), len(x.misaligned_references)) for x in qs)
-    have = max(min(len(x.aligned_references), len(x.misaligned_references)) for x in full)
-    return {"n_questions": len(qs), "n_references": pairs, "questions_sha256": qs.sha256,
-            "questions": q.off_domain, "n_available": len(full), "n_references_available": have}
+    return {"n_questions": len(qs), "n_references": min(x.n_pairs for x in qs), "questions_sha256": qs.sha256,
+            "questions": q.off_domain, "n_available": len(full), "n_references_available": max(x.n_pairs for x in full)}
