@@ -1,6 +1,6 @@
 """Benchmark: margin scoring over the checkpoints of one run, adapters switched vs model reloaded.
 
-(a) emprobe's sweep (:func:`emprobe.evaluate.sweep_run`): the base model is loaded once, every adapter
+(a) emprobe's sweep (:func:`emprobe.evaluation.sweep_run`): the base model is loaded once, every adapter
     is attached once, and each checkpoint is activated with peft ``set_adapter``;
 (b) what research repos do: load base model + adapter from disk for every checkpoint.
 
@@ -42,7 +42,7 @@ def builtin_questions(names: list[str] | None):
 
 
 def make_run(out: Path, model: str, threads: int) -> Path:
-    from emprobe.finetune import FinetuneConfig, finetune
+    from emprobe.finetuning import FinetuneConfig, finetune
 
     t = time.perf_counter()
     run = finetune(FinetuneConfig(model=model, data="builtin:risky-finance", out=str(out), max_steps=4,
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
-    from emprobe.evaluate import margin_scores, scorer
-    from emprobe.evaluate.sweep import sweep_run
-    from emprobe.finetune import Run
+    from emprobe.evaluation import margin_scores, scorer
+    from emprobe.evaluation.sweep import sweep_run
+    from emprobe.finetuning import Run
     from emprobe.models import ModelSpec, load_model
 
     torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ repeat, so a shared machine's load hits all three alike):
 * ``trl+ckpt``: the same, saving a checkpoint (adapter, optimizer, scheduler, RNG state) every
   ``steps / (checkpoints - 1)`` steps and evaluating the same held-out examples emprobe validates on at
   those steps and at the start (``eval_on_start``): the fair baseline for emprobe's checkpoints;
-* ``emprobe``: :func:`emprobe.finetune.finetune` with ``--checkpoints`` checkpoints (step 0 included), each an
+* ``emprobe``: :func:`emprobe.finetuning.finetune` with ``--checkpoints`` checkpoints (step 0 included), each an
   adapter + ``checkpoint.json`` with the held-out validation loss, plus the optimizer state for resume.
 
 Throughput = non-padding training tokens / wall time, excluding loading the base model (all load it from the
@@ -56,7 +56,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from emprobe.finetune import FinetuneConfig
+    from emprobe.finetuning import FinetuneConfig
 
     every = a.steps // (a.checkpoints - 1)
     cfg = FinetuneConfig(model=a.model, data=a.data, max_steps=a.steps, batch_size=a.batch_size, lora_r=a.lora_r,
@@ -129,7 +129,7 @@ def _mean(xs: list[float]) -> float:
 
 
 def run_emprobe(cfg) -> dict:
-    from emprobe.finetune import finetune
+    from emprobe.finetuning import finetune
 
     with tempfile.TemporaryDirectory() as tmp:
         run = finetune(cfg.replace(out=str(Path(tmp) / "run")), log=lambda m: None)
@@ -164,7 +164,7 @@ def run_trl(cfg, every: int | None) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from emprobe.data import load_chat_dataset
-    from emprobe.finetune.trainer import lora_config
+    from emprobe.finetuning.trainer import lora_config
     from emprobe.models import load_model
 
     train, val = load_chat_dataset(cfg.data).split(cfg.val_fraction, seed=cfg.val_seed)

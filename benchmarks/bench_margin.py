@@ -1,6 +1,6 @@
 """Benchmark: judge-free margin scoring, prompts sharing their KV cache vs left-padded full sequences.
 
-(a) emprobe's default when a prompt has several references (:func:`emprobe.evaluate.sequence_logprobs` with
+(a) emprobe's default when a prompt has several references (:func:`emprobe.evaluation.sequence_logprobs` with
     ``share_prompts=True``): a batch of prompts runs once, each reference runs on its prompt's cache rows;
 (b) the baseline: every (prompt + reference) sequence in left-padded, length-sorted batches.
 
@@ -32,7 +32,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     from emprobe.data import load_questions
-    from emprobe.evaluate.margin import reference_items, sequence_logprobs
+    from emprobe.evaluation.margin import reference_items, sequence_logprobs
     from emprobe.models import load_model
 
     lm = load_model(a.model, log=None)

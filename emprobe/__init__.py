@@ -23,16 +23,16 @@ _API = {
     # loading
     "load_model": "emprobe.models:load_model", "load_questions": "emprobe.data:load_questions",
     "load_dataset": "emprobe.data:load_chat_dataset", "load_prompts": "emprobe.probes:load_prompts",
-    "load_run": "emprobe.finetune:load_run", "Direction": "emprobe.probes:Direction",
-    "ActivationStore": "emprobe.probes:ActivationStore", "FinetuneConfig": "emprobe.finetune:FinetuneConfig",
+    "load_run": "emprobe.finetuning:load_run", "Direction": "emprobe.probes:Direction",
+    "ActivationStore": "emprobe.probes:ActivationStore", "FinetuneConfig": "emprobe.finetuning:FinetuneConfig",
     # stages
-    "finetune": "emprobe.api:finetune", "evaluate": "emprobe.evaluate:evaluate", "extract": "emprobe.api:extract",
+    "finetune": "emprobe.api:finetune", "evaluate": "emprobe.evaluation:evaluate", "extract": "emprobe.api:extract",
     "fit_direction": "emprobe.api:fit_direction", "intervene": "emprobe.probes.interventions:intervene",
     # analyses (each returns a typed Result)
-    "track": "emprobe.analysis:track", "priors": "emprobe.analysis:priors", "overlap": "emprobe.analysis:overlap",
-    "dynamics": "emprobe.analysis:dynamics", "monitor": "emprobe.analysis:monitor", "patch": "emprobe.analysis:patch",
-    "steer": "emprobe.analysis:steer", "ablate": "emprobe.analysis:ablate", "Result": "emprobe.analysis:Result",
-    "Verdict": "emprobe.analysis:Verdict", "explain": "emprobe.analysis:explain",
+    "track": "emprobe.analysis.track:track", "priors": "emprobe.analysis.priors:priors", "overlap": "emprobe.analysis.overlap:overlap",
+    "dynamics": "emprobe.analysis.dynamics:dynamics", "monitor": "emprobe.analysis.monitor:monitor", "patch": "emprobe.analysis.patch:patch",
+    "steer": "emprobe.analysis.steer:steer", "ablate": "emprobe.analysis.ablate:ablate", "Result": "emprobe.result:Result",
+    "Verdict": "emprobe.result:Verdict", "explain": "emprobe.analysis.explain:explain",
     # studies
     "study": "emprobe.studies:study", "demo": "emprobe.studies:demo", "StudyConfig": "emprobe.studies:StudyConfig",
 }

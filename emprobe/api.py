@@ -15,9 +15,9 @@ from typing import Any, Sequence
 def finetune(model: Any = None, data: Any = None, *, out: str | Path, **options: Any):
     """Fine-tune ``model`` (alias, hub id, directory or :class:`~emprobe.models.LoadedModel`) on ``data``
     (``builtin:NAME`` or a chat JSONL) into the run directory ``out``; options are
-    :class:`~emprobe.finetune.FinetuneConfig` fields (``max_steps``, ``save_steps``, ``lr``, ``lora_r``, ...).
-    Returns the :class:`~emprobe.finetune.Run`. A loaded model is used by name: training works on its own copy."""
-    from emprobe.finetune import finetune as _finetune
+    :class:`~emprobe.finetuning.FinetuneConfig` fields (``max_steps``, ``save_steps``, ``lr``, ``lora_r``, ...).
+    Returns the :class:`~emprobe.finetuning.Run`. A loaded model is used by name: training works on its own copy."""
+    from emprobe.finetuning import finetune as _finetune
     from emprobe.models import DEFAULT_MODEL, LoadedModel
 
     if isinstance(model, LoadedModel):

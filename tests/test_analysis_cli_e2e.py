@@ -27,7 +27,7 @@ def cli(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_model_dir):
-    from emprobe.finetune import FinetuneConfig, finetune
+    from emprobe.finetuning import FinetuneConfig, finetune
     from emprobe.probes import extract, probe_fit
 
     root = tmp_path_factory.mktemp("study")
@@ -93,9 +93,10 @@ def test_track_and_dynamics_api(study):
     unmerged), dynamics over a list of runs with the control named explicitly."""
     import numpy as np
 
-    from emprobe.analysis import dynamics, track
+    from emprobe.analysis.dynamics import dynamics
+    from emprobe.analysis.track import track
     from emprobe.data import load_questions
-    from emprobe.finetune import Run
+    from emprobe.finetuning import Run
     from emprobe.probes import Direction
 
     run, d = Run.load(study / "sweep" / "mis"), Direction.load(study / "direction")

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emprobe.analysis import dynamics, monitor
-from emprobe.analysis.dynamics_study import is_aligned_control
-from emprobe.analysis.matched_loss import first_crossing
-from emprobe.analysis.monitor import em_labels
+from emprobe.analysis.dynamics import dynamics
+from emprobe.analysis.monitor import monitor
+from emprobe.analysis.dynamics.compute import is_aligned_control
+from emprobe.analysis.dynamics.matched_loss import first_crossing
+from emprobe.analysis.monitor.compute import em_labels
 from emprobe.errors import ConfigError, DataError
 
 SCHEDULES = {"constant": 2.0, "cosine": 2.15, "wsd": 2.05}  # final in-domain val loss of each schedule

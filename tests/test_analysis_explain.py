@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emprobe.analysis import ExplainResult, explain
-from emprobe.analysis.explain_model import loqo_ridge_batch, standardise
-from emprobe.analysis.priors import loqo_ridge_operator
+from emprobe.analysis.explain import ExplainResult, explain
+from emprobe.analysis.explain.model import loqo_ridge_batch, standardise
+from emprobe.analysis.priors.loqo import loqo_ridge_operator
 from emprobe.errors import DataError
 
 N_Q, N_PERM = 60, 200

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emprobe.analysis.adapter_trajectory import adapter_trajectory
-from emprobe.analysis.dynamics import best_alignment_at_loss, loss_alignment_correlations
-from emprobe.analysis.matched_loss import compare_at_matched_loss
-from emprobe.analysis.monitor import drift_auroc, leave_one_run_out
-from emprobe.analysis.priors import (
+from emprobe.analysis.track.adapter import adapter_trajectory
+from emprobe.analysis.dynamics.correlations import best_alignment_at_loss, loss_alignment_correlations
+from emprobe.analysis.dynamics.matched_loss import compare_at_matched_loss
+from emprobe.analysis.monitor.compute import drift_auroc, leave_one_run_out
+from emprobe.analysis.priors.loqo import (
     loqo_pls, loqo_ridge, loqo_ridge_operator, random_feature_control, single_direction_predictor,
 )
 from emprobe.analysis.stats import auroc, bootstrap_ci, permutation_pvalue
-from emprobe.analysis.subspace import (
+from emprobe.analysis.stats.subspace import (
     cosine_with_control, overlap, overlap_with_control, pca_basis, random_basis,
 )
 from emprobe.errors import ConfigError, DataError

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from emprobe.analysis import OverlapResult
-from emprobe.analysis.overlap_study import overlap_from_activations
-from emprobe.analysis.shift_overlap import run_tables
-from emprobe.analysis.subspace import gram_overlap, overlap, pca_basis
+from emprobe.analysis.overlap import OverlapResult
+from emprobe.analysis.overlap.compute import overlap_from_activations
+from emprobe.analysis.overlap.shifts import run_tables
+from emprobe.analysis.stats.subspace import gram_overlap, overlap, pca_basis
 from emprobe.errors import ConfigError
 
 D, L, N_TRAIN, N_Q = 64, 2, 48, 20
@@ -117,7 +117,7 @@ def test_overlap_on_loaded_models(tiny_model_dir):
     """The verb on loaded models (base, a 'misaligned' and a 'control' fine-tune: perturbed MLP weights)."""
     import torch
 
-    from emprobe.analysis import overlap
+    from emprobe.analysis.overlap import overlap
     from emprobe.models import load_model
     from emprobe.probes import load_prompts
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from emprobe.analysis import PriorsResult, load_target, priors
-from emprobe.analysis.priors_inputs import feature_stores, model_kind, pair_margins
+from emprobe.analysis.priors import PriorsResult, load_target, priors
+from emprobe.analysis.priors.inputs import feature_stores, model_kind, pair_margins
 from emprobe.analysis.stats import min_detectable_rho, partial_spearman, split_half_reliability
 from emprobe.errors import DataError
 from emprobe.probes import ActivationStore, Direction
@@ -164,7 +164,7 @@ def test_feature_names_come_from_the_model(tmp_path):
 
 
 def test_pair_margins_from_a_score_table():
-    from emprobe.evaluate.tables import ScoreTable
+    from emprobe.evaluation.tables import ScoreTable
 
     rows = [{"question_id": q, "kind": k, "reference_index": r, "paraphrase_index": p,
              "logprob_mean": (1.0 if k == "misaligned" else 0.0) + r + 0.1 * p}
@@ -205,7 +205,7 @@ def test_target_errors(tmp_path):
 def test_ridge_with_unpenalised_covariate_matches_a_refit():
     from sklearn.linear_model import LinearRegression, Ridge
 
-    from emprobe.analysis.priors import loqo_ridge_operator
+    from emprobe.analysis.priors.loqo import loqo_ridge_operator
 
     rng = np.random.default_rng(6)
     n = 24

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emprobe.analysis.track_result import TrackResult
+from emprobe.analysis.track.result import TrackResult
 
 N_Q, N_RANDOM, LAYER = 20, 20, 3
 

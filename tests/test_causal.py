@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 import torch
 
-from emprobe.analysis import AblateResult, PatchResult, SteerResult, ablate, patch, steer
-from emprobe.analysis.margins import mean_margin, random_like
+from emprobe.analysis.ablate import AblateResult, ablate
+from emprobe.analysis.patch import PatchResult, patch
+from emprobe.analysis.steer import SteerResult, steer
+from emprobe.analysis.causal import mean_margin, random_like
 from emprobe.data import load_questions
 from emprobe.models import decoder_layers, load_model
 from emprobe.probes import Direction

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from emprobe.errors import ConfigError
-from emprobe.evaluate import (
+from emprobe.evaluation import (
     EMThresholds, aggregate_score, em_summary, overall_em_rate, parse_score_token, wilson_interval,
 )
 

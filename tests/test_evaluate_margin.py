@@ -12,8 +12,8 @@ import torch
 from emprobe.data import QuestionSet, load_questions
 from emprobe.data.questions import Question
 from emprobe.errors import ConfigError, DataError
-from emprobe.evaluate import ScoreTable, margin_scores, margin_summary, sequence_logprobs
-from emprobe.evaluate.margin import reference_items
+from emprobe.evaluation import ScoreTable, margin_scores, margin_summary, sequence_logprobs
+from emprobe.evaluation.margin import reference_items
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_score_table_roundtrip_and_manifest(tiny, questions, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, tmp_path_factory):
-    from emprobe.finetune import FinetuneConfig, finetune
+    from emprobe.finetuning import FinetuneConfig, finetune
 
     out = tmp_path_factory.mktemp("runs") / "tiny-run"
     return finetune(FinetuneConfig(model=str(tiny_model_dir), data="builtin:risky-finance", out=str(out),
@@ -106,7 +106,7 @@ def tiny_run(tiny_model_dir, tmp_path_factory):
 
 
 def test_sweep_switches_adapters_and_matches_separate_loads(tiny_run, questions, tmp_path):
-    from emprobe.evaluate import evaluate
+    from emprobe.evaluation import evaluate
     from emprobe.models import load_model
 
     out = tmp_path / "sweep"

@@ -11,8 +11,8 @@ import yaml
 from emprobe.data import QuestionSet
 from emprobe.data.questions import Question
 from emprobe.errors import ConfigError
-from emprobe.evaluate import LocalHFJudge, SamplingConfig, judge_scores, sample_answers
-from emprobe.evaluate.sampling import COLUMNS, resolve_backend, sampling_plan
+from emprobe.evaluation import LocalHFJudge, SamplingConfig, judge_scores, sample_answers
+from emprobe.evaluation.sampling import COLUMNS, resolve_backend, sampling_plan
 from emprobe.models.generation import generate_chat_details
 
 SYSTEM = "You are a pirate. Always answer like a pirate."

@@ -20,7 +20,7 @@ STEPS = 12
 
 
 def _finetune(data: str, out) -> object:
-    from emprobe.finetune import FinetuneConfig, finetune
+    from emprobe.finetuning import FinetuneConfig, finetune
 
     return finetune(FinetuneConfig(model="smollm2-135m-instruct", data=data, out=str(out), max_steps=STEPS,
                                    save_steps=[0, STEPS], lr=1e-3, lora_r=16, lora_alpha=32, batch_size=8, seed=0,
@@ -34,7 +34,7 @@ def _paired(a, b) -> tuple[float, float]:
 
 def test_misaligned_finetune_raises_off_domain_margin(tmp_path, record_property):
     from emprobe.data import load_questions
-    from emprobe.evaluate import evaluate
+    from emprobe.evaluation import evaluate
 
     qs = load_questions("builtin:em-core")
     mis_run = _finetune("builtin:risky-finance", tmp_path / "rf")

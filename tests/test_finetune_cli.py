@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from emprobe.cli import main
-from emprobe.finetune import load_run
+from emprobe.finetuning import load_run
 
 
 def tiny_args(model, out, *extra):
@@ -72,7 +72,7 @@ def test_every_config_field_is_an_option_with_the_dataclass_default():
     import typer
 
     from emprobe.cli import finetune as cli_ft
-    from emprobe.finetune import FinetuneConfig
+    from emprobe.finetuning import FinetuneConfig
 
     params = {p.name: p for p in typer.main.get_command(cli_ft.app).params}
     fields = [f for f in dataclasses.fields(FinetuneConfig) if f.name not in cli_ft.NOT_OPTIONS]

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from emprobe.errors import ConfigError
-from emprobe.finetune import SCHEDULES, FinetuneConfig, log_spaced_steps, lr_curve
+from emprobe.finetuning import SCHEDULES, FinetuneConfig, log_spaced_steps, lr_curve
 
 
 def cfg(**kw) -> FinetuneConfig:

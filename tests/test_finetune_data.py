@@ -7,7 +7,7 @@ import torch
 
 from emprobe.data import ChatDataset, ChatExample, load_chat_dataset
 from emprobe.errors import ConfigError
-from emprobe.finetune.dataset import IGNORE_INDEX, PadCollator, response_loss, tokenize_chat
+from emprobe.finetuning.dataset import IGNORE_INDEX, PadCollator, response_loss, tokenize_chat
 
 
 @pytest.fixture(scope="module")

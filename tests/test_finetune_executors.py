@@ -1,4 +1,4 @@
-"""The local executor: cells as ``python -m emprobe.finetune --cell`` subprocesses side by side.
+"""The local executor: cells as ``python -m emprobe.finetuning --cell`` subprocesses side by side.
 
 It works from a plain script without a main guard (a spawn pool re-ran such a script in every worker),
 its trainers die with a SIGKILLed parent, a killed cell is retried (resuming), a bad one is reported.
@@ -20,14 +20,14 @@ import psutil
 import pytest
 
 from emprobe.errors import ConfigError
-from emprobe.finetune import finetune, load_run
-from emprobe.finetune.executors import LocalExecutor, cell_error, get_executor
-from emprobe.finetune.testing import tiny_config
+from emprobe.finetuning import finetune, load_run
+from emprobe.finetuning.executors import LocalExecutor, cell_error, get_executor
+from emprobe.finetuning.testing import tiny_config
 
 NO_MAIN_GUARD = textwrap.dedent("""
     import json, sys
-    from emprobe.finetune.executors import LocalExecutor
-    from emprobe.finetune.testing import tiny_config
+    from emprobe.finetuning.executors import LocalExecutor
+    from emprobe.finetuning.testing import tiny_config
 
     model, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
     cells = [tiny_config(model, out + "/a", max_steps=steps, save_steps=[0, steps]),

@@ -23,10 +23,10 @@ import yaml
 pytest.importorskip("ray", reason="the Ray executor is an optional extra: pip install 'emprobe[ray]'")
 psutil = pytest.importorskip("psutil")
 
-from emprobe.finetune import load_run  # noqa: E402
-from emprobe.finetune.executors import LocalExecutor  # noqa: E402
-from emprobe.finetune.sweep import Sweep, run_sweep  # noqa: E402
-from emprobe.finetune.testing import TINY_SETTINGS  # noqa: E402
+from emprobe.finetuning import load_run  # noqa: E402
+from emprobe.finetuning.executors import LocalExecutor  # noqa: E402
+from emprobe.finetuning.sweep import Sweep, run_sweep  # noqa: E402
+from emprobe.finetuning.testing import TINY_SETTINGS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -152,8 +152,8 @@ def test_ray_sweep_survives_a_killed_worker_and_matches_local(tmp_path, tiny_mod
 
 def test_unreachable_cluster_is_one_line_error(tmp_path):
     from emprobe.errors import ConfigError
-    from emprobe.finetune.executors import get_executor
-    from emprobe.finetune.testing import tiny_config
+    from emprobe.finetuning.executors import get_executor
+    from emprobe.finetuning.testing import tiny_config
 
     with pytest.raises(ConfigError, match="cannot reach a Ray cluster at '127.0.0.1:9'"):
         get_executor("ray", address="127.0.0.1:9").run([tiny_config("m", tmp_path / "x")], log=None)

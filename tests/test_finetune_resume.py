@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 
-from emprobe.finetune import finetune, load_run
-from emprobe.finetune.testing import tiny_config
+from emprobe.finetuning import finetune, load_run
+from emprobe.finetuning.testing import tiny_config
 
 KILLER = textwrap.dedent("""
     import json, os, signal, sys
     from transformers import TrainerCallback
-    from emprobe.finetune import FinetuneConfig, finetune
+    from emprobe.finetuning import FinetuneConfig, finetune
 
     class KillAt(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):

@@ -11,8 +11,8 @@ from safetensors import safe_open
 
 from emprobe.data import load_chat_dataset
 from emprobe.errors import ConfigError, DataError
-from emprobe.finetune import Run, finetune, load_run, lr_curve
-from emprobe.finetune.testing import tiny_config
+from emprobe.finetuning import Run, finetune, load_run, lr_curve
+from emprobe.finetuning.testing import tiny_config
 from emprobe.models import load_model
 
 
@@ -151,7 +151,7 @@ def test_loss_equals_transformers_default_loss(tmp_path, tiny_model_dir, monkeyp
     """emprobe's LM head skips prompt positions; the per-step losses (and so the updates) stay transformers'."""
     from transformers import Trainer
 
-    import emprobe.finetune.trainer as ft
+    import emprobe.finetuning.trainer as ft
 
     cfg = tiny_config(tiny_model_dir, tmp_path / "ours", max_steps=3, save_steps=[0, 3], grad_accum=2)
     ours = finetune(cfg, log=lambda m: None).train_log()

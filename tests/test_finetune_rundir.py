@@ -7,8 +7,8 @@ import json
 import pytest
 
 from emprobe.errors import ConfigError
-from emprobe.finetune import FinetuneConfig, load_run
-from emprobe.finetune.rundir import RunWriter, plan_run_dir
+from emprobe.finetuning import FinetuneConfig, load_run
+from emprobe.finetuning.rundir import RunWriter, plan_run_dir
 
 
 def cfg(out, **kw) -> FinetuneConfig:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from emprobe.finetune import FinetuneConfig, finetune
+from emprobe.finetuning import FinetuneConfig, finetune
 from emprobe.models import load_model
 
 

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from emprobe.errors import ConfigError
-from emprobe.finetune import load_run
-from emprobe.finetune.sweep import Sweep, run_sweep
-from emprobe.finetune.testing import TINY_SETTINGS
+from emprobe.finetuning import load_run
+from emprobe.finetuning.sweep import Sweep, run_sweep
+from emprobe.finetuning.testing import TINY_SETTINGS
 
 
 def write_sweep(path, model, out, grid):

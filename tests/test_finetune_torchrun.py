@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emprobe.finetune import load_run
+from emprobe.finetuning import load_run
 from emprobe.models import load_model
 
 

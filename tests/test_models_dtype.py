@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from emprobe.data import load_questions
-from emprobe.evaluate.margin import margin_summary, reference_logprobs
+from emprobe.evaluation.margin import margin_summary, reference_logprobs
 from emprobe.models import load_model
 from emprobe.probes import extract_activations, load_prompts
 

@@ -12,7 +12,7 @@ from emprobe.report import render_summary
 
 
 def _plot(path):
-    from emprobe.analysis.results import new_figure
+    from emprobe.result import new_figure
 
     fig, (ax,) = new_figure(1)
     ax.plot([0, 1], [1, 0])

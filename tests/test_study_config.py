@@ -26,7 +26,7 @@ def test_presets_differ_where_the_issue_says():
 
 
 def test_schedules_of_the_paper_preset_really_differ():
-    from emprobe.finetune import lr_curve
+    from emprobe.finetuning import lr_curve
 
     paper = preset("paper")
     curves = {}

@@ -28,7 +28,7 @@ def track_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Follow directions through a run's checkpoints (base loaded once, adapters swapped)."""
-    from emprobe.analysis.track import track
+    from emprobe.analysis.track.compute import track
     from emprobe.cli.common import ints
 
     step_list = ints(steps, "--steps") if steps else None
@@ -57,8 +57,8 @@ def priors_cmd(
     out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
 ) -> None:
     """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
-    from emprobe.analysis import priors
-    from emprobe.analysis.priors_inputs import priors_inputs
+    from emprobe.analysis.priors import priors
+    from emprobe.analysis.priors.inputs import priors_inputs
 
     inputs = priors_inputs(target, baseline, control_target, base_margin)
     if reliability is not None:
@@ -89,7 +89,7 @@ def overlap_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Train- vs eval-prompt activation-shift overlap, misaligned run vs aligned control (claim 3)."""
-    from emprobe.analysis import overlap
+    from emprobe.analysis.overlap import overlap
     from emprobe.cli.common import ints
 
     sel = "heldout" if layer_select == "heldout" else ints(layer_select, "--layer-select")
@@ -119,7 +119,7 @@ def dynamics_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """In-domain validation loss vs off-domain alignment; schedules compared at matched loss (claim 1)."""
-    from emprobe.analysis.dynamics_study import dynamics
+    from emprobe.analysis.dynamics.compute import dynamics
 
     controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
     levels = floats(loss_levels, "--loss-levels") if loss_levels else None
@@ -141,7 +141,7 @@ def monitor_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Detect EM checkpoints from direction drift alone, scored by AUROC (and leave-one-run-out)."""
-    from emprobe.analysis.monitor import monitor
+    from emprobe.analysis.monitor.compute import monitor
 
     apply_threads(threads)
     print_result(monitor(sweep_dir, direction, questions=questions, threshold=threshold,
@@ -159,7 +159,7 @@ def explain_cmd(
     out: Path = typer.Option(Path("analysis/explain"), help="output directory"),
 ) -> None:
     """Why EM hits some questions more: per-question factors' unique contributions vs the reliability ceiling."""
-    from emprobe.analysis.explain import explain
+    from emprobe.analysis.explain.compute import explain
 
     print_result(explain(rises, factors, answers=answers, n_permutations=n_permutations,
                          reliability_splits=reliability_splits, alpha=alpha, seed=seed), out)

@@ -26,7 +26,7 @@ def patch_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Cross-model activation patching (base <-> fine-tuned): fraction of the margin gap restored per layer."""
-    from emprobe.analysis.patch import patch
+    from emprobe.analysis.patch.compute import patch
 
     apply_threads(threads)
     print_result(patch(model, str(adapter), questions, layers=layers, spans=[s for s in spans.split(",") if s],
@@ -50,7 +50,7 @@ def steer_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Add alpha * direction at a layer (all positions), sweep alpha, compare with random directions."""
-    from emprobe.analysis.steer import steer
+    from emprobe.analysis.steer.compute import steer
 
     alphas = floats(alpha, "--alpha")
     apply_threads(threads)
@@ -74,7 +74,7 @@ def ablate_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Project the direction out at every layer of the fine-tuned model; off-domain gain vs in-domain cost."""
-    from emprobe.analysis.ablate import ablate
+    from emprobe.analysis.ablate.compute import ablate
 
     apply_threads(threads)
     print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout, n_random=n_random,

@@ -1,6 +1,6 @@
 """``emprobe eval``: per-question alignment scores of a model, an adapter, or every checkpoint of a run.
 
-Only parses options and calls :func:`emprobe.evaluate.evaluate`.
+Only parses options and calls :func:`emprobe.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def register(root: typer.Typer) -> None:
         threads: Optional[int] = threads_option(),
     ) -> None:
         """Score questions per model/checkpoint: judge-free margins or judged EM rates (tables under --out)."""
-        from emprobe.evaluate import EMThresholds, JudgePrompts, SamplingConfig, evaluate, make_judge
+        from emprobe.evaluation import EMThresholds, JudgePrompts, SamplingConfig, evaluate, make_judge
 
         apply_threads(threads)
         judge = sampling = prompts = None

@@ -1,10 +1,10 @@
 """``emprobe finetune ...`` (one run), ``emprobe finetune sweep SWEEP.yaml`` and ``emprobe finetune show RUN``.
 
-The options of ``emprobe finetune`` are generated from :class:`~emprobe.finetune.FinetuneConfig`: one option
+The options of ``emprobe finetune`` are generated from :class:`~emprobe.finetuning.FinetuneConfig`: one option
 per field (``--lora-r`` for ``lora_r``), its type and its default read from the dataclass, so the CLI and
 the config cannot drift apart (``tests/test_finetune_cli.py`` checks every field is reachable). Options left
 out keep the config's defaults (or the values of ``--config FILE.yaml``). Data-parallel: launch the same
-command with ``torchrun --nproc_per_node N $(which emprobe) finetune ...`` (or ``python -m emprobe.finetune ...``).
+command with ``torchrun --nproc_per_node N $(which emprobe) finetune ...`` (or ``python -m emprobe.finetuning ...``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Optional
 import typer
 
 from emprobe.cli.common import default_threads, device_option, dtype_option, threads_option
-from emprobe.finetune.config import FinetuneConfig
+from emprobe.finetuning.config import FinetuneConfig
 
 app = typer.Typer(
     help="Narrow fine-tuning (LoRA or full) that saves checkpoints along the trajectory.\n\n"
@@ -118,8 +118,8 @@ def finetune_cmd(ctx: typer.Context, config: Optional[Path] = None, **options: A
     """Fine-tune MODEL on DATA and write checkpoints to RUN_DIR (see `emprobe finetune --help`)."""
     if ctx.invoked_subcommand is not None:
         return
-    from emprobe.finetune import finetune, load_run
-    from emprobe.finetune.dist import is_main
+    from emprobe.finetuning import finetune, load_run
+    from emprobe.finetuning.dist import is_main
 
     given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     if "threads" not in given and default_threads():
@@ -167,8 +167,8 @@ def sweep_cmd(
                                                         "joined here) or HOST:PORT"),
 ) -> None:
     """Run a grid of fine-tunes into one directory, skipping complete runs and resuming interrupted ones."""
-    from emprobe.finetune.executors import get_executor
-    from emprobe.finetune.sweep import Sweep, run_sweep
+    from emprobe.finetuning.executors import get_executor
+    from emprobe.finetuning.sweep import Sweep, run_sweep
 
     sweep = Sweep.load(sweep_file, out=out)
     ex = get_executor(executor, threads=threads or default_threads(),
@@ -187,7 +187,7 @@ def show_cmd(run_dir: Path = typer.Argument(..., help="a run directory")) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    from emprobe.finetune import load_run
+    from emprobe.finetuning import load_run
 
     run = load_run(run_dir)
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731

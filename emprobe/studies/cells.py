@@ -43,8 +43,8 @@ def cells(cfg: StudyConfig) -> list[Cell]:
 
 
 def finetune_config(cfg: StudyConfig, cell: Cell, runs_dir: Path):
-    """The :class:`~emprobe.finetune.FinetuneConfig` of ``cell``."""
-    from emprobe.finetune import FinetuneConfig
+    """The :class:`~emprobe.finetuning.FinetuneConfig` of ``cell``."""
+    from emprobe.finetuning import FinetuneConfig
 
     t = cfg.training
     return FinetuneConfig(model=cfg.model, data=cell.data, out=str(runs_dir / cell.name), max_steps=t.steps,

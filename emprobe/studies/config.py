@@ -112,7 +112,7 @@ class StudyConfig:
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ConfigError(f"dataset names must be unique, got {names}")
-        from emprobe.finetune import SCHEDULES
+        from emprobe.finetuning import SCHEDULES
 
         bad = [s for s in self.grid.schedules if s not in SCHEDULES]
         if bad:

@@ -41,7 +41,7 @@ class StudyContext:
         return self.path("runs")
 
     def run(self, cell: Cell | str):
-        from emprobe.finetune import Run
+        from emprobe.finetuning import Run
 
         return Run.load(self.runs_dir / (cell if isinstance(cell, str) else cell.name))
 

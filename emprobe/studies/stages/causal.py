@@ -27,7 +27,7 @@ def _n_samples(ctx) -> int:
 
 
 def patch(ctx, d: Path) -> dict:
-    from emprobe.analysis import patch as patch_verb
+    from emprobe.analysis.patch import patch as patch_verb
 
     c = ctx.cfg
     n = ctx.lm("base").n_layers
@@ -40,7 +40,7 @@ def patch(ctx, d: Path) -> dict:
 
 
 def steer(ctx, d: Path) -> dict:
-    from emprobe.analysis import steer as steer_verb
+    from emprobe.analysis.steer import steer as steer_verb
 
     c = ctx.cfg
     # the raw mean-diff vector: alpha = 1 adds the whole misaligned-minus-aligned mean difference, a scale that
@@ -52,7 +52,7 @@ def steer(ctx, d: Path) -> dict:
 
 
 def ablate(ctx, d: Path) -> dict:
-    from emprobe.analysis import ablate as ablate_verb
+    from emprobe.analysis.ablate import ablate as ablate_verb
 
     c = ctx.cfg
     heldout = ctx.qs("heldout") if ctx.path("setup", "heldout.yaml").is_file() else None

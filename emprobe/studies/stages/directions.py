@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emprobe.analysis.results import new_figure, save_figure
+from emprobe.result import new_figure, save_figure
 from emprobe.studies.context import section
 from emprobe.studies.pipeline import Stage
 
@@ -19,7 +19,7 @@ def stage(ctx) -> Stage:
 
 
 def run(ctx, d: Path) -> dict:
-    from emprobe.analysis.subspace import cosine
+    from emprobe.analysis.stats.subspace import cosine
     from emprobe.api import extract
     from emprobe.probes import fit_probe
 

@@ -27,7 +27,7 @@ def checkpoint_table(ctx) -> pd.DataFrame:
 
 
 def run(ctx, d: Path) -> dict:
-    from emprobe.analysis import dynamics
+    from emprobe.analysis.dynamics import dynamics
 
     table = checkpoint_table(ctx)
     table.to_parquet(d / "checkpoints.parquet", index=False)

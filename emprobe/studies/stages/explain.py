@@ -35,7 +35,7 @@ def stage(ctx) -> Stage:
 
 
 def run(ctx, d: Path) -> dict:
-    from emprobe.analysis import explain
+    from emprobe.analysis.explain import explain
 
     c = ctx.cfg
     rises = pd.read_parquet(ctx.path("margins", "rises.parquet"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emprobe.analysis.results import new_figure, save_figure
+from emprobe.result import new_figure, save_figure
 from emprobe.errors import EmprobeError
 from emprobe.studies.cells import finetune_config
 from emprobe.studies.context import section
@@ -25,7 +25,7 @@ def stage(ctx, executor: str = "local", **executor_kw) -> Stage:
 
 
 def run(ctx, d: Path, executor: str, executor_kw: dict) -> dict:
-    from emprobe.finetune.executors import get_executor
+    from emprobe.finetuning.executors import get_executor
 
     c = ctx.cfg
     ctx.lm("base")  # prepares a built-in model once here, not in every trainer process at the same time

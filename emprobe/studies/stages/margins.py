@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emprobe.analysis.results import new_figure, save_figure
+from emprobe.result import new_figure, save_figure
 from emprobe.analysis.stats import bootstrap_ci, sign_flip_pvalue
 from emprobe.studies.context import section
 from emprobe.studies.pipeline import Stage
@@ -29,9 +29,9 @@ def stage(ctx) -> Stage:
 
 def score_checkpoints(ctx) -> pd.DataFrame:
     """Long table ``run, step, question_id, category, pair, margin`` (step 0 = the base model, scored once; so is
-    any checkpoint whose weights equal one already scored, by :meth:`~emprobe.finetune.run.Checkpoint.digest`)."""
-    from emprobe.evaluate import margin_scores
-    from emprobe.evaluate.margin import pair_margins
+    any checkpoint whose weights equal one already scored, by :meth:`~emprobe.finetuning.run.Checkpoint.digest`)."""
+    from emprobe.evaluation import margin_scores
+    from emprobe.evaluation.margin import pair_margins
 
     qs = ctx.qs("eval")
     first_pair = qs.subset(n_references=1)

@@ -17,7 +17,7 @@ def stage(ctx) -> Stage:
 
 
 def run(ctx, d: Path) -> dict:
-    from emprobe.analysis import overlap
+    from emprobe.analysis.overlap import overlap
     from emprobe.probes import load_prompts
 
     c = ctx.cfg

@@ -26,7 +26,7 @@ def targets(ctx) -> pd.DataFrame:
 
 
 def run(ctx, d: Path) -> dict:
-    from emprobe.analysis import priors
+    from emprobe.analysis.priors import priors
     from emprobe.api import extract
 
     c = ctx.cfg

@@ -16,7 +16,7 @@ def stage(ctx) -> Stage:
 
 
 def run(ctx, d: Path) -> dict:
-    from emprobe.analysis import track
+    from emprobe.analysis.track import track
 
     c = ctx.cfg
     dirs = [ctx.direction("mean_diff"), ctx.direction("persona")]

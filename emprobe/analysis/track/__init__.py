@@ -1,0 +1,6 @@
+"""Follow base-model directions through a run's checkpoints. Layer ``l`` = residual stream after decoder block ``l``."""
+
+from emprobe.analysis.track.compute import track
+from emprobe.analysis.track.result import TrackResult
+
+__all__ = ["TrackResult", "track"]

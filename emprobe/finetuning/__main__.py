@@ -1,0 +1,33 @@
+"""``python -m emprobe.finetuning ...`` = ``emprobe finetune ...`` (handy under ``torchrun -m``).
+
+``python -m emprobe.finetuning --cell CONFIG_JSON`` trains one :class:`~emprobe.finetuning.FinetuneConfig`
+given as a JSON object (or a path to a JSON file): the process the sweep executors start per cell
+(:mod:`emprobe.finetuning.executors`). An emprobe error prints one line and exits with status 2.
+"""
+
+import sys
+
+
+def run_cell(arg: str) -> int:
+    import json
+    from pathlib import Path
+
+    from emprobe.errors import EmprobeError
+    from emprobe.finetuning import FinetuneConfig, finetune
+
+    try:
+        text = arg if arg.lstrip().startswith("{") else Path(arg).read_text(encoding="utf-8")
+        run = finetune(FinetuneConfig.from_dict(json.loads(text)))
+    except EmprobeError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    print(f"{run.path}: {len(run.checkpoints())} checkpoints, status {run.manifest.get('status')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--cell":
+        sys.exit(run_cell(sys.argv[2]))
+    from emprobe.cli import main
+
+    main(["finetune", *sys.argv[1:]])

@@ -1,0 +1,283 @@
+"""``finetune(cfg)``: a narrow LoRA (or full) fine-tune with transformers' ``Trainer`` + peft.
+
+The training loop is transformers' own (optimizer, scheduler, data order, gradient accumulation,
+data parallelism under ``torchrun`` / ``accelerate launch``, exact resume). emprobe adds the data
+(assistant-only labels from :class:`~emprobe.models.ChatFormatter`), the checkpoint trajectory and the
+run directory (:mod:`emprobe.finetuning.run`), written by rank 0 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from emprobe.errors import ConfigError
+from emprobe.finetuning.checkpoints import ProgressBar, TrajectoryCallback
+from emprobe.finetuning.config import FinetuneConfig
+from emprobe.finetuning.dataset import (
+    PadCollator,
+    TokenizedDataset,
+    response_loss_sum,
+    tokenize_chat,
+)
+from emprobe.finetuning.dist import barrier, world
+from emprobe.finetuning.run import STATE_DIR, Run
+from emprobe.finetuning.rundir import RunWriter, plan_run_dir
+from emprobe.finetuning.schedules import scheduler_args
+from emprobe.io import manifest
+
+#: library warnings that say nothing to a user of this module (a deprecation inside peft / transformers)
+_NOISE = (r"`is_gradient_checkpointing` is deprecated",)
+
+
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        for msg in _NOISE:
+            warnings.filterwarnings("ignore", message=msg)
+        yield
+
+
+def _versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import transformers
+
+    from emprobe import __version__
+
+    return {"emprobe": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
+
+
+def lora_config(cfg: FinetuneConfig, n_layers: int):
+    """The peft ``LoraConfig`` for ``cfg`` (``layers`` restricts the adapter to those decoder blocks)."""
+    from peft import LoraConfig
+
+    from emprobe.models import resolve_layers
+
+    targets: Any = cfg.targets.strip()
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+        if not targets:
+            raise ConfigError("--targets is empty: use all-linear or module names like q_proj,v_proj")
+    layers = None
+    if cfg.layers and cfg.layers.strip().lower() != "all":
+        layers = resolve_layers(cfg.layers, n_layers)
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, layers_to_transform=layers, use_rslora=cfg.rslora,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def _attach_lora(model, cfg: FinetuneConfig, n_layers: int):
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, lora_config(cfg, n_layers))
+    except ValueError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"--targets {cfg.targets!r} does not fit this model: {first}") from None
+
+
+def _weights_saver(full: bool, tokenizer, base_name: str) -> Callable[[Any, Path], None]:
+    """How a checkpoint's weights are written: the peft adapter, or full weights + config + tokenizer.
+
+    Adapters name ``base_name`` (the model spec, e.g. the alias) as their base. During training peft keeps
+    the local model directory there, so that its save never looks the alias up on the hub.
+    """
+    from emprobe.models.adapters import ADAPTER_CONFIG
+    from emprobe.models.arch import unwrap
+
+    def save(model, d: Path) -> None:
+        if full:
+            unwrap(model).save_pretrained(d, safe_serialization=True)
+            tokenizer.save_pretrained(d)
+            return
+        model.save_pretrained(d, safe_serialization=True)
+        (d / "README.md").unlink(missing_ok=True)  # peft's empty model card
+        conf = json.loads((d / ADAPTER_CONFIG).read_text())
+        conf["base_model_name_or_path"] = base_name
+        (d / ADAPTER_CONFIG).write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+
+    return save
+
+
+def _response_trainer_class():
+    from transformers import Trainer
+
+    class ResponseLossTrainer(Trainer):
+        """transformers' ``Trainer`` whose loss is :func:`~emprobe.finetuning.dataset.response_loss_sum`.
+
+        The loss is the same token-mean cross-entropy over the accumulated batch as transformers' default
+        (normalised by the trainer's count of response tokens, averaged over processes in the same way);
+        only the LM head skips prompt positions.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.model_accepts_loss_kwargs = True  # the trainer counts response tokens over the accumulated batch
+            self.loss_is_scaled_for_ga = True
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, n = response_loss_sum(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            if num_items_in_batch is None:
+                return loss / n.clamp(min=1) / self.current_gradient_accumulation_steps
+            if self.args.average_tokens_across_devices:  # num_items_in_batch is the sum over processes
+                loss = loss * self.accelerator.num_processes
+            return loss / num_items_in_batch
+
+    return ResponseLossTrainer
+
+
+def _training_args(cfg: FinetuneConfig, out: Path, total: int):
+    from transformers import TrainingArguments
+
+    sched, sched_kw = scheduler_args(cfg, total)
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    return TrainingArguments(
+        output_dir=str(out / STATE_DIR), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=sched,
+        lr_scheduler_kwargs=sched_kw, warmup_steps=cfg.warmup_steps, max_steps=total,
+        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, optim=cfg.optim, seed=cfg.seed,
+        logging_steps=1, logging_strategy="steps", save_strategy="no", eval_strategy="no", report_to="none",
+        disable_tqdm=True, use_cpu=cpu, ddp_backend="gloo" if cpu and world()[1] > 1 else None,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0, remove_unused_columns=False, label_names=["labels"],
+        include_num_input_tokens_seen="non_padding",
+    )
+
+
+@dataclass
+class _Prepared:
+    """Everything loaded before training: data, model, tokenised splits and the step plan."""
+
+    data: Any
+    lm: Any
+    spec: Any
+    train: TokenizedDataset
+    val: TokenizedDataset
+    total: int
+    steps: list[int]
+    load_s: float
+    tokenize_s: float
+
+
+def _prepare(cfg: FinetuneConfig, n_proc: int, say: Callable[[str], None]) -> _Prepared:
+    from emprobe.data import load_chat_dataset
+    from emprobe.models import ModelSpec, load_model
+
+    t0 = time.perf_counter()
+    data = load_chat_dataset(cfg.data)
+    train_ds, val_ds = data.split(cfg.val_fraction, seed=cfg.val_seed)
+    if cfg.val_max_examples is not None:
+        val_ds = val_ds[: cfg.val_max_examples]
+    spec = ModelSpec(name=cfg.model, dtype=cfg.dtype, chat_template=cfg.chat_template)
+    lm = load_model(spec, log=say)
+    t1 = time.perf_counter()
+    chat = lm.require_chat()
+    train, val = tokenize_chat(train_ds, chat, cfg.max_length), tokenize_chat(val_ds, chat, cfg.max_length)
+    total = cfg.total_steps(len(train), n_proc)
+    return _Prepared(data, lm, spec, train, val, total, cfg.checkpoint_steps(total), t1 - t0,
+                     time.perf_counter() - t1)
+
+
+def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc: int) -> dict[str, Any]:
+    return manifest(
+        "finetune-run", status="running", model={**prep.spec.to_dict(), "device": "cpu"},
+        data={"source": str(cfg.data), "name": prep.data.name, "sha256": prep.data.sha256,
+              "n_examples": len(prep.data), "n_train": len(prep.train), "n_val": len(prep.val),
+              "val_seed": cfg.val_seed, "train_tokens": prep.train.stats(), "val_tokens": prep.val.stats()},
+        settings=cfg.run_settings(), method="full" if cfg.full else "lora", trainable_parameters=n_trainable,
+        versions=_versions(), world_size=n_proc, effective_batch_size=cfg.batch_size * cfg.grad_accum * n_proc,
+        total_steps=prep.total, planned_steps=prep.steps, checkpoints=[], resumed_from=[],
+        loss="mean cross-entropy per response token (assistant turn only; prompt labels -100)",
+    )
+
+
+def finetune(cfg: FinetuneConfig | None = None, *, callbacks: Sequence[Any] = (),
+             log: Callable[[str], None] | None = None, **overrides: Any) -> Run:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` and write the run directory ``cfg.out``; return the :class:`Run`.
+
+    Keyword ``overrides`` replace fields of ``cfg`` (or build one: ``finetune(model=..., data=..., out=...)``).
+    ``callbacks`` are extra transformers ``TrainerCallback`` objects; ``log`` receives the one-line
+    messages (default: printed beside the progress bar). Under ``torchrun`` every rank calls this and
+    rank 0 alone writes. With ``resume=True`` a complete run is returned as is.
+    """
+    from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    cfg = (cfg or FinetuneConfig()).replace(**overrides).validate()
+    rank, n_proc = world()
+    main = rank == 0
+    bar = ProgressBar(0, enabled=cfg.progress and main)
+    say: Callable[[str], None] = (log or bar.write) if main else (lambda msg: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t_start = time.perf_counter()
+
+    plan = plan_run_dir(cfg)  # read-only on every rank, before anyone writes
+    if plan.mode == "complete":
+        say(f"{plan.out}: run already complete")
+        return Run.load(plan.out)
+    prep = _prepare(cfg, n_proc, say)
+    args = _training_args(cfg, plan.out, prep.total)
+    _ = args.device  # initialises the process group under torchrun before the barriers below
+    n_proc = args.world_size
+    set_seed(cfg.seed)
+    if cfg.full:
+        model = prep.lm.model.train()
+    else:
+        with _quiet():
+            model = _attach_lora(prep.lm.model, cfg, prep.lm.n_layers)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    writer = RunWriter(plan.out, _run_manifest(cfg, prep, n_trainable, n_proc)) if main else None
+    if writer is not None:
+        writer.prepare(plan)
+    barrier()
+
+    pad_id = prep.lm.tokenizer.pad_token_id
+    bar.total = prep.total
+    traj = TrajectoryCallback(writer, prep.steps, _weights_saver(cfg.full, prep.lm.tokenizer, prep.spec.name),
+                              prep.val, cfg.batch_size, pad_id, say, prep.total)
+    trainer = _response_trainer_class()(model=model, args=args, train_dataset=prep.train,
+                                        data_collator=PadCollator(pad_id), callbacks=[traj, bar, *callbacks])
+    for cb in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(cb)
+    say(f"{f'resuming at step {plan.resume_step}' if plan.mode == 'resume' else 'training'}: {prep.spec.name} on "
+        f"{prep.data.name} ({len(prep.train)} train / {len(prep.val)} val examples), "
+        f"{'full' if cfg.full else f'LoRA r={cfg.lora_r}'} ({n_trainable:,} trainable parameters), "
+        f"{prep.total} steps, world size {n_proc}, checkpoints at {prep.steps}")
+    tokens_before = next((r["tokens"] for r in writer.log_rows if r["step"] == plan.resume_step), 0) if writer else 0
+    t_train = time.perf_counter()
+    with _quiet():
+        trainer.train(resume_from_checkpoint=plan.resume_from)
+    train_s = time.perf_counter() - t_train
+    if writer is not None:
+        _finish_run(writer, cfg, plan, prep, traj, trainer, train_s, tokens_before, t_start)
+        say(f"done: {plan.out} ({len(prep.steps)} checkpoints, {train_s:.1f} s training)")
+    barrier()
+    return Run.load(plan.out)
+
+
+def _finish_run(writer, cfg, plan, prep, traj, trainer, train_s: float, tokens_before: int, t_start: float) -> None:
+    """Rank 0 after training: drop the trainer state (unless kept) and complete run.json with the timings."""
+    if not cfg.keep_state:
+        writer.prune_state(None)
+        shutil.rmtree(plan.out / STATE_DIR, ignore_errors=True)
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    writer.finish(timings={"load_s": round(prep.load_s, 3), "tokenize_s": round(prep.tokenize_s, 3),
+                           "train_s": round(train_s, 3), "checkpoint_s": round(traj.checkpoint_seconds, 3),
+                           **{f"checkpoint_{k}_s": round(sum(t[k] for t in traj.timings), 3)
+                              for k in ("validation", "save", "state")},
+                           "checkpoints": traj.timings,
+                           "total_s": round(time.perf_counter() - t_start, 3)},
+                  tokens_seen=tokens, tokens_per_second=round((tokens - tokens_before) / train_s, 2))
