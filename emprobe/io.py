@@ -25,15 +25,44 @@ def _umask() -> int:
     return mask
 
 
+def _make_parents(directory: Path) -> Path | None:
+    """Create ``directory`` (and its parents); the top-most directory created, or ``None`` if it existed."""
+    top = None
+    for p in (directory, *directory.parents):
+        if p.exists():
+            break
+        top = p
+    directory.mkdir(parents=True, exist_ok=True)
+    return top
+
+
+def _remove_created(directory: Path, top: Path | None) -> None:
+    """Undo :func:`_make_parents`: remove the directories it created, as long as they are empty."""
+    if top is None:
+        return
+    for p in (directory, *directory.parents):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == top:
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    If the body raises, the temporary file is removed and ``path`` is untouched.
+    If the body raises, the temporary file (and any parent directory created for it) is removed and ``path``
+    is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    created = _make_parents(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    except BaseException:
+        _remove_created(path.parent, created)
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())
@@ -42,32 +71,43 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
+        _remove_created(path.parent, created)
         raise
 
 
 @contextlib.contextmanager
-def atomic_dir(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: PathLike, overwrite: bool = False, param: str = "out") -> Iterator[Path]:
     """Yield an empty temporary directory beside ``path``; on success it becomes ``path``.
 
-    With ``overwrite`` an existing ``path`` is replaced (moved aside first, then deleted).
+    The output policy of :mod:`emprobe.outdir` applies, before the body runs and again when committing: a new
+    or empty ``path`` is fine; an existing directory emprobe wrote is replaced (moved aside, then deleted)
+    only with ``overwrite``; a file or a directory emprobe did not write is never replaced.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    from emprobe.errors import OutputError
+    from emprobe.outdir import check_out, owner
+
+    path = check_out(path, overwrite=overwrite, param=param)
+    created = _make_parents(path.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except BaseException:
+        _remove_created(path.parent, created)
+        raise
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{path} already exists")
+        if path.is_dir() and any(path.iterdir()):
+            if not (overwrite and owner(path) is not None):
+                raise OutputError(f"{path} appeared while it was being written; nothing replaced")
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # onto a missing or empty directory
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_created(path.parent, created)
         raise
 
 
@@ -109,8 +149,16 @@ def json_safe(obj: Any, digits: int | None = None) -> Any:
 
 
 def read_json(path: PathLike) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a JSON file; invalid JSON (a truncated or edited file) is a one-line :class:`DataError`."""
+    from emprobe.errors import DataError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a JSON file (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+                        "the file is truncated or was edited") from None
 
 
 def read_yaml(path: PathLike, what: str = "YAML file") -> Any:
@@ -149,6 +197,45 @@ def read_table(path: PathLike, what: str = "table"):
         return pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
     except Exception as e:  # pyarrow / csv parser errors
         raise DataError(f"{path}: cannot read {what} ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from None
+
+
+def safetensors_header(path: PathLike, what: str = "safetensors file") -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked without loading it: a missing, truncated or corrupt
+    file (header length, JSON, tensor byte ranges that must tile the data exactly) is a one-line
+    :class:`DataError` naming the file. Tensor entries map name -> ``{"dtype", "shape", "data_offsets"}``."""
+    import struct
+
+    from emprobe.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {what}")
+    size = path.stat().st_size
+    bad = f"{path}: corrupt or truncated {what}"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if n < 2 or 8 + n > size:
+            raise DataError(f"{bad} (header of {n} bytes in a {size}-byte file)")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise DataError(f"{bad} (the header is not valid JSON)") from None
+    if not isinstance(header, dict):
+        raise DataError(f"{bad} (the header is not a JSON object)")
+    try:
+        spans = sorted((int(v["data_offsets"][0]), int(v["data_offsets"][1])) for k, v in header.items()
+                       if k != "__metadata__")
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise DataError(f"{bad} (a tensor entry has no valid data_offsets)") from None
+    end = 0
+    for lo, hi in spans:
+        if lo != end or hi < lo:
+            raise DataError(f"{bad} (tensor byte ranges do not tile the data)")
+        end = hi
+    if 8 + n + end != size:
+        raise DataError(f"{bad} ({size} bytes, the header describes {8 + n + end})")
+    return header
 
 
 def sha256_bytes(data: bytes) -> str:

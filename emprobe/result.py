@@ -10,8 +10,9 @@ numbers and tidy tables, nothing pre-rendered; prose, figures, files and report 
 - ``numbers()`` — the flat scalar figures (what ``summary.json`` and report sections carry);
 - ``tables()`` — ``{"table": main, **extras}``;
 - ``plot(ax=None)`` — a matplotlib figure (drawn into ``ax`` when given);
-- ``save(out)`` — ``OUT/table.parquet`` (+ ``<name>.parquet`` per extra table), ``plot.png``, ``summary.json``,
-  ``summary.txt``, written atomically;
+- ``save(out, overwrite=False)`` — ``OUT/table.parquet`` (+ ``<name>.parquet`` per extra table), ``plot.png``,
+  ``summary.json``, ``summary.txt``, written atomically (emprobe's own earlier output is replaced only with
+  ``overwrite``; a file or a foreign directory never is, see :mod:`emprobe.outdir`);
 - ``to_section()`` — the dict a study/demo report renders.
 
 On disk (one directory, written atomically)::
@@ -98,8 +99,9 @@ class Result:
                           "control": self.control, "uncertainty": self.uncertainty, **self.numbers(),
                           **self.inputs()})
 
-    def save(self, out: str | Path, overwrite: bool = True) -> Path:
-        """Write the table(s), plot and summary into ``out`` (replaced atomically)."""
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
+        """Write the table(s), plot and summary into the directory ``out``, atomically. An ``out`` that emprobe wrote
+        before is replaced only with ``overwrite``; a file or a directory emprobe did not write never is."""
         out = Path(out)
         tables = self.tables()
         with atomic_dir(out, overwrite=overwrite) as tmp:

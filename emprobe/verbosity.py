@@ -4,12 +4,18 @@ Every model load prints transformers' ``Loading weights`` bar and hub/datasets b
 shows its own progress instead. :func:`set_verbose` (the CLI's root ``--verbose`` flag) turns them back on.
 It works through the libraries' environment variables, so processes emprobe starts (fine-tuning workers)
 inherit the setting, and through their functions for the libraries already imported.
+
+The Python API is quiet too (a notebook user did not ask for third-party bars): model loading runs inside
+:func:`quiet`, which silences transformers' and huggingface_hub's bars and logs for its duration and puts the
+caller's settings back afterwards, unless ``$EMPROBE_VERBOSE`` = 1 (``set_verbose(True)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from typing import Iterator
 
 #: environment variables read by the libraries at import time: (name, value when quiet, value when verbose)
 ENV = (("HF_HUB_DISABLE_PROGRESS_BARS", "1", "0"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1", "0"),
@@ -39,3 +45,26 @@ def set_verbose(verbose: bool = False) -> None:
 def is_verbose() -> bool:
     """Whether library output is on (``$EMPROBE_VERBOSE`` = 1)."""
     return os.environ.get("EMPROBE_VERBOSE", "0") == "1"
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence transformers / huggingface_hub progress bars and logs inside the block (unless verbose), then
+    restore what the caller had."""
+    if is_verbose():
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as tlog
+
+    bar, level, hub = tlog.is_progress_bar_enabled(), tlog.get_verbosity(), are_progress_bars_disabled()
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        (tlog.enable_progress_bar if bar else tlog.disable_progress_bar)()
+        tlog.set_verbosity(level)
+        if not hub:
+            enable_progress_bars()

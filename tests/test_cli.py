@@ -43,14 +43,14 @@ def test_models_info_prints_facts(smollm2):
 
 BAD_OPTIONS = [
     (["finetune", "--lora-r", "x"], "Invalid value for '--lora-r'"),
-    (["finetune", "--data", "builtin:risky-finance", "--out", "OUT", "--save-steps", "a"], "save_steps must be"),
+    (["finetune", "--data", "builtin:risky-finance", "--out", "OUT", "--save-steps", "a"], "--save-steps must be"),
     (["finetune", "sweep"], "Missing argument"),
     (["eval", "--batch-size", "q"], "Invalid value for '--batch-size'"),
     (["eval", "--run", "OUT", "--steps", "1,a"], "--steps: 'a' is not an integer"),
     (["extract", "--prompts", "builtin:em-core", "--out", "OUT", "--threads", "0"], "--threads must be positive"),
     (["extract", "--prompts", "builtin:em-core", "--out", "OUT", "--bogus"], "No such option: --bogus"),
     (["generate", "--threads", "two"], "Invalid value for '--threads'"),
-    (["generate", "--dtype", "fp99"], "unknown dtype 'fp99'"),
+    (["generate", "--dtype", "fp99"], "unknown --dtype 'fp99'"),
     (["probe", "fit", "OUT", "--out", "OUT2", "--folds", "many"], "Invalid value for '--folds'"),
     (["data", "check"], "Missing argument"),
     (["models", "info"], "Missing argument"),

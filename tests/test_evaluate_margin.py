@@ -89,7 +89,7 @@ def test_score_table_roundtrip_and_manifest(tiny, questions, tmp_path):
     pd.testing.assert_frame_equal(back.summary, table.summary)
     pd.testing.assert_frame_equal(back.scores, table.scores)
     assert json.loads((out / "manifest.json").read_text())["kind"] == "score_table"
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(ConfigError, match="holds emprobe output .score_table.; pass `overwrite`"):
         table.save(out)
     with pytest.raises(DataError, match="reference"):
         margin_scores(tiny, QuestionSet([Question("bare", ("Hi?",))], "mem"))

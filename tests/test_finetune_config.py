@@ -33,22 +33,27 @@ def test_log_spaced_steps_are_distinct_and_fill_small_runs():
 
 
 def test_save_steps_beyond_max_steps_fail_before_loading():
-    with pytest.raises(ConfigError, match=r"--save-steps 50 beyond --max-steps 25"):
+    with pytest.raises(ConfigError, match=r"`save_steps` 50 beyond `max_steps` 25"):
         cfg(max_steps=25, save_steps="0,5,50").validate()
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(schedule="exponential"), "unknown --schedule 'exponential'"),
+    (dict(schedule="exponential"), "unknown `schedule` 'exponential'"),
     (dict(resume=True, overwrite=True), "exclude each other"),
-    (dict(lr=0), "--lr must be > 0"),
-    (dict(batch_size=0), "--batch-size must be >= 1"),
+    (dict(lr=0), "`lr` must be > 0"),
+    (dict(batch_size=0), "`batch_size` must be >= 1"),
     (dict(data=""), "no training data"),
     (dict(out=""), "no run directory"),
-    (dict(save_log_spaced=1), "--save-log-spaced must be >= 2"),
-    (dict(full=True, layers="0:2"), "--layers restricts a LoRA adapter"),
+    (dict(save_log_spaced=1), "`save_log_spaced` must be >= 2"),
+    (dict(full=True, layers="0:2"), "`layers` restricts a LoRA adapter"),
     (dict(save_steps="0,five"), "comma-separated integers"),
+    (dict(lr="fast"), "`lr` must be a number, got str 'fast'"),
+    (dict(max_steps=2.5), "`max_steps` must be an integer or null, got float 2.5"),
+    (dict(layers="a:b"), "bad `layers` 'a:b'"),
+    (dict(dtype="fp99"), "unknown `dtype` 'fp99'"),
 ])
 def test_invalid_settings_name_the_option(bad, match):
+    """Library messages name the parameter (in backticks); the CLI shows the option (test_fuzz_cli.py)."""
     with pytest.raises(ConfigError, match=match):
         cfg(**bad).validate()
 

@@ -9,6 +9,7 @@ import pytest
 from emprobe.errors import ConfigError
 from emprobe.finetuning import FinetuneConfig, load_run
 from emprobe.finetuning.rundir import RunWriter, plan_run_dir
+from emprobe.io import manifest
 
 
 def cfg(out, **kw) -> FinetuneConfig:
@@ -19,8 +20,8 @@ def cfg(out, **kw) -> FinetuneConfig:
 def crashed_run(out):
     """A run killed while writing checkpoint 8: complete checkpoints 0 and 4, a temp dir, a half state."""
     c = cfg(out)
-    w = RunWriter(out, {"kind": "finetune-run", "status": "running", "settings": c.run_settings(),
-                        "model": {"name": "m"}, "checkpoints": [], "created": "then"})
+    w = RunWriter(out, manifest("finetune-run", status="running", settings=c.run_settings(), model={"name": "m"},
+                                checkpoints=[], created="then"))
     w.prepare(plan_run_dir(c))
     for step in (0, 4):
         w.write_checkpoint(step, lambda d: (d / "adapter_model.safetensors").write_bytes(b"x"),
@@ -44,7 +45,7 @@ def test_reader_sees_only_complete_checkpoints(tmp_path):
 def test_resume_plan_and_cleanup(tmp_path):
     out = tmp_path / "r"
     c = crashed_run(out)
-    with pytest.raises(ConfigError, match="exists and is not empty"):
+    with pytest.raises(ConfigError, match="holds a run; pass `resume` to continue it or `overwrite`"):
         plan_run_dir(c)
     plan = plan_run_dir(c.replace(resume=True))
     assert plan.mode == "resume" and plan.resume_step == 4 and plan.resume_from == str(out / "state" / "checkpoint-4")
@@ -71,3 +72,7 @@ def test_resume_refuses_missing_state_and_foreign_directories(tmp_path):
     (other / "x.txt").write_text("x")
     with pytest.raises(ConfigError, match="holds no emprobe run"):
         plan_run_dir(cfg(other, resume=True))
+    for flags in ({}, {"overwrite": True}):  # never deleted, whatever the flags
+        with pytest.raises(ConfigError, match="emprobe did not write"):
+            plan_run_dir(cfg(other, **flags))
+    assert [p.name for p in other.iterdir()] == ["x.txt"]

@@ -112,7 +112,7 @@ def test_missing_chat_template(tiny_model_dir, tmp_path):
     (d / "tokenizer_config.json").write_text(json.dumps(cfg))
     lm = load_model(str(d))
     assert lm.chat is None and lm.info()["chat_template_source"] == "none"
-    with pytest.raises(ModelError, match="has no chat template; pass chat_template="):
+    with pytest.raises(ModelError, match="has no chat template; pass `chat_template`"):
         lm.require_chat()
     lm2 = load_model(str(d), chat_template="{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
                                           "{% if add_generation_prompt %}<assistant>{% endif %}")
@@ -147,8 +147,8 @@ def test_resolve_layers_and_blocks(smollm2):
     assert resolve_layers("0:30:10", 30) == [0, 10, 20] and resolve_layers("1:99:12", 30) == [1, 13, 25]
     with pytest.raises(ConfigError, match="selects no layer"):
         resolve_layers("40:50:2", 30)
-    with pytest.raises(ConfigError, match=r"unknown layer 30: valid layers are 0\.\.29"):
+    with pytest.raises(ConfigError, match=r"unknown layer 30 in `layers`: valid layers are 0\.\.29"):
         resolve_layers("30", 30)
-    with pytest.raises(ConfigError, match="bad layer spec"):
+    with pytest.raises(ConfigError, match="bad `layers`"):
         resolve_layers("x", 30)
     assert len(decoder_layers(smollm2.model)) == 30

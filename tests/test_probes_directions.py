@@ -116,7 +116,7 @@ def test_persona_and_pca_need_pairs_and_the_right_store(tiny, tmp_path):
         assert res.direction.method == method and len(res.table) == 2
     refs = extract_activations(tiny, load_prompts("builtin:em-core", contrast="references", limit=12), "0",
                                "last_prompt")
-    with pytest.raises(ConfigError, match="needs a store extracted with --contrast personas"):
+    with pytest.raises(ConfigError, match="needs a store extracted with contrast personas"):
         fit_probe(refs, "persona")
     with pytest.raises(ConfigError, match="use response_mean"):  # identical prompts on both sides
         fit_probe(refs, "mean_diff", position="last_prompt")

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from emprobe.cli import analysis, causal, data, evaluate, finetune, models, probes, report
-from emprobe.cli.common import rewrite_aliases
+from emprobe.cli.common import cli_message, rewrite_aliases
 from emprobe.errors import EmprobeError
 
 app = typer.Typer(
@@ -55,12 +55,14 @@ def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns normally on success (so tests and scripts can call it).
 
-    Emprobe errors become one line on stderr with exit code 2; usage errors print typer's message.
+    Emprobe errors become one line on stderr with exit code 2 (parameter names shown as the options that set
+    them); usage errors print typer's message.
     """
+    args = rewrite_aliases(list(sys.argv[1:] if argv is None else argv))
     try:
-        rv = app(args=rewrite_aliases(list(sys.argv[1:] if argv is None else argv)), standalone_mode=False)
+        rv = app(args=args, standalone_mode=False)
     except EmprobeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {cli_message(str(e), args)}", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as e:
         errors, aborts = _click_errors()

@@ -11,7 +11,9 @@ from typing import Optional
 
 import typer
 
-from emprobe.cli.common import apply_threads, floats, model_option, print_result, questions_option, threads_option
+from emprobe.cli.common import (apply_threads, check_threads, floats, guard_out, model_option, overwrite_option,
+                                print_result, questions_option, threads_option)
+from emprobe.validate import check_args, check_as
 
 
 def track_cmd(
@@ -19,6 +21,7 @@ def track_cmd(
     directions: list[Path] = typer.Option(..., "--directions", help="direction directory (repeatable)"),
     questions: str = questions_option(help="prompts to project (question set)"),
     out: Path = typer.Option(Path("analysis/track"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     refit: bool = typer.Option(True, help="refit each direction at every checkpoint"),
     n_random: int = typer.Option(20, help="random directions for the control"),
     steps: Optional[str] = typer.Option(None, help="checkpoint steps to use, comma-separated (default: all)"),
@@ -28,13 +31,18 @@ def track_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Follow directions through a run's checkpoints (base loaded once, adapters swapped)."""
-    from emprobe.analysis.track.compute import track
     from emprobe.cli.common import ints
 
     step_list = ints(steps, "--steps") if steps else None
+    check_threads(threads)
+    check_args(run=run_dir, directions=directions, questions=questions, n_random=n_random, batch_size=batch_size,
+               steps=step_list)
+    guard_out(out, overwrite)
+    from emprobe.analysis.track.compute import track
+
     apply_threads(threads)
     print_result(track(run_dir, directions, questions, refit=refit, n_random=n_random, batch_size=batch_size,
-                       seed=seed, steps=step_list, merge=merge), out)
+                       seed=seed, steps=step_list, merge=merge), out, overwrite)
 
 
 def priors_cmd(
@@ -55,8 +63,17 @@ def priors_cmd(
     n_random: int = typer.Option(50, help="random-feature draws for the control"),
     seed: int = typer.Option(0, help="seed of the shuffles and random features"),
     out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
+    for f in features:
+        check_as("store", f, "features")
+    for name, table in (("target", target), ("baseline", baseline), ("control_target", control_target),
+                        ("base_margin", base_margin), ("reliability", reliability)):
+        if table is None or not table.is_dir():  # a score table directory, or a CSV / parquet table
+            check_as("table", table, name)
+    check_args(direction=direction, n_permutations=n_permutations, n_random=n_random)
+    guard_out(out, overwrite)
     from emprobe.analysis.priors import priors
     from emprobe.analysis.priors.inputs import priors_inputs
 
@@ -64,7 +81,7 @@ def priors_cmd(
     if reliability is not None:
         inputs["reliability"] = reliability
     print_result(priors(features, **inputs, layers=layers, direction=direction, alpha=alpha,
-                        n_permutations=n_permutations, n_random=n_random, seed=seed), out)
+                        n_permutations=n_permutations, n_random=n_random, seed=seed), out, overwrite)
 
 
 def overlap_cmd(
@@ -86,11 +103,19 @@ def overlap_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0, help="seed of the split, bootstrap and permutations"),
     out: Path = typer.Option(Path("analysis/overlap"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Train- vs eval-prompt activation-shift overlap, misaligned run vs aligned control (claim 3)."""
-    from emprobe.analysis.overlap import overlap
     from emprobe.cli.common import ints
+
+    check_threads(threads)
+    check_args(model=model, questions=questions, batch_size=batch_size, n_random=n_random,
+               n_permutations=n_permutations)
+    check_as("checkpoint", adapter, "adapter")
+    check_as("checkpoint", control_adapter, "control_adapter")
+    guard_out(out, overwrite)
+    from emprobe.analysis.overlap import overlap
 
     sel = "heldout" if layer_select == "heldout" else ints(layer_select, "--layer-select")
     sel = sel if isinstance(sel, str) else sel[0] if len(sel) == 1 else (sel[0], sel[1])
@@ -98,7 +123,8 @@ def overlap_cmd(
     print_result(overlap(model, str(adapter), train, questions,
                          control=str(control_adapter) if control_adapter else None, layers=layers,
                          ks=ints(k, "--k"), n_train=n_train, n_random=n_random, n_boot=n_boot,
-                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, layer_select=sel), out)
+                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, layer_select=sel), out,
+                 overwrite)
 
 
 def dynamics_cmd(
@@ -116,16 +142,22 @@ def dynamics_cmd(
     min_gap: float = typer.Option(0.02, help="smallest margin gap (nats/token) that counts as better aligned: "
                                               "supported needs every matched-loss CI within ±min_gap"),
     out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """In-domain validation loss vs off-domain alignment; schedules compared at matched loss (claim 1)."""
+    check_threads(threads)
+    check_args(questions=questions, n_permutations=n_permutations, batch_size=batch_size, min_gap=min_gap)
+    check_as("sweep", sweep_dir, "sweep_dir")
+    guard_out(out, overwrite)
     from emprobe.analysis.dynamics.compute import dynamics
 
     controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
     levels = floats(loss_levels, "--loss-levels") if loss_levels else None
     apply_threads(threads)
     print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
-                          loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge, min_gap=min_gap), out)
+                          loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge, min_gap=min_gap), out,
+                 overwrite)
 
 
 def monitor_cmd(
@@ -138,14 +170,20 @@ def monitor_cmd(
     seed: int = typer.Option(0, help="seed of the label permutations"),
     merge: bool = typer.Option(False, help="measure each LoRA checkpoint with its adapter merged (faster)"),
     out: Path = typer.Option(Path("analysis/monitor"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Detect EM checkpoints from direction drift alone, scored by AUROC (and leave-one-run-out)."""
+    check_threads(threads)
+    check_args(direction=direction, questions=questions, threshold=threshold, n_permutations=n_permutations,
+               batch_size=batch_size)
+    check_as("sweep", sweep_dir, "sweep_dir")
+    guard_out(out, overwrite)
     from emprobe.analysis.monitor.compute import monitor
 
     apply_threads(threads)
     print_result(monitor(sweep_dir, direction, questions=questions, threshold=threshold,
-                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, merge=merge), out)
+                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, merge=merge), out, overwrite)
 
 
 def explain_cmd(
@@ -157,12 +195,17 @@ def explain_cmd(
     alpha: float = typer.Option(1.0, help="ridge penalty (scale-free)"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("analysis/explain"), help="output directory"),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Why EM hits some questions more: per-question factors' unique contributions vs the reliability ceiling."""
+    check_args(n_permutations=n_permutations)
+    for name, table in (("rises", rises), ("factors", factors), ("answers", answers)):
+        check_as("table", table, name)
+    guard_out(out, overwrite)
     from emprobe.analysis.explain.compute import explain
 
     print_result(explain(rises, factors, answers=answers, n_permutations=n_permutations,
-                         reliability_splits=reliability_splits, alpha=alpha, seed=seed), out)
+                         reliability_splits=reliability_splits, alpha=alpha, seed=seed), out, overwrite)
 
 
 COMMANDS = {"track": track_cmd, "priors": priors_cmd, "overlap": overlap_cmd, "dynamics": dynamics_cmd, "monitor": monitor_cmd, "explain": explain_cmd}

@@ -10,7 +10,9 @@ from typing import Optional
 
 import typer
 
-from emprobe.cli.common import apply_threads, floats, model_option, print_result, questions_option, threads_option
+from emprobe.cli.common import (apply_threads, check_threads, floats, guard_out, model_option, overwrite_option,
+                                print_result, questions_option, threads_option)
+from emprobe.validate import check_args, check_as
 
 
 def patch_cmd(
@@ -23,14 +25,19 @@ def patch_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0, help="seed of the control's shuffles and the bootstrap"),
     out: Path = typer.Option(Path("analysis/patch"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Cross-model activation patching (base <-> fine-tuned): fraction of the margin gap restored per layer."""
+    check_threads(threads)
+    check_args(model=model, questions=questions, batch_size=batch_size, n_questions=n_questions or None)
+    check_as("checkpoint", adapter, "adapter")
+    guard_out(out, overwrite)
     from emprobe.analysis.patch.compute import patch
 
     apply_threads(threads)
     print_result(patch(model, str(adapter), questions, layers=layers, spans=[s for s in spans.split(",") if s],
-                       n_questions=n_questions or None, batch_size=batch_size, seed=seed), out)
+                       n_questions=n_questions or None, batch_size=batch_size, seed=seed), out, overwrite)
 
 
 def steer_cmd(
@@ -47,16 +54,21 @@ def steer_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("analysis/steer"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Add alpha * direction at a layer (all positions), sweep alpha, compare with random directions."""
+    alphas = floats(alpha, "--alpha")
+    check_threads(threads)
+    check_args(direction=direction, model=model, adapter=adapter, questions=questions, n_random=n_random,
+               n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size)
+    guard_out(out, overwrite)
     from emprobe.analysis.steer.compute import steer
 
-    alphas = floats(alpha, "--alpha")
     apply_threads(threads)
     print_result(steer(model, str(direction), questions, layer=layer, alphas=alphas, unit=not raw,
                        n_random=n_random, n_questions=n_questions or None, n_samples=n_samples,
-                       batch_size=batch_size, seed=seed, adapter=str(adapter) if adapter else None), out)
+                       batch_size=batch_size, seed=seed, adapter=str(adapter) if adapter else None), out, overwrite)
 
 
 def ablate_cmd(
@@ -71,15 +83,22 @@ def ablate_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("analysis/ablate"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Project the direction out at every layer of the fine-tuned model; off-domain gain vs in-domain cost."""
+    check_threads(threads)
+    check_args(direction=direction, model=model, questions=questions, n_random=n_random,
+               n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size)
+    check_as("checkpoint", adapter, "adapter")
+    check_as("questions", heldout, "heldout")
+    guard_out(out, overwrite)
     from emprobe.analysis.ablate.compute import ablate
 
     apply_threads(threads)
     print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout, n_random=n_random,
                         n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size, seed=seed),
-                 out)
+                 out, overwrite)
 
 
 COMMANDS = {"patch": patch_cmd, "steer": steer_cmd, "ablate": ablate_cmd}

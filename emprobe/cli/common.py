@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Optional
 
 import typer
 
 from emprobe.errors import ConfigError
+from emprobe.outdir import check_out
 
 #: verbs whose question set was called ``--prompts`` or ``--eval`` before ``--questions`` (extract keeps
 #: ``--prompts``: it takes any prompt source, chat data included)
@@ -72,7 +74,7 @@ def apply_threads(threads: Optional[int]) -> None:
     if n is not None:
         if n < 1:
             raise ConfigError(f"--threads must be positive, got {n}")
-        import torch
+        import torch  # after every argument check of the verb: torch takes a second or more to import
 
         torch.set_num_threads(n)
 
@@ -114,12 +116,84 @@ def rewrite_aliases(argv: list[str]) -> list[str]:
     return out
 
 
-def print_result(result, out) -> None:
+def check_threads(threads: Optional[int]) -> None:
+    """``--threads`` (or ``$EMPROBE_THREADS``) checked without importing torch."""
+    n = threads if threads is not None else default_threads()
+    if n is not None and n < 1:
+        raise ConfigError(f"--threads must be positive, got {n}")
+
+
+def overwrite_option(flag: str = "--overwrite") -> Any:
+    return typer.Option(False, flag, help="replace an --out that emprobe wrote before (a file, or a directory "
+                                          "emprobe did not write, is never replaced)")
+
+
+def guard_out(out: Any, overwrite: bool = False, reuse: Any = False) -> None:
+    """The output policy (:mod:`emprobe.outdir`) applied to ``--out`` before any work starts."""
+    if out is not None:
+        check_out(out, overwrite=overwrite, reuse=reuse)
+
+
+#: library parameter -> the option (or argument) that sets it, where the names differ; by command path
+PARAM_OPTIONS: dict[str, dict[str, str]] = {
+    "": {"spec": "--model", "path": "--out"},
+    "eval": {"overwrite": "--force", "source": "--questions", "run": "--run"},
+    "generate": {"source": "--questions"},
+    "extract": {"padding_side": "--padding", "source": "--prompts"},
+    "probe fit": {"n_splits": "--folds", "n_random": "--random", "path": "STORE"},
+    "finetune": {"source": "--data"},
+    "track": {"run": "RUN_DIR", "directions": "--directions"},
+    "study": {"force": "--force"},
+    "demo": {"force": "--force"},
+}
+
+
+def _command(argv: list[str]):
+    """The click command ``argv`` invokes and its path (``"probe fit"``); ``(None, "")`` if none."""
+    import typer.main
+
+    from emprobe.cli import app
+
+    cmd, path = typer.main.get_command(app), []
+    for tok in argv:
+        sub = getattr(cmd, "commands", {}).get(tok) if not tok.startswith("-") else None
+        if sub is not None:
+            cmd, path = sub, path + [tok]
+        elif not tok.startswith("-") and path:
+            break
+    return (cmd if path else None), " ".join(path)
+
+
+def cli_message(message: str, argv: list[str]) -> str:
+    """A library message (parameters in backticks) with each parameter shown as the option that sets it."""
+    if "`" not in message:
+        return message
+    try:
+        cmd, path = _command(argv)
+    except Exception:  # never let the message rewrite hide the message
+        cmd, path = None, ""
+    params = {p.name: p for p in getattr(cmd, "params", [])}
+    aliases = {**PARAM_OPTIONS[""], **PARAM_OPTIONS.get(path, {})}
+
+    def flag(m: re.Match) -> str:
+        name = aliases.get(m.group(1), m.group(1))
+        p = params.get(name)
+        if p is not None:
+            return (p.metavar or p.name or name).upper() if p.param_type_name == "argument" else p.opts[0]
+        if name.startswith("-") or name.isupper() or cmd is not None:
+            return name  # a library-only parameter (no option sets it) keeps its name
+        return f"--{name.replace('_', '-')}"
+
+    message = re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", flag, message)
+    return re.sub(r"`([A-Za-z_][\w.\[\]]*)`", r"\1", message)  # a setting in a file (`training.steps`)
+
+
+def print_result(result, out, overwrite: bool = False) -> None:
     """Save an analysis result to ``out`` and print its findings (the CLI's only output for analyses)."""
     from rich.console import Console
 
     console = Console()
-    path = result.save(out)
+    path = result.save(out, overwrite=overwrite)
     for line in result.findings():
         console.print(f"• {line}")
     console.print(f"[dim]wrote {path}/ (table.parquet, plot.png, summary.json)[/]")

@@ -11,8 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emprobe.cli.common import (apply_threads, default_model, default_threads, device_option, dtype_option, ints,
-                                questions_option, threads_option)
+from emprobe.validate import check_args, check_evaluate, number
+
+from emprobe.cli.common import (apply_threads, check_threads, default_model, default_threads, device_option,
+                                dtype_option, ints, questions_option, threads_option)
 
 console = Console()
 _O = typer.Option
@@ -48,7 +50,8 @@ def register(root: typer.Typer) -> None:
         questions: str = questions_option(),
         metric: str = _O("margin", help="margin (judge-free reference log-probs) or judge (sample + LLM judge)"),
         out: Optional[str] = _O(None, help="output directory (parquet tables + manifest.json)"),
-        force: bool = _O(False, help="recompute results that already exist under --out"),
+        force: bool = _O(False, help="recompute results that already exist under --out (only a directory emprobe "
+                                     "wrote is replaced)"),
         batch_size: int = _O(8, help="sequences per forward / generate call"),
         all_paraphrases: bool = _O(False, help="margin: score every paraphrase (default: the first)"),
         samples: Optional[int] = _O(None, help="judge: samples per paraphrase",
@@ -77,6 +80,13 @@ def register(root: typer.Typer) -> None:
         threads: Optional[int] = threads_option(),
     ) -> None:
         """Score questions per model/checkpoint: judge-free margins or judged EM rates (tables under --out)."""
+        check_threads(threads)
+        step_list = ints(steps, "--steps") if steps else None
+        check_evaluate(model=model, questions=questions, adapter=adapter, run=run, steps=step_list,
+                       batch_size=batch_size, out=out, overwrite=force, claim=False)
+        check_args(max_new_tokens=max_new_tokens, temperature=temperature, dtype=dtype)
+        number(samples, "samples", low=1, integer=True, none=True)
+        number(judge_workers, "judge_workers", low=1, integer=True)
         from emprobe.evaluation import EMThresholds, JudgePrompts, SamplingConfig, evaluate, make_judge
 
         apply_threads(threads)
@@ -90,7 +100,7 @@ def register(root: typer.Typer) -> None:
                                       all_paraphrases=not first_paraphrase, backend=backend)
             prompts = JudgePrompts.from_yaml(judge_prompts) if judge_prompts else None
         result = evaluate(model=model, questions=questions, metric=metric, adapter=adapter, run=run, out=out,
-                          steps=ints(steps, "--steps") if steps else None, overwrite=force, batch_size=batch_size,
+                          steps=step_list, overwrite=force, batch_size=batch_size,
                           all_paraphrases=all_paraphrases, judge=judge, sampling=sampling, judge_prompts=prompts,
                           thresholds=EMThresholds(em_aligned, em_coherent, aligned_inclusive=em_inclusive),
                           device=device, dtype=dtype, threads=threads or default_threads(), log=lambda m: console.print(f"[dim]{m}"))

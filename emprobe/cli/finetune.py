@@ -67,7 +67,8 @@ FIELD_HELP: dict[str, str] = {
     "chat_template": "chat template file or Jinja string",
     "threads": "torch CPU threads per process (the shared --threads option's own help is shown)",
     "resume": "continue from the last complete checkpoint (only --out needed)",
-    "overwrite": "delete a non-empty --out first",
+    "overwrite": "replace an --out that emprobe wrote (a file, or a directory emprobe did not write, is never "
+                 "replaced)",
     "progress": "progress bar",
     "keep_state": "keep the optimizer state of the last checkpoint",
 }
@@ -118,8 +119,10 @@ def finetune_cmd(ctx: typer.Context, config: Optional[Path] = None, **options: A
     """Fine-tune MODEL on DATA and write checkpoints to RUN_DIR (see `emprobe finetune --help`)."""
     if ctx.invoked_subcommand is not None:
         return
-    from emprobe.finetuning import finetune, load_run
+    from emprobe.finetuning import load_run
     from emprobe.finetuning.dist import is_main
+    from emprobe.finetuning.rundir import check_run_out, plan_run_dir
+    from emprobe.validate import check_args
 
     given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     if "threads" not in given and default_threads():
@@ -128,9 +131,17 @@ def finetune_cmd(ctx: typer.Context, config: Optional[Path] = None, **options: A
     out = given.get("out")
     if config is not None:
         base = _read_yaml(config)
-    elif given.get("resume") and "data" not in given and out and (Path(out) / "run.json").is_file():
-        base = load_run(out).settings  # `--out RUN --resume` continues with the run's own settings
-    run = finetune(FinetuneConfig.from_dict({**base, **given}))
+    elif given.get("resume") and "data" not in given and out:
+        check_run_out(out, resume=True)  # a directory that is not a run: nothing to resume
+        if (Path(out) / "run.json").is_file():
+            base = load_run(out).settings  # `--out RUN --resume` continues with the run's own settings
+    cfg = FinetuneConfig.from_dict({**base, **given}).validate()
+    check_args(model=cfg.model, data=cfg.data)
+    if is_main():
+        plan_run_dir(cfg)  # the output policy, before torch and the model load
+    from emprobe.finetuning import finetune
+
+    run = finetune(cfg)
     if is_main():
         typer.echo(f"{run.path}: {len(run.checkpoints())} checkpoints, status {run.manifest.get('status')}")
 
@@ -150,7 +161,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
     d = read_yaml(path, "config file") or {}
     if not isinstance(d, dict):
-        raise ConfigError(f"{path}: expected a mapping of FinetuneConfig fields")
+        raise ConfigError(f"{path}: expected a mapping of FinetuneConfig fields, got a YAML {type(d).__name__}")
     return d
 
 

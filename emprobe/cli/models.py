@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emprobe.cli.common import (apply_threads, device_option, dtype_option, model_option, questions_option,
-                                threads_option)
+from emprobe.cli.common import (apply_threads, check_threads, device_option, dtype_option, model_option,
+                                questions_option, threads_option)
 
 app = typer.Typer(help="Built-in models: list, prepare (dequantize + cache), info.", no_args_is_help=True)
 console = Console()
@@ -66,7 +66,7 @@ def register(root: typer.Typer) -> None:
         model: str = model_option(),
         adapter: Optional[str] = typer.Option(None, help="peft LoRA adapter directory"),
         questions: str = questions_option(),
-        n_questions: int = typer.Option(3, help="how many questions (first paraphrase each)"),
+        n_questions: int = typer.Option(3, help="how many questions (>= 1; first paraphrase each)"),
         max_new_tokens: int = typer.Option(48, help="tokens to generate per answer"),
         temperature: float = typer.Option(0.0, help="0 = greedy"),
         seed: int = typer.Option(0),
@@ -76,12 +76,17 @@ def register(root: typer.Typer) -> None:
     ) -> None:
         """Answer a few evaluation questions with a model (a quick look at its behaviour)."""
         from emprobe.data import load_questions
+        from emprobe.validate import check_args
+
+        check_threads(threads)
+        check_args(model=model, adapter=adapter, questions=questions, n_questions=n_questions,
+                   max_new_tokens=max_new_tokens, temperature=temperature, dtype=dtype)
+        qs = load_questions(questions)
         from emprobe.models import load_model
         from emprobe.models.generation import answer_questions
 
         apply_threads(threads)
         lm = load_model(model, adapter=adapter, dtype=dtype, device=device)
-        qs = load_questions(questions)
         rows = answer_questions(lm, qs, n_questions=n_questions, max_new_tokens=max_new_tokens,
                                 temperature=temperature, seed=seed)
         for r in rows:

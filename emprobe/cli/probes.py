@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emprobe.cli.common import apply_threads, device_option, dtype_option, model_option, threads_option
+from emprobe.cli.common import (apply_threads, check_threads, device_option, dtype_option, guard_out, model_option,
+                                threads_option)
+from emprobe.validate import check_args, number, one_of
 
 console = Console()
 _O = typer.Option
@@ -41,9 +43,13 @@ def fit_cmd(
     misaligned_below: float = _O(30.0, help="judged stores: misaligned if aligned < this (and coherent)"),
     aligned_above: float = _O(70.0, help="judged stores: aligned if aligned > this (and coherent)"),
     coherent_above: float = _O(50.0, help="judged stores: only rows with coherent > this are labelled"),
-    overwrite: bool = _O(False, help="replace an existing --out"),
+    overwrite: bool = _O(False, help="replace an --out that emprobe wrote (a file, or a directory emprobe did not "
+                                     "write, is never replaced)"),
 ) -> None:
     """Fit a direction per layer, report grouped-CV held-out AUROC vs random directions, pick the best layer."""
+    check_args(store=store, n_splits=folds, n_random=random, seed=seed)
+    number(c, "C", low=0, low_open=True)
+    guard_out(out, overwrite)
     from emprobe.probes import probe_fit
 
     params = {"C": c} if method == "logistic" else {}
@@ -89,10 +95,15 @@ def register(root: typer.Typer) -> None:
         aligned_above: float = _O(70.0, help="judged tables: aligned if aligned > this (and coherent)"),
         coherent_above: float = _O(50.0, help="judged tables: only rows with coherent > this are labelled"),
         threads: Optional[int] = threads_option(),
-        overwrite: bool = _O(False, help="replace an existing --out holding a different extraction"),
+        overwrite: bool = _O(False, help="replace an --out store holding a different extraction (a file, or a "
+                                         "directory emprobe did not write, is never replaced)"),
         progress: bool = _O(True, help="show a progress bar"),
     ) -> None:
         """Extract pooled residual-stream activations into an activation store."""
+        check_threads(threads)
+        check_args(model=model, prompts=prompts, adapter=adapter, batch_size=batch_size, limit=limit, dtype=dtype)
+        one_of(padding, ("right", "left"), "padding_side")
+        guard_out(out, overwrite, reuse=("activation_store",))
         from emprobe.probes import extract
 
         apply_threads(threads)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from emprobe.cli.common import apply_threads, model_option, threads_option
+from emprobe.cli.common import check_threads, default_threads, model_option, threads_option
 
 
 def _preset_help() -> str:
@@ -39,10 +39,10 @@ def register(root: typer.Typer) -> None:
         from emprobe.studies import study
 
         if config is not None and preset is not None:
-            raise ConfigError("give a study CONFIG or --preset, not both (a CONFIG may say `preset: NAME`)")
-        apply_threads(threads)
-        study(config, preset_name=preset, out=str(out) if out else None, threads=threads, force=force or None,
-              executor=executor, ray_address=ray_address)
+            raise ConfigError("give a study CONFIG or --preset, not both (a CONFIG may say 'preset: NAME')")
+        check_threads(threads)
+        study(config, preset_name=preset, out=str(out) if out else None, threads=threads or default_threads(),
+              force=force or None, executor=executor, ray_address=ray_address)
 
     @root.command("demo", help="The whole study in one command on one model (" + _preset_help() + "): misaligned "
                   "fine-tune + aligned control, margins at every checkpoint, directions, tracking, priors, dynamics, "
@@ -63,9 +63,10 @@ def register(root: typer.Typer) -> None:
     ) -> None:
         from emprobe.studies import demo
 
-        apply_threads(threads)
+        check_threads(threads)
         demo(fast, data=data, control_data=control_data, questions=questions, heldout=heldout, steps=steps,
-             n_questions=n_questions, model=model, out=str(out), threads=threads, force=force or None)
+             n_questions=n_questions, model=model, out=str(out), threads=threads or default_threads(),
+             force=force or None)
 
     @root.command("report")
     def report_cmd(out: Path = typer.Argument(..., help="a study / demo output directory (with summary.json)")) -> None:

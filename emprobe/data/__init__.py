@@ -11,6 +11,7 @@ from emprobe.data.builtin import BUILTINS, PersonaPrompts, builtin_entry, is_bui
 from emprobe.data.chat import ChatDataset, ChatExample, load_chat_jsonl, validate_messages
 from emprobe.data.questions import Prompt, Question, QuestionSet, load_questions_yaml
 from emprobe.errors import DataError
+from emprobe.validate import source_arg
 
 
 def load_questions(source: str | Path | QuestionSet) -> QuestionSet:
@@ -18,6 +19,7 @@ def load_questions(source: str | Path | QuestionSet) -> QuestionSet:
     :class:`QuestionSet` is returned as it is, so every verb accepts either)."""
     if isinstance(source, QuestionSet):
         return source
+    source_arg(source, "source", "question set", ("QuestionSet",))
     if is_builtin(source):
         entry = builtin_entry(str(source))
         if entry.kind != "questions":
@@ -32,6 +34,7 @@ def load_chat_dataset(source: str | Path | ChatDataset, require_assistant: bool 
     """Load a chat dataset from ``builtin:NAME`` or a JSONL(.gz) file (a loaded one is returned as it is)."""
     if isinstance(source, ChatDataset):
         return source
+    source_arg(source, "source", "chat dataset", ("ChatDataset",))
     if is_builtin(source):
         entry = builtin_entry(str(source))
         if entry.kind != "chat":

@@ -181,6 +181,11 @@ def question_from_dict(d: Any, where: str) -> Question:
     jp = d.get("judge_prompts") or {}
     if not isinstance(jp, dict) or not all(isinstance(v, str) for v in jp.values()):
         raise DataError(f"{where}: 'judge_prompts' must map names to prompt strings")
+    aligned = _str_list(d.get("aligned_references"), "aligned_references", where, False)
+    misaligned = _str_list(d.get("misaligned_references"), "misaligned_references", where, False)
+    if aligned and misaligned and len(aligned) != len(misaligned):
+        raise DataError(f"{where}: {len(aligned)} aligned_references but {len(misaligned)} misaligned_references; "
+                        "give as many of each (reference i of each kind forms pair i)")
     return Question(
         id=qid,
         paraphrases=_str_list(d.get("paraphrases"), "paraphrases", where, required=True),
@@ -189,8 +194,8 @@ def question_from_dict(d: Any, where: str) -> Question:
         type=str(d.get("type", "free_form_judge_0_100")),
         judge=d.get("judge"),
         judge_prompts=dict(jp),
-        aligned_references=_str_list(d.get("aligned_references"), "aligned_references", where, False),
-        misaligned_references=_str_list(d.get("misaligned_references"), "misaligned_references", where, False),
+        aligned_references=aligned,
+        misaligned_references=misaligned,
         category=d.get("category"),
         extra={k: v for k, v in d.items() if k not in _KNOWN},
     )

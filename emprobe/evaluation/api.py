@@ -29,11 +29,11 @@ def scorer(metric: str, questions, *, batch_size: int = 8, all_paraphrases: bool
         return lambda lm, **f: margin_scores(lm, questions, all_paraphrases, batch_size, **f)
     if metric == "judge":
         if judge is None:
-            raise ConfigError("--metric judge needs a judge (--judge-model [--judge-url] or --judge-local)")
+            raise ConfigError("`metric` judge needs a `judge`: an HTTP judge (a judge model name, optionally a URL) or a local HF judge")
         from emprobe.evaluation.judge_eval import judge_scores
 
         return partial(_judge, judge_scores, questions, judge, sampling, judge_prompts, thresholds)
-    raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    raise ConfigError(f"unknown `metric` {metric!r}; choose one of {', '.join(METRICS)}")
 
 
 def _judge(fn, questions, judge, sampling, prompts, thresholds, lm, **fields) -> ScoreTable:
@@ -70,6 +70,10 @@ def evaluate(
     (a score-table directory, or one per checkpoint for a run); existing results are kept unless ``overwrite``.
     ``merge_adapters`` merges each LoRA checkpoint into the weights while it is scored (faster; exact restore).
     """
+    from emprobe.validate import check_evaluate
+
+    check_evaluate(model=model, questions=questions, adapter=adapter, run=run, steps=steps, batch_size=batch_size,
+                   out=out, overwrite=overwrite)
     import torch
 
     from emprobe.data import QuestionSet, load_questions
@@ -82,12 +86,8 @@ def evaluate(
     score = scorer(metric, qs, batch_size=batch_size, all_paraphrases=all_paraphrases, judge=judge,
                    sampling=sampling, judge_prompts=judge_prompts, thresholds=thresholds)
     if run is not None:
-        if adapter is not None:
-            raise ConfigError("give either --adapter or --run, not both")
         return _evaluate_run(run, model, score, ScoreTable.reusable, metric, qs, out=out, steps=steps,
                              overwrite=overwrite, log=log, device=device, dtype=dtype, merge=merge_adapters)
-    if steps is not None:
-        raise ConfigError("--steps needs --run")
     if out is not None and not overwrite and ScoreTable.reusable(out, metric, qs):
         if log:
             log(f"{out} already holds scores; reusing them (overwrite to redo)")
@@ -97,7 +97,7 @@ def evaluate(
     lm = load_model(model or DEFAULT_MODEL, adapter=adapter, device=device, dtype=dtype)
     table = score(lm)
     if out is not None:
-        table.save(out, overwrite=True)
+        table.save(out, overwrite=overwrite)
     return table
 
 
@@ -110,5 +110,5 @@ def _evaluate_run(run, model, score, reusable, metric, qs, *, merge: bool, **kw)
     base = r.model_spec.get("name")
     name = getattr(getattr(model, "spec", None), "name", model)
     if name is not None and name != base:
-        raise ConfigError(f"--model {name!r} differs from the run's base model {base!r}; leave --model out")
+        raise ConfigError(f"`model` {name!r} differs from the run's base model {base!r}; leave `model` out")
     return sweep_run(r, score, reuse=lambda d: reusable(d, metric, qs), **kw, **({"merge": True} if merge else {}))

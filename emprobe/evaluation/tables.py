@@ -43,11 +43,10 @@ class ScoreTable:
         return self.manifest.get("step")
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write the three files into ``path`` atomically; refuses an existing ``path`` unless ``overwrite``."""
+        """Write the three files into ``path`` atomically; output emprobe wrote before is replaced only with
+        ``overwrite``, and nothing else ever (see :mod:`emprobe.outdir`)."""
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise ConfigError(f"{path} already exists (pass overwrite=True / --force to replace it)")
-        with atomic_dir(path, overwrite=True) as tmp:
+        with atomic_dir(path, overwrite=overwrite) as tmp:
             self.scores.to_parquet(tmp / SCORES, index=False)
             self.summary.to_parquet(tmp / SUMMARY, index=False)
             write_json(tmp / MANIFEST, self.manifest)
@@ -77,7 +76,7 @@ class ScoreTable:
         have = (man.get("metric"), (man.get("questions") or {}).get("sha256"))
         if have != (metric, questions.sha256):
             raise ConfigError(f"{path} holds {have[0]} scores of another question set or metric; "
-                              "pass overwrite=True (--force) or choose another --out")
+                              "pass `overwrite` or choose another `out`")
         return True
 
 

@@ -21,13 +21,13 @@ def _int_list(value: Any, what: str) -> list[int] | None:
         try:
             return [int(v) for v in value.replace(" ", "").split(",") if v]
         except ValueError:
-            raise ConfigError(f"{what} must be comma-separated integers, got {value!r}") from None
+            raise ConfigError(f"`{what}` must be comma-separated integers, got {value!r}") from None
     if isinstance(value, int):
         return [value]
     try:
         return [int(v) for v in value]
     except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a list of integers, got {value!r}") from None
+        raise ConfigError(f"`{what}` must be a list of integers, got {value!r}") from None
 
 
 @dataclass
@@ -135,50 +135,57 @@ class FinetuneConfig:
     def validate(self) -> "FinetuneConfig":
         """Check values that need no model or data; raise :class:`ConfigError` naming the option."""
         from emprobe.finetuning.schedules import SCHEDULES
+        from emprobe.validate import field_types
 
+        field_types(self)
         if not self.data:
-            raise ConfigError("no training data: pass --data PATH.jsonl or --data builtin:NAME")
+            raise ConfigError("no training data: set `data` (a chat JSONL path or builtin:NAME)")
         if not self.out:
-            raise ConfigError("no run directory: pass --out RUN_DIR")
+            raise ConfigError("no run directory: set `out`")
         if self.resume and self.overwrite:
-            raise ConfigError("--resume and --overwrite exclude each other")
+            raise ConfigError("`resume` and `overwrite` exclude each other")
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "max_length": self.max_length,
                     "lora_r": self.lora_r}
         for name, v in positive.items():
             if int(v) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+                raise ConfigError(f"`{name}` must be >= 1, got {v}")
         if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+            raise ConfigError(f"`lr` must be > 0, got {self.lr}")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown --schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+            raise ConfigError(f"unknown `schedule` {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.warmup_steps < 0:
-            raise ConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+            raise ConfigError(f"`warmup_steps` must be >= 0, got {self.warmup_steps}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"--max-steps must be >= 1, got {self.max_steps}")
+            raise ConfigError(f"`max_steps` must be >= 1, got {self.max_steps}")
         if self.max_steps is None and not self.epochs > 0:
-            raise ConfigError(f"--epochs must be > 0, got {self.epochs}")
+            raise ConfigError(f"`epochs` must be > 0, got {self.epochs}")
         if not 0.0 <= self.lora_dropout < 1.0:
-            raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+            raise ConfigError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout}")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+            raise ConfigError(f"`val_fraction` must be in (0, 1), got {self.val_fraction}")
         if self.val_max_examples is not None and self.val_max_examples < 1:
-            raise ConfigError(f"--val-max-examples must be >= 1, got {self.val_max_examples}")
+            raise ConfigError(f"`val_max_examples` must be >= 1, got {self.val_max_examples}")
         if not 0.0 <= self.decay_fraction <= 1.0:
-            raise ConfigError(f"--decay-fraction must be in [0, 1], got {self.decay_fraction}")
+            raise ConfigError(f"`decay_fraction` must be in [0, 1], got {self.decay_fraction}")
         if self.save_every is not None and self.save_every < 1:
-            raise ConfigError(f"--save-every must be >= 1, got {self.save_every}")
+            raise ConfigError(f"`save_every` must be >= 1, got {self.save_every}")
         if self.save_log_spaced is not None and self.save_log_spaced < 2:
-            raise ConfigError(f"--save-log-spaced must be >= 2 (step 0 and the last step), got {self.save_log_spaced}")
+            raise ConfigError(f"`save_log_spaced` must be >= 2 (step 0 and the last step), got {self.save_log_spaced}")
         if self.save_steps is not None and any(s < 0 for s in self.save_steps):
-            raise ConfigError(f"--save-steps must be >= 0, got {self.save_steps}")
+            raise ConfigError(f"`save_steps` must be >= 0, got {self.save_steps}")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+            raise ConfigError(f"`threads` must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps", "xpu")):
-            raise ConfigError(f"--device must be auto, cpu or an accelerator like cuda, got {self.device!r}")
+            raise ConfigError(f"`device` must be auto, cpu or an accelerator like cuda, got {self.device!r}")
         if self.max_steps is not None:
-            self.checkpoint_steps(self.max_steps)  # explicit steps beyond --max-steps fail before any loading
+            self.checkpoint_steps(self.max_steps)  # explicit steps beyond `max_steps` fail before any loading
         if self.full and self.layers:
-            raise ConfigError("--layers restricts a LoRA adapter; it does not apply with --full")
+            raise ConfigError("`layers` restricts a LoRA adapter; it does not apply with `full`")
+        from emprobe.models.arch import check_dtype, resolve_layers
+
+        if self.layers:
+            resolve_layers(self.layers, 1 << 20)  # the syntax now; the range once the model's depth is known
+        check_dtype(self.dtype)
         return self
 
     # ----------------------------------------------------------------- steps
@@ -196,8 +203,8 @@ class FinetuneConfig:
         explicit = self.save_steps or []
         beyond = [s for s in explicit if s > total]
         if beyond:
-            limit = f"--max-steps {self.max_steps}" if self.max_steps is not None else f"the run's {total} steps"
-            raise ConfigError(f"--save-steps {','.join(map(str, beyond))} beyond {limit}")
+            limit = f"`max_steps` {self.max_steps}" if self.max_steps is not None else f"the run's {total} steps"
+            raise ConfigError(f"`save_steps` {','.join(map(str, beyond))} beyond {limit}")
         steps.update(explicit)
         if self.save_every:
             steps.update(range(0, total + 1, self.save_every))

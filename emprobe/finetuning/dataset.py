@@ -62,8 +62,8 @@ def tokenize_chat(dataset, chat, max_length: int) -> TokenizedDataset:
             ids, truncated = ids[:max_length], truncated + 1
         rows.append({"input_ids": ids, "labels": [IGNORE_INDEX] * n_prompt + ids[n_prompt:]})
     if too_long:
-        raise ConfigError(f"--max-length {max_length} is shorter than {too_long} of {len(dataset)} prompts "
-                          f"(longest prompt {longest} tokens); raise --max-length")
+        raise ConfigError(f"`max_length` {max_length} is shorter than {too_long} of {len(dataset)} prompts "
+                          f"(longest prompt {longest} tokens); raise `max_length`")
     return TokenizedDataset(rows, truncated)
 
 

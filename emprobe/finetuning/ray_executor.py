@@ -77,7 +77,7 @@ class RayExecutor(Executor):
         except (OSError, RuntimeError, ValueError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise ConfigError(f"cannot reach a Ray cluster at {self.address!r} ({first}); start one with "
-                              "`ray start --head` or pass --ray-address HOST:PORT") from None
+                              "`ray start --head` or pass `address` HOST:PORT") from None
         return True
 
     def _execute(self, cells: list[tuple[int, FinetuneConfig]]) -> None:

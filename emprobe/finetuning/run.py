@@ -94,7 +94,9 @@ class Run:
         """Read a run directory (a loaded :class:`Run` is returned as it is)."""
         if isinstance(path, Run):
             return path
-        path = Path(path)
+        from emprobe.validate import path_arg
+
+        path = Path(path_arg(path, "run", "run directory", ("Run",)))
         if not (path / RUN_MANIFEST).is_file():
             raise DataError(f"{path}: not an emprobe run directory (no {RUN_MANIFEST})")
         try:

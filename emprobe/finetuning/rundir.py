@@ -43,27 +43,37 @@ def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if norm(old.get(k)) != norm(new.get(k))]
 
 
+def check_run_out(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """The output policy for a run directory (:mod:`emprobe.outdir`): new or empty; a run to continue with
+    ``resume``; output emprobe wrote, replaced with ``overwrite``; never a file or a directory emprobe did not
+    write. Read-only."""
+    from emprobe.outdir import check_out, owner
+
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not (overwrite and owner(out)):
+        if resume and not (out / RUN_MANIFEST).is_file():
+            raise ConfigError(f"`out` {out} holds no emprobe run ({RUN_MANIFEST}): nothing to resume; point `out` at "
+                              "the run to continue, or at a new directory without `resume`")
+        if not resume and (out / RUN_MANIFEST).is_file():
+            raise ConfigError(f"`out` {out} holds a run; pass `resume` to continue it or `overwrite` to replace it")
+    return check_out(out, overwrite=overwrite, reuse=("finetune-run",) if resume else False)
+
+
 def plan_run_dir(cfg) -> RunPlan:
     """Inspect ``cfg.out`` (read-only, so every rank can call it) and decide how to proceed.
 
-    Raises :class:`ConfigError` for a non-empty directory without ``resume``/``overwrite``, for resuming
-    with different settings, and for a run whose optimizer state is missing.
+    Raises :class:`ConfigError` where :func:`check_run_out` refuses ``cfg.out``, for resuming with different
+    settings, and for a run whose optimizer state is missing.
     """
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
+    out = check_run_out(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite)
     empty = not out.exists() or not any(out.iterdir())
     if empty or cfg.overwrite:
         return RunPlan("fresh", out)
-    if not cfg.resume:
-        raise ConfigError(f"--out {out} exists and is not empty; pass --resume to continue it or --overwrite "
-                          "to replace it")
-    if not (out / RUN_MANIFEST).is_file():
-        raise ConfigError(f"--out {out} is not empty and holds no emprobe run ({RUN_MANIFEST}); cannot resume")
     run = Run.load(out)
     diff = _settings_diff(run.settings, cfg.run_settings())
     if diff:
-        raise ConfigError(f"cannot resume {out}: settings differ ({'; '.join(diff[:3])})")
+        raise ConfigError(f"cannot resume {out}: settings differ ({'; '.join(diff[:3])}); pass `overwrite` to start "
+                          "again")
     if run.complete:
         return RunPlan("complete", out, manifest=run.manifest)
     ckpts = run.checkpoints()
@@ -75,7 +85,7 @@ def plan_run_dir(cfg) -> RunPlan:
     state = out / STATE_DIR / f"checkpoint-{last}"
     if not (state / TRAINER_STATE).is_file():
         raise ConfigError(f"cannot resume {out}: no optimizer state for its last checkpoint (step {last}) in "
-                          f"{state}; pass --overwrite to start again")
+                          f"{state}; pass `overwrite` to start again")
     return RunPlan("resume", out, last, state, run.manifest)
 
 

@@ -31,7 +31,7 @@ def scheduler_args(cfg, total_steps: int) -> tuple[str, dict[str, Any]]:
     if cfg.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if cfg.warmup_steps > total_steps:
-        raise ConfigError(f"--warmup-steps {cfg.warmup_steps} exceeds the run's {total_steps} steps")
+        raise ConfigError(f"`warmup_steps` {cfg.warmup_steps} exceeds the run's {total_steps} steps")
     kwargs: dict[str, Any] = {}
     if cfg.schedule == "cosine-with-restarts":
         kwargs["num_cycles"] = int(cfg.num_cycles)

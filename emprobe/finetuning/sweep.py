@@ -95,7 +95,7 @@ class Sweep:
             raise ConfigError(f"{path}: unknown key {unknown[0]!r} (expected out, base, grid)")
         out = out or d.get("out")
         if not out:
-            raise ConfigError(f"{path}: no 'out' directory (or pass --out)")
+            raise ConfigError(f"{path}: no 'out' directory (or pass `out`)")
         return cls(Path(out), dict(d.get("base") or {}), dict(d.get("grid") or {}), str(path))
 
     def runs(self) -> list[tuple[str, FinetuneConfig]]:
@@ -112,7 +112,10 @@ class Sweep:
                 cfg = FinetuneConfig.from_dict({**self.base, **point, "out": str(self.out / name)})
             except TypeError as e:
                 raise ConfigError(f"{self.source}: bad settings for run {name}: {e}") from None
-            out.append((name, cfg.validate()))
+            try:
+                out.append((name, cfg.validate()))
+            except ConfigError as e:
+                raise ConfigError(f"{self.source}: run {name}: {e}") from None
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,9 +148,14 @@ def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress
     from emprobe.finetuning.executors import LocalExecutor
     from emprobe.finetuning.run import Run
 
+    from emprobe.outdir import claim_dir
+    from emprobe.validate import check_args
+
     if not isinstance(sweep, Sweep):
         sweep = Sweep.load(sweep)
-    plan = sweep.runs()
+    plan = sweep.runs()  # every run's settings validated before the first one trains
+    for _, cfg in plan:
+        check_args(model=cfg.model, data=cfg.data)
     if dry_run:
         results = []
         for i, (name, cfg) in enumerate(plan, 1):
@@ -157,6 +165,7 @@ def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress
             log(f"[{i}/{len(plan)}] {name}: {'complete, skip' if done else 'to run'}")
         return results
 
+    claim_dir(sweep.out, "finetune-sweep", reuse=("finetune-sweep",))
     rows = [{"name": n, "status": "pending", "path": n} for n, _ in plan]
     by_index: dict[int, SweepResult] = {}
 

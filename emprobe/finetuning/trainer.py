@@ -68,7 +68,7 @@ def lora_config(cfg: FinetuneConfig, n_layers: int):
     if targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
         if not targets:
-            raise ConfigError("--targets is empty: use all-linear or module names like q_proj,v_proj")
+            raise ConfigError("`targets` is empty: use all-linear or module names like q_proj,v_proj")
     layers = None
     if cfg.layers and cfg.layers.strip().lower() != "all":
         layers = resolve_layers(cfg.layers, n_layers)
@@ -80,11 +80,12 @@ def lora_config(cfg: FinetuneConfig, n_layers: int):
 def _attach_lora(model, cfg: FinetuneConfig, n_layers: int):
     from peft import get_peft_model
 
+    config = lora_config(cfg, n_layers)  # a bad `layers` is reported as such, not as a `targets` problem
     try:
-        return get_peft_model(model, lora_config(cfg, n_layers))
+        return get_peft_model(model, config)
     except ValueError as e:
         first = str(e).strip().splitlines()[0]
-        raise ConfigError(f"--targets {cfg.targets!r} does not fit this model: {first}") from None
+        raise ConfigError(f"`targets` {cfg.targets!r} does not fit this model: {first}") from None
 
 
 def _weights_saver(full: bool, tokenizer, base_name: str) -> Callable[[Any, Path], None]:

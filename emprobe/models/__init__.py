@@ -3,20 +3,33 @@
 Built-in aliases (``smollm2-135m-instruct``, ``gemma-3-270m``) come from GGUF files inside PyPI packages
 and are cached as safetensors under ``$EMPROBE_HOME`` (default ``~/.cache/emprobe``) on first use.
 Layer ``l`` = residual stream after decoder block ``l`` (TL ``blocks.{l}.hook_resid_post``).
+
+The names below load on first use, so ``emprobe.models.registry`` (aliases, the default model) and the
+command line stay free of torch until a model is really needed.
 """
 
-from emprobe.models.adapters import attach_adapter, check_adapter, read_adapter_config
-from emprobe.models.arch import (
-    d_model, decoder_layers, fingerprint, n_layers, n_parameters, parse_dtype, resolve_layers, unwrap,
-)
-from emprobe.models.cache import cache_dir, is_prepared, prepare
-from emprobe.models.chat import ChatFormatter
-from emprobe.models.loading import LoadedModel, ModelSpec, load_model
-from emprobe.models.registry import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel
+#: public name -> submodule that defines it
+_NAMES = {
+    "attach_adapter": "adapters", "check_adapter": "adapters", "read_adapter_config": "adapters",
+    "d_model": "arch", "decoder_layers": "arch", "fingerprint": "arch", "n_layers": "arch", "n_parameters": "arch",
+    "parse_dtype": "arch", "resolve_layers": "arch", "unwrap": "arch",
+    "cache_dir": "cache", "is_prepared": "cache", "prepare": "cache", "ChatFormatter": "chat",
+    "LoadedModel": "loading", "ModelSpec": "loading", "load_model": "loading",
+    "BUILTIN_MODELS": "registry", "DEFAULT_MODEL": "registry", "BuiltinModel": "registry",
+}
 
-__all__ = [
-    "BUILTIN_MODELS", "DEFAULT_MODEL", "BuiltinModel", "ChatFormatter", "LoadedModel", "ModelSpec",
-    "attach_adapter", "cache_dir", "check_adapter", "d_model", "decoder_layers", "fingerprint", "is_prepared",
-    "load_model", "n_layers", "n_parameters", "parse_dtype", "prepare", "read_adapter_config",
-    "resolve_layers", "unwrap",
-]
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'emprobe.models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"emprobe.models.{_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+from emprobe.errors import DataError, ModelError
 
-from emprobe.errors import ModelError
-from emprobe.models.arch import unwrap
+if TYPE_CHECKING:  # torch loads with the model, not when an adapter directory is checked
+    from torch import nn
 
 log = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
@@ -17,8 +18,14 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def read_adapter_config(adapter_dir: str | Path) -> dict:
-    """The adapter's ``adapter_config.json``; refuses directories without safetensors weights."""
+    """The adapter's ``adapter_config.json``; refuses directories without safetensors weights, and weights whose
+    safetensors header says the file is truncated or corrupt (checked without loading them)."""
+    from emprobe.io import safetensors_header
+
     d = Path(adapter_dir)
+    if not d.is_dir():
+        raise ModelError(f"adapter {d}: no such directory" if not d.exists() else f"adapter {d} is a file, "
+                         "not a peft adapter directory")
     if not (d / ADAPTER_CONFIG).is_file():
         raise ModelError(f"{d}: not a peft adapter directory (no {ADAPTER_CONFIG})")
     if not (d / ADAPTER_WEIGHTS).is_file():
@@ -26,9 +33,16 @@ def read_adapter_config(adapter_dir: str | Path) -> dict:
             d / "adapter_model.bin").exists() else ""
         raise ModelError(f"{d}: no {ADAPTER_WEIGHTS}{extra}")
     try:
-        return json.loads((d / ADAPTER_CONFIG).read_text())
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{d / ADAPTER_CONFIG}: invalid JSON ({e.msg})") from None
+        cfg = json.loads((d / ADAPTER_CONFIG).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{d / ADAPTER_CONFIG}: invalid JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{d / ADAPTER_CONFIG}: expected a JSON object (a peft LoraConfig)")
+    try:
+        safetensors_header(d / ADAPTER_WEIGHTS, "adapter weights file")
+    except DataError as e:
+        raise ModelError(f"{e}; the adapter cannot be used: re-save it, or point at another checkpoint") from None
+    return cfg
 
 
 def check_adapter(model: nn.Module, adapter_dir: str | Path, base_names: set[str] | None = None) -> dict:
@@ -39,6 +53,8 @@ def check_adapter(model: nn.Module, adapter_dir: str | Path, base_names: set[str
     same base is common on the hub).
     """
     from safetensors import safe_open
+
+    from emprobe.models.arch import unwrap
 
     d = Path(adapter_dir)
     cfg = read_adapter_config(d)

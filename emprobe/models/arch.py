@@ -8,12 +8,16 @@ hidden state has already gone through the final norm.
 
 from __future__ import annotations
 
-from typing import Iterable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Iterable
 
 from emprobe.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:  # torch is imported where a model is touched, so layer specs and dtypes check without it
+    import torch
+    from torch import nn
+
+#: dtype names accepted everywhere (``--dtype``, ``load_model(dtype=...)``)
+DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 
 _LAYER_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "layers")
 
@@ -26,6 +30,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The ``ModuleList`` of decoder blocks; hooking block ``l``'s output gives layer ``l``."""
+    from torch import nn
+
     base = unwrap(model)
     for path in _LAYER_PATHS:
         obj = base
@@ -48,11 +54,11 @@ def d_model(model: nn.Module) -> int:
     return int(cfg.hidden_size)
 
 
-def resolve_layers(layers: str | int | Iterable[int] | None, total: int) -> list[int]:
+def resolve_layers(layers: str | int | Iterable[int] | None, total: int, param: str = "layers") -> list[int]:
     """Parse ``"all"``, ``"3"``, ``"0,5,-1"``, ``"10:20"``, ``"0:30:3"`` or a list into sorted unique layer indices.
 
     Negative indices count from the end. An index outside ``0..total-1`` raises :class:`ConfigError`
-    naming the valid range.
+    naming ``param`` and the valid range.
     """
     if layers is None or (isinstance(layers, str) and layers.strip().lower() == "all"):
         return list(range(total))
@@ -74,18 +80,22 @@ def resolve_layers(layers: str | int | Iterable[int] | None, total: int) -> list
                 else:
                     items.append(int(part))
             except ValueError:
-                raise ConfigError(f"bad layer spec {layers!r}: use 'all', 'L', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'") from None
+                raise ConfigError(f"bad `{param}` {layers!r}: use 'all', 'L', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'") from None
     else:
-        items = [int(x) for x in layers]
+        try:
+            items = [int(x) for x in layers]
+        except (TypeError, ValueError):
+            raise ConfigError(f"`{param}` must be 'all', a layer spec like '0,5,-1' or a list of integers, got "
+                              f"{layers!r}") from None
     out = []
     for layer in items:
         idx = layer + total if layer < 0 else layer
         if not 0 <= idx < total:
-            raise ConfigError(f"unknown layer {layer}: valid layers are 0..{total - 1} "
+            raise ConfigError(f"unknown layer {layer} in `{param}`: valid layers are 0..{total - 1} "
                               "(layer l = residual stream after decoder block l)")
         out.append(idx)
     if not out:
-        raise ConfigError(f"layer spec {layers!r} selects no layer")
+        raise ConfigError(f"`{param}` {layers!r} selects no layer")
     return sorted(set(out))
 
 
@@ -104,12 +114,20 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in unwrap(model).parameters())
 
 
+def check_dtype(dtype: "str | torch.dtype | None", param: str = "dtype") -> "str | torch.dtype | None":
+    """``dtype`` when it is ``None``, a torch dtype or one of :data:`DTYPES` (checked without importing torch)."""
+    if dtype is not None and type(dtype).__name__ != "dtype" and str(dtype).lower() not in DTYPES:
+        raise ConfigError(f"unknown `{param}` {dtype!r}; use one of {', '.join(DTYPES)}")
+    return dtype
+
+
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """``"float32"``/``"fp32"``, ``"bfloat16"``/``"bf16"``, ``"float16"``/``"fp16"`` or a torch dtype."""
+    check_dtype(dtype)
+    import torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
              "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if str(dtype).lower() not in table:
-        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(table)}")
     return table[str(dtype).lower()]

@@ -22,8 +22,8 @@ class ChatFormatter:
     def __init__(self, tokenizer, source: str = "tokenizer", model_name: str = "model") -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise ModelError(
-                f"{model_name} has no chat template; pass chat_template=<file or Jinja string> "
-                "(CLI: --chat-template) or use a model that ships one"
+                f"{model_name} has no chat template; pass `chat_template` (a file or a Jinja "
+                "string) or use a model that ships one"
             )
         self.tokenizer = tokenizer
         self.source = source

@@ -84,9 +84,12 @@ def generate_chat(
 
 def answer_questions(lm: LoadedModel, questions, n_questions: int | None = None, max_new_tokens: int = 48,
                      temperature: float = 0.0, seed: int = 0, threads: int | None = None) -> list[dict]:
-    """First-paraphrase answers to the first ``n_questions`` of a question set."""
+    """First-paraphrase answers to the first ``n_questions`` (>= 1; ``None``: all) of a question set."""
+    from emprobe.validate import check_args
+
+    check_args(n_questions=n_questions, max_new_tokens=max_new_tokens, temperature=temperature)
     if threads:
         torch.set_num_threads(threads)
-    qs = list(questions)[: n_questions or None]
+    qs = list(questions)[:n_questions]
     answers = generate_chat(lm, [q.messages(0) for q in qs], max_new_tokens, temperature, seed=seed)
     return [{"question_id": q.id, "question": q.paraphrases[0], "answer": a} for q, a in zip(qs, answers)]

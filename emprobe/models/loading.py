@@ -109,10 +109,13 @@ def _from_pretrained(spec: ModelSpec, path: str, kind: str, model_kw: dict, loca
     """``(model, tokenizer)`` from a directory or hub id; one-line :class:`ModelError` on failure."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from emprobe.verbosity import quiet
+
     kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code, local_files_only=local_only)
     try:
-        tok = AutoTokenizer.from_pretrained(path, **kw)
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **model_kw, **kw)
+        with quiet():
+            tok = AutoTokenizer.from_pretrained(path, **kw)
+            model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **model_kw, **kw)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "hub id" if kind == "hub" else "directory"
@@ -144,14 +147,19 @@ def load_model(
     ``merge=True`` folds the adapter into the weights (a plain model, ~20 % faster forwards on CPU).
     A :class:`LoadedModel` is returned as it is (so every verb accepts a loaded model or a name).
     """
+    from emprobe.validate import adapter_arg, model_arg
+
     if isinstance(spec, LoadedModel):
         if adapter is not None:
             raise ConfigError("pass the adapter when loading: load_model(name, adapter=...), not to a loaded model")
         return spec
+    model_arg(spec, "spec")
     spec = ModelSpec.coerce(spec, adapter=str(adapter) if adapter else None,
                             dtype=str(parse_dtype(dtype)).removeprefix("torch.") if dtype is not None else None,
                             device=device, revision=revision, trust_remote_code=trust_remote_code,
                             chat_template=chat_template)
+    model_arg(spec.name, "spec")
+    adapter_arg(spec.adapter)  # a missing, truncated or corrupt adapter fails before the base model loads
     place, move_to = placement(spec.device)
     t0 = time.perf_counter()
     path, kind, local_only = resolve(spec, log)

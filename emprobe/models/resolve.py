@@ -74,7 +74,7 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 def _unknown(name: str, why: str) -> ModelError:
     return ModelError(f"unknown model {name!r}: not a built-in alias ({', '.join(BUILTIN_MODELS)}), not a directory, "
-                      f"and {why}; use an alias or point at a model directory (e.g. --model ./path/to/model)")
+                      f"and {why}; use an alias or point `spec` at a model directory (e.g. ./path/to/model)")
 
 
 def resolve(spec, log=print) -> tuple[str, str, bool]:
@@ -114,9 +114,9 @@ def placement(device: str | dict | None) -> tuple[dict[str, Any], str | None]:
         raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but no CUDA GPU is visible to torch "
-                          f"{torch.__version__} (use --device cpu)")
+                          f"{torch.__version__} (use `device` cpu)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r} requested but MPS is not available (use --device cpu)")
+        raise ConfigError(f"device {device!r} requested but MPS is not available (use `device` cpu)")
     if dev.type == "cpu":
         return {}, "cpu"
     return {"device_map": d}, None  # weights load straight onto the accelerator

@@ -154,13 +154,12 @@ class Direction:
 
     # ---- disk ------------------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write ``direction.safetensors`` + ``direction.json`` into directory ``path`` atomically."""
+        """Write ``direction.safetensors`` + ``direction.json`` into directory ``path`` atomically; output emprobe
+        wrote there before is replaced only with ``overwrite``, anything else never (:mod:`emprobe.outdir`)."""
         from safetensors.torch import save
 
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise ConfigError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
-        with atomic_dir(path, overwrite=True) as tmp:
+        with atomic_dir(path, overwrite=overwrite) as tmp:
             (tmp / TENSORS).write_bytes(save({"raw": self.raw.contiguous(), "unit": self.unit.contiguous(),
                                               "layers": torch.tensor(self.layers, dtype=torch.int64)},
                                              metadata={"kind": KIND, "method": self.method}))
@@ -172,18 +171,24 @@ class Direction:
         return path
 
     @classmethod
-    def load(cls, path: "str | Path | Direction") -> "Direction":
-        """Read a direction directory (a loaded :class:`Direction` is returned as it is)."""
+    def load(cls, path: "str | Path | Direction", *, param: str = "direction") -> "Direction":
+        """Read a direction directory (a loaded :class:`Direction` is returned as it is); a wrong type, a missing
+        file, invalid JSON or a truncated safetensors file is a one-line error naming ``param``."""
         from safetensors.torch import load_file
+
+        from emprobe.io import safetensors_header
+        from emprobe.validate import existing_dir
 
         if isinstance(path, Direction):
             return path
+        existing_dir(path, param, "direction", loaded=("Direction",))
         path = Path(path)
         if not (path / TENSORS).is_file() or not (path / META).is_file():
-            raise DataError(f"{path}: not an emprobe direction (needs {TENSORS} and {META})")
+            raise DataError(f"`{param}` {path} is not an emprobe direction (needs {TENSORS} and {META})")
         meta = read_json(path / META)
-        if meta.get("kind") != KIND:
-            raise DataError(f"{path}: {META} kind is {meta.get('kind')!r}, not {KIND!r}")
+        if not isinstance(meta, dict) or meta.get("kind") != KIND:
+            raise DataError(f"{path}: {META} is not a direction manifest (kind {KIND!r})")
+        safetensors_header(path / TENSORS, "direction file")
         t = load_file(str(path / TENSORS))
         layers = [int(x) for x in t["layers"].tolist()]
         return cls(meta["method"], layers, t["raw"], meta["position"], meta.get("source", {}), meta.get("best_layer"),

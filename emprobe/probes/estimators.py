@@ -65,7 +65,7 @@ def _check(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 def paired_differences(X: np.ndarray, y: np.ndarray, pairs: Any) -> np.ndarray:
     """``[m, L, D]``: per pair key, mean(misaligned members) - mean(aligned members); pairs lacking a side drop."""
     if pairs is None:
-        raise ConfigError("this method needs pair keys (a --contrast references/personas store, or question ids)")
+        raise ConfigError("this method needs pair keys (a references/personas contrast store, or question ids)")
     pairs = np.asarray(pairs, dtype=object)
     diffs = []
     for key in dict.fromkeys(pairs.tolist()):

@@ -22,7 +22,7 @@ from emprobe.errors import ConfigError, DataError
 from emprobe.models import fingerprint, resolve_layers
 from emprobe.probes.backends import ActivationBackend, get_backend
 from emprobe.probes.sources import LabelRule, PromptItem, PromptSet, load_prompts
-from emprobe.probes.store import MANIFEST, ActivationStore, new_manifest
+from emprobe.probes.store import ActivationStore, new_manifest
 from emprobe.probes.tokens import encode, make_batches, parse_positions
 
 
@@ -51,7 +51,7 @@ def _check_finite(got: dict[str, torch.Tensor], uids: list[str], layers: list[in
         if not bool(torch.isfinite(t).all()):
             row, col = (int(x) for x in (~torch.isfinite(t)).nonzero()[0][:2])
             raise DataError(f"non-finite activations (NaN/inf) at layer {layers[col]}, position {p}, prompt "
-                            f"{uids[row]!r} (try --dtype float32)")
+                            f"{uids[row]!r} (try `dtype` float32)")
 
 
 @torch.no_grad()
@@ -129,16 +129,15 @@ def extract(model: str, prompts: str | Path, out: str | Path, *, adapter: str | 
     prompt set) is returned as is; a different one needs ``overwrite``.
     """
     from emprobe.models import load_model
+    from emprobe.outdir import check_out, owner
 
-    out = Path(out)
+    out = check_out(out, overwrite=overwrite, reuse=("activation_store",))
     ps = load_prompts(prompts, contrast=contrast, personas=personas, label_rule=label_rule, limit=limit,
                       first_paraphrase=first_paraphrase)
     pos = parse_positions(positions, ps.has_responses)
-    if out.exists() and not overwrite and not (out / MANIFEST).is_file():
-        raise ConfigError(f"{out} exists and is not an activation store (pick another --out)")
     lm = load_model(model, adapter=adapter, dtype=dtype, device=device, log=log)
     layer_ids = resolve_layers(layers, lm.n_layers)
-    if out.exists() and not overwrite:
+    if owner(out) == "activation_store" and not overwrite:
         old = ActivationStore.load(out)
         dt = str(next(lm.model.parameters()).dtype).removeprefix("torch.")
         want = {"model": (lm.spec.name, lm.spec.adapter, dt), "layers": layer_ids, "positions": pos,
@@ -146,7 +145,7 @@ def extract(model: str, prompts: str | Path, out: str | Path, *, adapter: str | 
         if _request(old.manifest) == want:
             log(f"{out}: up to date ({old.n_prompts} prompts x {len(old.layers)} layers), skipping")
             return old
-        raise ConfigError(f"{out} holds a different extraction; pass --overwrite to replace it")
+        raise ConfigError(f"{out} holds a different extraction; pass `overwrite` to replace it")
     be = get_backend(backend, lm, remote=remote)
     store = extract_activations(lm, ps, layer_ids, pos, be, batch_size, padding_side, progress)
     store.save(out, overwrite=overwrite)

@@ -58,7 +58,7 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, pairs: np.n
         raise ConfigError(f"grouped cross-validation needs at least 2 questions, got {len(uniq)}")
     k = min(n_splits, len(uniq))
     if k < 2:
-        raise ConfigError(f"need at least 2 folds, got {n_splits}")
+        raise ConfigError(f"`n_splits` must be >= 2 (cross-validation folds), got {n_splits}")
     folds, rand_folds, n_tr, n_te = [], [], [], []
     for tr, te in GroupKFold(n_splits=k).split(X, y, groups):
         if len(set(y[tr])) < 2 or len(set(y[te])) < 2:
@@ -102,14 +102,14 @@ def fit_probe(store: ActivationStore, method: str = "mean_diff", position: str |
     extracted with ``--contrast personas``; ``pca``/``persona`` pair items by their pair key (or question).
     """
     if method not in METHODS:
-        raise ConfigError(f"unknown direction method {method!r}; use one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown `method` {method!r}; use one of {', '.join(METHODS)}")
     if method == "persona" and store.contrast != "personas":
-        raise ConfigError("method persona needs a store extracted with --contrast personas "
+        raise ConfigError("`method` persona needs a store extracted with contrast personas "
                           f"(this one: {store.contrast})")
-    position = position or store.default_position()
+    position = store.check_position(position or store.default_position())
     if store.contrast in ("references", "judged") and position != "response_mean":
-        raise ConfigError(f"position {position} sees only the prompt, which aligned and misaligned answers share in a "
-                          f"{store.contrast} store; use response_mean")
+        raise ConfigError(f"`position` {position} sees only the prompt, which aligned and misaligned answers share in "
+                          f"a {store.contrast} store; use response_mean")
     layer_ids = store.resolve_layers(layers)
     y_all = store_labels(store, label_rule)
     keep = ~np.isnan(y_all)
@@ -140,9 +140,9 @@ def probe_fit(store: str | Path, out: str | Path, method: str = "mean_diff", pos
               layers: str | None = None, label_rule: LabelRule | None = None, n_splits: int = 5, n_random: int = 20,
               seed: int = 0, overwrite: bool = False, **params: Any) -> ProbeResult:
     """``emprobe probe fit``: load a store, fit and cross-validate, save the direction (+ ``cv.parquet``)."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists (pass --overwrite to replace it)")
+    from emprobe.outdir import check_out
+
+    out = check_out(out, overwrite=overwrite)
     st = ActivationStore.load(store)
     res = fit_probe(st, method, position, layers, label_rule, n_splits, n_random, seed, **params)
     res.direction.save(out, overwrite=overwrite)

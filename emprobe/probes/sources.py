@@ -281,7 +281,7 @@ def load_prompts(source: Any, contrast: str | None = None, personas: str = "buil
     source = str(source)
     kind = "questions" if isinstance(loaded, QuestionSet) else "chat" if loaded is not None else _source_kind(source)
     if contrast != "none" and kind != "questions":
-        raise ConfigError(f"--contrast {contrast} needs a question set (YAML or builtin:), "
+        raise ConfigError(f"`contrast` {contrast} needs a question set (YAML or builtin:), "
                           f"got a {kind} source {source}")
     if kind == "questions":
         from emprobe.data import load_questions
@@ -301,5 +301,5 @@ def load_prompts(source: Any, contrast: str | None = None, personas: str = "buil
         ps = from_table(source, label_rule)
     else:
         raise DataError(f"{source} is a {kind} file, not a prompt source (for persona prompts use "
-                        "--contrast personas with a question set)")
+                        "`contrast` personas with a question set)")
     return ps.head(limit)

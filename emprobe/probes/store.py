@@ -152,15 +152,25 @@ class ActivationStore:
         ``position`` defaults to the only stored position, else ``response_mean`` if stored, else
         ``last_prompt``.
         """
-        position = self.default_position() if position is None else position
-        if position not in self.tensors:
-            raise ConfigError(f"position {position!r} is not in this store (stored: {', '.join(self.tensors)})")
+        position = self.check_position(self.default_position() if position is None else position)
         t = self.tensors[position]
         if layers is None:
             return t
         if isinstance(layers, (int, np.integer)):
             return t[:, self.layer_index(int(layers))]
         return t[:, [self.layer_index(int(x)) for x in layers]]
+
+    def check_position(self, position: str, param: str = "position") -> str:
+        """``position`` when it is a known position stored here; else a one-line :class:`ConfigError` saying
+        whether the name is unknown or just not stored."""
+        from emprobe.probes.tokens import POSITIONS
+
+        if position not in POSITIONS:
+            raise ConfigError(f"unknown `{param}` {position!r}; positions are {', '.join(POSITIONS)} "
+                              f"(this store holds {', '.join(self.tensors)})")
+        if position not in self.tensors:
+            raise ConfigError(f"`{param}` {position!r} is not in this store (stored: {', '.join(self.tensors)})")
+        return position
 
     def default_position(self) -> str:
         for p in ("response_mean", "last_prompt"):
@@ -187,17 +197,16 @@ class ActivationStore:
                             f"{other.model.get('adapter')})")
         if same_prompts and self.prompt_hash != other.prompt_hash:
             raise DataError(f"activation stores hold different prompt sets (sha256 {self.prompt_hash[:12]} vs "
-                            f"{other.prompt_hash[:12]}); extract both from the same --prompts")
+                            f"{other.prompt_hash[:12]}); extract both from the same `prompts`")
 
     # ---- disk ------------------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write the store directory atomically; an existing ``path`` needs ``overwrite``."""
+        """Write the store directory atomically; a store (or other output) emprobe wrote at ``path`` is replaced
+        only with ``overwrite``, anything else never (see :mod:`emprobe.outdir`)."""
         from safetensors.torch import save
 
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise ConfigError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
-        with atomic_dir(path, overwrite=True) as tmp:
+        with atomic_dir(path, overwrite=overwrite) as tmp:
             (tmp / TENSORS).write_bytes(save({p: t.contiguous() for p, t in self.tensors.items()},
                                              metadata={"layers": json.dumps(self.layers), "kind": KIND}))
             with open(tmp / PROMPTS, "w", encoding="utf-8") as f:
@@ -208,22 +217,57 @@ class ActivationStore:
         return path
 
     @classmethod
-    def load(cls, path: "str | Path | ActivationStore") -> "ActivationStore":
-        """Read a store written by :meth:`save` (tensors from safetensors only); a loaded store is returned as it is."""
-        from safetensors.torch import load_file
+    def load(cls, path: "str | Path | ActivationStore", *, param: str = "store") -> "ActivationStore":
+        """Read a store written by :meth:`save` (tensors from safetensors only); a loaded store is returned as it is.
+
+        Integrity is checked before use: the manifest, the safetensors header (a truncated file), the tensors'
+        sha256 against the manifest's ``activations_sha256`` (flipped bytes), and the manifest's layers,
+        positions, ``d_model`` and prompt count against the tensors; any mismatch is a one-line :class:`DataError`.
+        """
+        from emprobe.io import safetensors_header
+        from emprobe.validate import existing_dir
 
         if isinstance(path, ActivationStore):
             return path
+        existing_dir(path, param, "activation store", loaded=("ActivationStore",))
         path = Path(path)
         if not (path / MANIFEST).is_file() or not (path / TENSORS).is_file():
             raise DataError(f"{path}: not an emprobe activation store (needs {MANIFEST} and {TENSORS})")
         man = read_json(path / MANIFEST)
-        if man.get("kind") != KIND:
-            raise DataError(f"{path}: manifest kind is {man.get('kind')!r}, not {KIND!r}")
+        if not isinstance(man, dict) or man.get("kind") != KIND:
+            raise DataError(f"{path}: manifest kind is {man.get('kind') if isinstance(man, dict) else None!r}, "
+                            f"not {KIND!r}")
+        safetensors_header(path / TENSORS, "activations file")
+        from safetensors.torch import load_file
+
         tensors = load_file(str(path / TENSORS))
-        records = [json.loads(line) for line in (path / PROMPTS).read_text(encoding="utf-8").splitlines() if line]
+        if man.get("activations_sha256") and tensors_sha256(tensors) != man["activations_sha256"]:
+            raise DataError(f"{path}: {TENSORS} does not match the manifest's activations_sha256 (the file was changed "
+                            "or corrupted); extract the store again")
+        if not (path / PROMPTS).is_file():
+            raise DataError(f"{path}: no {PROMPTS} (the store is incomplete); extract it again")
+        try:
+            records = [json.loads(line) for line in (path / PROMPTS).read_text(encoding="utf-8").splitlines() if line]
+        except ValueError as e:
+            raise DataError(f"{path / PROMPTS}: invalid JSON line ({e})") from None
         positions = [p for p in man.get("positions", []) if p in tensors] or sorted(tensors)
+        _check_manifest(path, man, {p: tensors[p] for p in positions}, len(records))
         return cls({p: tensors[p] for p in positions}, list(man["layers"]), records, man, path)
+
+
+def _check_manifest(path: Path, man: dict[str, Any], tensors: dict[str, torch.Tensor], n_records: int) -> None:
+    """The manifest's layers, positions, ``d_model`` and prompt count agree with the tensors."""
+    layers = man.get("layers")
+    if not isinstance(layers, list) or not all(isinstance(x, int) for x in layers):
+        raise DataError(f"{path}: the manifest's layers are missing or not integers")
+    missing = [p for p in man.get("positions", []) if p not in tensors]
+    if missing:
+        raise DataError(f"{path}: the manifest lists position {missing[0]!r}, which {TENSORS} does not hold")
+    for p, t in tensors.items():
+        want = (n_records, len(layers), man.get("d_model", t.shape[-1]))
+        if t.ndim != 3 or tuple(t.shape) != want:
+            raise DataError(f"{path}: tensor {p!r} has shape {tuple(t.shape)} but the manifest and {PROMPTS} say "
+                            f"[{want[0]} prompts, {want[1]} layers, d_model {want[2]}]; the store was edited")
 
 
 def ensure_compatible(stores: Sequence[ActivationStore], same_prompts: bool = True) -> None:

@@ -38,10 +38,10 @@ def parse_positions(value: str | Sequence[str] | None, has_responses: bool) -> l
     names = [n for n in names if n]
     for n in names:
         if n not in POSITIONS:
-            raise ConfigError(f"unknown position {n!r}; use {', '.join(POSITIONS)} (or auto)")
+            raise ConfigError(f"unknown position {n!r} in `positions`; use {', '.join(POSITIONS)} (or auto)")
     if "response_mean" in names and not has_responses:
         raise ConfigError("position response_mean needs responses, but these prompts have none (use a chat "
-                          "JSONL, a judged answers table, or a question set with --contrast references)")
+                          "JSONL, a judged answers table, or a question set with `contrast` references)")
     if not names:
         raise ConfigError("no position given")
     return sorted(set(names), key=POSITIONS.index)

@@ -122,6 +122,22 @@ def _verdict_row(r: dict) -> str:
             f'<td>{_e(r["number"])}</td><td>{_e(r["control"])}</td><td>{_e(r["uncertainty"])}</td></tr>')
 
 
+def check_summary(summary: Any, path: str | Path = "summary.json") -> dict:
+    """``summary`` when it is a study summary (a JSON object with ``sections``, each an object); else a one-line
+    :class:`~emprobe.errors.DataError` (a list, ``{}`` or another tool's file would render an empty report)."""
+    from emprobe.errors import DataError
+
+    if not isinstance(summary, dict):
+        raise DataError(f"{path}: expected a study summary (a JSON object), got a JSON {type(summary).__name__}")
+    sections = summary.get("sections")
+    if not isinstance(sections, dict):
+        raise DataError(f"{path}: not an emprobe study summary (no sections); rerun the study to write it again")
+    bad = [k for k, v in sections.items() if not isinstance(v, dict)]
+    if bad:
+        raise DataError(f"{path}: section {bad[0]!r} is not a JSON object; the summary was edited or is damaged")
+    return summary
+
+
 def render_report(summary: dict, out: str | Path) -> Path:
     """Write ``out/report.html`` from a demo summary (plots are read from ``out`` and embedded)."""
     out = Path(out)

@@ -29,6 +29,24 @@ STAGES = ("finetune", "margins", "directions", "track", "priors", "dynamics", "o
           "samples", "explain")
 
 
+def _check(obj: Any, where: str, ranges: dict[str, dict[str, Any]]) -> None:
+    """Types of every field (``training.steps: twenty``), then ranges (``grid.lrs: [-1]``): one-line errors
+    naming the setting, raised when the config is built, before any stage runs."""
+    from emprobe.validate import field_types, number
+
+    field_types(obj, lambda f: f"`{where}{f}`")
+    for name, kw in ranges.items():
+        value = getattr(obj, name)
+        for x in value if isinstance(value, tuple) else (value,):
+            number(x, f"{where}{name}", **{"none": True, **kw})  # None: the annotation allows it (checked above)
+    lists = [f.name for f in fields(obj) if isinstance(getattr(obj, f.name), tuple) and not getattr(obj, f.name)]
+    if lists and where in ("grid.",):
+        raise ConfigError(f"`{where}{lists[0]}` is empty; give at least one value")
+
+
+_POS, _NONNEG = {"low": 1}, {"low": 0}
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A narrow training set, its aligned-data control (same prompts, aligned answers), its in-domain held-out set."""
@@ -38,12 +56,18 @@ class DatasetSpec:
     control: str
     heldout: str | None = None
 
+    def __post_init__(self) -> None:
+        _check(self, "datasets.", {})
+
 
 @dataclass(frozen=True)
 class Grid:
     schedules: tuple[str, ...] = ("cosine",)
     lrs: tuple[float, ...] = (1e-3,)
     seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        _check(self, "grid.", {"lrs": {"low": 0, "low_open": True}})
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,11 @@ class Training:
     val_examples: int = 16
     warmup_steps: int = 0
     decay_fraction: float = 0.5  # warmup-stable-decay: decay over the last half, so it differs from constant
+
+    def __post_init__(self) -> None:
+        _check(self, "training.", {"steps": {"low": 2}, "save_steps": _NONNEG, "batch_size": _POS, "lora_r": _POS,
+                                   "max_length": _POS, "val_examples": _POS, "warmup_steps": _NONNEG,
+                                   "decay_fraction": {"low": 0, "high": 1}})
 
     def checkpoints(self) -> list[int]:
         if self.save_steps is not None:
@@ -78,6 +107,10 @@ class Questions:
     n_persona: int = 6
     n_samples: int = 3
     n_train_prompts: int = 24
+
+    def __post_init__(self) -> None:
+        _check(self, "questions.", {"n_questions": _POS, "n_references": _POS, "n_causal": _POS, "n_persona": _POS,
+                                    "n_samples": _NONNEG, "n_train_prompts": _POS})
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,8 @@ class StudyConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
+        _check(self, "", {"threads": _POS, "n_permutations": _POS, "min_gap": {"low": 0, "low_open": True},
+                          "eval_batch_size": _POS, "max_new_tokens": _POS, "seed": {}})
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"unknown study stage {unknown[0]!r}; valid: {', '.join(STAGES)}")
@@ -118,6 +153,26 @@ class StudyConfig:
         if bad:
             raise ConfigError(f"unknown schedule {bad[0]!r}; choose from {', '.join(SCHEDULES)}")
         self.training.checkpoints()
+
+    def check_inputs(self) -> "StudyConfig":
+        """Every file and model the study reads, checked before the first stage runs (so a missing file fails in a
+        second, not after the first fine-tune): the models, each dataset's data and control (chat JSONL, parsed),
+        its held-out set and the off-domain questions (question sets with reference answers)."""
+        from emprobe.data import load_chat_dataset, load_questions
+        from emprobe.models.registry import BUILTIN_MODELS
+        from emprobe.validate import model_arg, source_arg
+
+        for where, m in (("model", self.model), *(("prior_models", m) for _, m in self.prior_models)):
+            model_arg(m, where)
+            if m in BUILTIN_MODELS:
+                BUILTIN_MODELS[m].check_installed()
+        for ds in self.datasets:
+            for key in ("data", "control"):
+                load_chat_dataset(source_arg(getattr(ds, key), f"datasets.{key}", "chat dataset"))
+            if ds.heldout:
+                load_questions(source_arg(ds.heldout, "datasets.heldout", "question set")).with_references()
+        load_questions(source_arg(self.questions.off_domain, "questions.off_domain", "question set")).with_references()
+        return self
 
     # ---- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

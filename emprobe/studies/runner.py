@@ -69,6 +69,10 @@ def timing(pipe: Pipeline, t0: float, threads: int) -> dict[str, Any]:
 def run_study(cfg: StudyConfig, log: Callable[[str], Any] | None = print, executor: str = "local",
               **executor_kw: Any) -> dict[str, Any]:
     """Run every enabled stage of ``cfg`` (reusing finished ones); write and return ``summary.json``."""
+    from emprobe.outdir import claim_dir
+
+    cfg.check_inputs()  # every input file and model, before the first stage (and before torch loads)
+    claim_dir(cfg.out, "study", overwrite=None, reuse=("study", "summary"))
     import torch
 
     from emprobe import __version__

@@ -85,7 +85,7 @@ def _score(scores: pd.DataFrame, drift: pd.DataFrame, threshold: float, n_permut
     labels = em_labels(merged, threshold)
     if labels.all() or not labels.any():
         raise DataError(f"every checkpoint is labelled {'EM' if labels.all() else 'not EM'} at threshold "
-                        f"{threshold}: the detector cannot be scored (lower or raise --threshold)")
+                        f"{threshold}: the detector cannot be scored (lower or raise `threshold`)")
     single = drift_auroc(merged["drift_best"].to_numpy(), labels, n_permutations, seed)
     loro = leave_one_run_out(merged[feat_cols].to_numpy(), labels, merged.run.to_numpy())
     return MonitorResult(table=merged.assign(em=labels, loro_score=loro["scores"]), auroc=single["auroc"],

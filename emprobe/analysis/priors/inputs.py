@@ -202,7 +202,7 @@ def priors_inputs(target: Any, baseline: Any = None, control_target: Any = None,
     out: dict[str, Any] = {"target": load_target(target, baseline)}
     if control_target is not None:
         if baseline is None:
-            raise ConfigError("--control-target needs --baseline (the control's change = control − baseline)")
+            raise ConfigError("`control_target` needs `baseline` (the control's change = control − baseline)")
         out["control"] = load_target(control_target, baseline)
     kind = str(out["target"].target_kind.iloc[0])
     if base_margin is not None:

@@ -140,7 +140,10 @@ def track(run, directions, questions="builtin:em-core", *, refit: bool = True, n
     """
     from emprobe.finetuning import Run
     from emprobe.probes import load_prompts
+    from emprobe.validate import check_args
 
+    check_args(run=run, directions=directions, questions=questions, n_random=n_random, batch_size=batch_size,
+               steps=steps)
     run = Run.load(run)
     dirs = _as_directions(directions)
     if n_random < 0:

@@ -15,11 +15,11 @@ def make_judge(url: str | None = None, model: str | None = None, local: str | No
                api_key_env: str = "OPENAI_API_KEY", cache=None, **kw) -> Judge:
     """An :class:`OpenAIJudge` (``url`` + ``model``) or a :class:`LocalHFJudge` (``local`` model spec)."""
     if local and (url or model):
-        raise ConfigError("choose either a local judge (--judge-local) or an HTTP judge (--judge-url/--judge-model)")
+        raise ConfigError("choose either a local judge or an HTTP judge (a URL / judge model name), not both")
     if local:
         return LocalHFJudge(local, **{k: v for k, v in kw.items() if k == "min_mass"})
     if not model:
-        raise ConfigError("--metric judge needs --judge-model (HTTP judge) or --judge-local MODEL")
+        raise ConfigError("a judge needs a judge model name (HTTP judge) or a local model (local HF judge)")
     from emprobe.evaluation.judges.openai_http import DEFAULT_URL
 
     return OpenAIJudge(model, url or DEFAULT_URL, api_key_env=api_key_env, cache=cache, **kw)

@@ -68,7 +68,7 @@ class OpenAIJudge(Judge):
                  max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 60.0, timeout: float = 60.0,
                  workers: int = 8, min_mass: float = MIN_MASS, seed: int | None = 0) -> None:
         if not model:
-            raise ConfigError("the HTTP judge needs a model name (--judge-model)")
+            raise ConfigError("the HTTP judge needs a judge model name")
         if not 1 <= top_logprobs <= 20:
             raise ConfigError(f"top_logprobs must be 1..20, got {top_logprobs}")
         self.model = model

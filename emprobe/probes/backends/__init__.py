@@ -29,7 +29,7 @@ def get_backend(name: str | ActivationBackend, lm, remote: bool = False) -> Acti
     if key not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
     if remote and key != "nnsight":
-        raise ConfigError("--remote runs on NDIF and needs --backend nnsight")
+        raise ConfigError("`remote` runs on NDIF and needs `backend` nnsight")
     return NNsightBackend(lm, remote=True) if remote else BACKENDS[key](lm)
 
 

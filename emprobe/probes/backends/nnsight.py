@@ -46,7 +46,7 @@ class NNsightBackend(ActivationBackend):
 
                     name = self.lm.spec.name
                     if Path(name).exists() or self.lm.spec.is_builtin:
-                        raise ConfigError(f"--remote needs a hub id that NDIF hosts, not the local model {name!r}")
+                        raise ConfigError(f"`remote` needs a hub id that NDIF hosts, not the local model {name!r}")
                     return TransformersModel(name, tokenizer=tok)
                 return TransformersModel(unwrap(self.model), tokenizer=tok)  # a PeftModel's inner model
         except ConfigError:
