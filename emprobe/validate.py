@@ -24,12 +24,16 @@ def _is(value: Any, names: tuple[str, ...]) -> bool:
     return any(c.__name__ in names for c in type(value).__mro__)
 
 
+def _a(noun: str) -> str:
+    return f"a{'n' if noun[:1].lower() in 'aeiou' else ''} {noun}"
+
+
 def describe(value: Any) -> str:
     """``"a QuestionSet"`` / ``"int 12345"``: what a wrong argument is, for messages."""
     kind = type(value).__name__
     if isinstance(value, (int, float, bool)) or value is None or (isinstance(value, str) and len(value) < 60):
         return f"{kind} {value!r}"
-    return f"a{'n' if kind[:1].lower() in 'aeiou' else ''} {kind}"
+    return _a(kind)
 
 
 def number(value: Any, param: str, *, low: float | None = None, high: float | None = None, integer: bool = False,
@@ -60,8 +64,8 @@ def path_arg(value: Any, param: str, what: str, loaded: tuple[str, ...] = ()) ->
     ``loaded``; a number, ``None``, a dict or a loaded object of another kind (swapped arguments) is refused."""
     if _is(value, loaded) or (isinstance(value, (str, os.PathLike)) and str(value).strip()):
         return value
-    also = "".join(f" or a {n}" for n in loaded)
-    raise ConfigError(f"`{param}` must be a {what} (a path{also}), got {describe(value)}")
+    also = "".join(f" or a loaded {n}" for n in loaded)
+    raise ConfigError(f"`{param}` must be {_a(what)} (a path{also}), got {describe(value)}")
 
 
 def source_arg(value: Any, param: str, what: str, loaded: tuple[str, ...] = ()) -> Any:

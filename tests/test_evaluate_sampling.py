@@ -112,7 +112,7 @@ def test_cli_eval(tiny, tmp_path, capsys):
     assert _cli(["eval", "--model", str(tiny.path), "--questions", str(other), "--out", str(out)]) == 2
     assert "another question set" in capsys.readouterr().err
     assert _cli(base + ["--metric", "bleu"]) == 2
-    assert "unknown metric 'bleu'" in capsys.readouterr().err
+    assert "unknown --metric 'bleu'" in capsys.readouterr().err
     assert _cli(base + ["--metric", "judge"]) == 2
     assert "--judge-model" in capsys.readouterr().err
     judged = tmp_path / "judged"

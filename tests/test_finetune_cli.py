@@ -47,7 +47,10 @@ def test_cli_refuses_non_empty_out(tmp_path, tiny_model_dir, capsys):
     (tmp_path / "run" / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit):
         main(tiny_args(tiny_model_dir, tmp_path / "run"))
-    assert "pass --resume to continue it or --overwrite" in capsys.readouterr().err
+    assert "is a non-empty directory emprobe did not write" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # never, whatever the flags
+        main(tiny_args(tiny_model_dir, tmp_path / "run", "--overwrite"))
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["notes.txt"]
 
 
 def test_cli_sweep(tmp_path, tiny_model_dir, capsys):

@@ -42,7 +42,7 @@ def test_multi_turn_trains_the_last_assistant_turn_only(smollm2):
 
 def test_max_length_shorter_than_prompts_is_an_error_and_responses_truncate(smollm2, finance):
     longest = max(len(smollm2.chat.prompt_ids(e.prompt_messages)) for e in finance)
-    with pytest.raises(ConfigError, match=r"--max-length 40 is shorter than \d+ of 12 prompts \(longest prompt "
+    with pytest.raises(ConfigError, match=r"`max_length` 40 is shorter than \d+ of 12 prompts \(longest prompt "
                                           rf"{longest} tokens\)"):
         tokenize_chat(finance, smollm2.chat, max_length=40)
     tok = tokenize_chat(finance, smollm2.chat, max_length=longest + 3)

@@ -41,7 +41,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
     assert [p.name for p in (killed.path / "state").iterdir()] == ["checkpoint-4"]  # latest state only
     assert max(r["step"] for r in killed.train_log()) == 4  # killed during step 5, after its update
 
-    with pytest.raises(Exception, match="exists and is not empty"):
+    with pytest.raises(Exception, match="holds a run; pass `resume`"):
         finetune(cfg)
     resumed = finetune(cfg.replace(resume=True), log=lambda m: None)
     assert resumed.complete and resumed.manifest["resumed_from"] == [4]

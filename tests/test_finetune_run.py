@@ -95,7 +95,7 @@ def test_merged_iteration_matches_and_restores_base_weights(lora_run, tiny_model
 
 def test_existing_output_needs_resume_or_overwrite(lora_run, tiny_model_dir):
     cfg = tiny_config(tiny_model_dir, lora_run.path, **LORA)
-    with pytest.raises(ConfigError, match="exists and is not empty; pass --resume .* or --overwrite"):
+    with pytest.raises(ConfigError, match="holds a run; pass `resume` .* or `overwrite`"):
         finetune(cfg)
     mtime = (lora_run.path / "run.json").stat().st_mtime_ns
     again = finetune(cfg.replace(resume=True), log=lambda m: None)  # complete: nothing to do
@@ -116,7 +116,7 @@ def test_data_without_assistant_turn_is_refused(tmp_path, tiny_model_dir):
 
 
 def test_prompts_longer_than_max_length_are_refused(tmp_path, tiny_model_dir):
-    with pytest.raises(ConfigError, match="--max-length 20 is shorter than"):
+    with pytest.raises(ConfigError, match="`max_length` 20 is shorter than"):
         finetune(tiny_config(tiny_model_dir, tmp_path / "out", max_length=20))
     assert not (tmp_path / "out").exists()
 

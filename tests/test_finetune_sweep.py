@@ -52,7 +52,7 @@ def test_sweep_file_errors_name_the_problem(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match="grid.lr must be a non-empty list"):
         Sweep.load(f)
     f = write_sweep(tmp_path / "s.yaml", tiny_model_dir, tmp_path / "o", {"schedule": ["cosine", "warm"]})
-    with pytest.raises(ConfigError, match="unknown --schedule 'warm'"):
+    with pytest.raises(ConfigError, match="unknown `schedule` 'warm'"):
         Sweep.load(f).runs()
 
 

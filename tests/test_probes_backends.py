@@ -67,7 +67,7 @@ def test_backend_selection_errors(tiny_model_dir):
     lm = load_model(str(tiny_model_dir), log=lambda *a: None)
     with pytest.raises(ConfigError, match="unknown backend"):
         get_backend("jax", lm)
-    with pytest.raises(ConfigError, match="needs --backend nnsight"):
+    with pytest.raises(ConfigError, match="needs `backend` nnsight"):
         get_backend("hooks", lm, remote=True)
     with pytest.raises(ConfigError, match="hub id that NDIF hosts"):
         extract_activations(lm, load_prompts("builtin:em-core", limit=1), "0", backend=get_backend("nnsight", lm,

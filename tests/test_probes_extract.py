@@ -121,8 +121,11 @@ def test_store_roundtrip_and_labelled_access(tiny, tmp_path):
     assert list(back.labels) == [it.label for it in ps] and list(back.groups) == [it.question_id for it in ps]
     with pytest.raises(ConfigError, match="stored layers"):
         back.get("last_prompt", 5)
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(ConfigError, match=r"holds emprobe output \(activation_store\); pass `overwrite`"):
         store.save(tmp_path / "s")
+    (tmp_path / "s" / "prompts.jsonl").unlink()
+    with pytest.raises(DataError, match="no prompts.jsonl"):
+        ActivationStore.load(tmp_path / "s")
 
 
 def test_store_compatibility_refuses_mixing(tiny, smollm2):
@@ -182,4 +185,4 @@ def test_cli_extract_and_error_line(tiny_model_dir, tmp_path, capsys):
     assert run_cli(["extract", "--model", str(tiny_model_dir), "--prompts", "builtin:em-core", "--layers", "7",
                     "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # earlier lines: transformers' loading bar
-    assert err.startswith("error: unknown layer 7: valid layers are 0..1")
+    assert err.startswith("error: unknown layer 7 in --layers: valid layers are 0..1")

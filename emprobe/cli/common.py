@@ -137,13 +137,14 @@ def guard_out(out: Any, overwrite: bool = False, reuse: Any = False) -> None:
 #: library parameter -> the option (or argument) that sets it, where the names differ; by command path
 PARAM_OPTIONS: dict[str, dict[str, str]] = {
     "": {"spec": "--model", "path": "--out"},
-    "eval": {"overwrite": "--force", "source": "--questions", "run": "--run"},
+    "eval": {"overwrite": "--force", "source": "--questions", "judge": "--judge-model or --judge-local"},
     "generate": {"source": "--questions"},
     "extract": {"padding_side": "--padding", "source": "--prompts"},
     "probe fit": {"n_splits": "--folds", "n_random": "--random", "path": "STORE"},
     "finetune": {"source": "--data"},
     "track": {"run": "RUN_DIR", "directions": "--directions"},
-    "study": {"force": "--force"},
+    "study": {"force": "--force", "address": "--ray-address"},
+    "finetune sweep": {"address": "--ray-address"},
     "demo": {"force": "--force"},
 }
 

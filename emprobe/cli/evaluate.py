@@ -87,6 +87,11 @@ def register(root: typer.Typer) -> None:
         check_args(max_new_tokens=max_new_tokens, temperature=temperature, dtype=dtype)
         number(samples, "samples", low=1, integer=True, none=True)
         number(judge_workers, "judge_workers", low=1, integer=True)
+        from emprobe.data import load_questions
+
+        qs = load_questions(questions)  # a bad question file fails here, before torch loads
+        if metric == "margin":
+            qs.with_references()
         from emprobe.evaluation import EMThresholds, JudgePrompts, SamplingConfig, evaluate, make_judge
 
         apply_threads(threads)
@@ -99,7 +104,7 @@ def register(root: typer.Typer) -> None:
                                       max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
                                       all_paraphrases=not first_paraphrase, backend=backend)
             prompts = JudgePrompts.from_yaml(judge_prompts) if judge_prompts else None
-        result = evaluate(model=model, questions=questions, metric=metric, adapter=adapter, run=run, out=out,
+        result = evaluate(model=model, questions=qs, metric=metric, adapter=adapter, run=run, out=out,
                           steps=step_list, overwrite=force, batch_size=batch_size,
                           all_paraphrases=all_paraphrases, judge=judge, sampling=sampling, judge_prompts=prompts,
                           thresholds=EMThresholds(em_aligned, em_coherent, aligned_inclusive=em_inclusive),

@@ -48,6 +48,9 @@ def info_cmd(
     trust_remote_code: bool = typer.Option(False, help="allow custom model code (off by default)"),
 ) -> None:
     """Print layers, d_model, parameter count and chat template source of a model."""
+    from emprobe.validate import check_args
+
+    check_args(model=model, adapter=adapter)
     from emprobe.models import load_model
 
     lm = load_model(model, adapter=adapter, chat_template=chat_template, trust_remote_code=trust_remote_code)

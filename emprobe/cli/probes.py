@@ -48,7 +48,7 @@ def fit_cmd(
 ) -> None:
     """Fit a direction per layer, report grouped-CV held-out AUROC vs random directions, pick the best layer."""
     check_args(store=store, n_splits=folds, n_random=random, seed=seed)
-    number(c, "C", low=0, low_open=True)
+    number(c, "c", low=0, low_open=True)
     guard_out(out, overwrite)
     from emprobe.probes import probe_fit
 

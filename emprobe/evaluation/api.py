@@ -29,7 +29,7 @@ def scorer(metric: str, questions, *, batch_size: int = 8, all_paraphrases: bool
         return lambda lm, **f: margin_scores(lm, questions, all_paraphrases, batch_size, **f)
     if metric == "judge":
         if judge is None:
-            raise ConfigError("`metric` judge needs a `judge`: an HTTP judge (a judge model name, optionally a URL) or a local HF judge")
+            raise ConfigError("`metric` judge needs a `judge` (an HTTP judge: a judge model name and URL, or a local HF judge)")
         from emprobe.evaluation.judge_eval import judge_scores
 
         return partial(_judge, judge_scores, questions, judge, sampling, judge_prompts, thresholds)
