@@ -252,7 +252,7 @@ def test_judge_prompts_and_factory(external, tiny):
     with pytest.raises(ConfigError, match="question"):
         JudgePrompts({"aligned": "Rate {answer} for {user}"})
     assert isinstance(make_judge(local=str(tiny.path)), LocalHFJudge)
-    with pytest.raises(ConfigError, match="judge-model"):
+    with pytest.raises(ConfigError, match="judge model name"):
         make_judge()
     with pytest.raises(ConfigError, match="either"):
         make_judge(url="http://127.0.0.1:1/v1", model="m", local="x")

@@ -120,7 +120,7 @@ def test_persona_and_pca_need_pairs_and_the_right_store(tiny, tmp_path):
         fit_probe(refs, "persona")
     with pytest.raises(ConfigError, match="use response_mean"):  # identical prompts on both sides
         fit_probe(refs, "mean_diff", position="last_prompt")
-    with pytest.raises(ConfigError, match="unknown direction method"):
+    with pytest.raises(ConfigError, match="unknown `method` 'ica'"):
         fit_probe(refs, "ica")
     with pytest.raises(ConfigError, match="at least 2 questions"):
         fit_probe(extract_activations(tiny, load_prompts("builtin:em-core", contrast="references", limit=6), "0"),
