@@ -206,24 +206,24 @@ OUT = [
     ("finetune-run", "finetune --model {m} --data {w}/chat.jsonl --out {w}/run", ["--resume", "--overwrite"]),
     ("sweep-file", "finetune sweep {w}/sweep.yaml --out {w}/v.txt", ["existing file"]),
     ("sweep-dir", "finetune sweep {w}/sweep.yaml --out {w}/d", ["did not write"]),
-    ("track-file", "track {w}/run --directions {w}/dir -q {w}/q.yaml --out {w}/v.txt", ["existing file"]),
-    ("track-dir", "track {w}/run --directions {w}/dir -q {w}/q.yaml --out {w}/d --overwrite", ["did not write"]),
     ("track-run", "track {w}/run --directions {w}/dir -q {w}/q.yaml --out {w}/run", ["--overwrite"]),
-    ("priors-dir", "priors --features {w}/store --target {w}/rises.csv --out {w}/d", ["did not write"]),
-    ("overlap-dir", "overlap --adapter {ck} --model {m} -q {w}/q.yaml --out {w}/d", ["did not write"]),
-    ("dynamics-dir", "dynamics {w}/run -q {w}/q.yaml --out {w}/d", ["did not write"]),
-    ("monitor-file", "monitor {w}/run --direction {w}/dir -q {w}/q.yaml --out {w}/v.txt", ["existing file"]),
-    ("explain-dir", "explain {w}/rises.csv --out {w}/d", ["did not write"]),
-    ("patch-dir", "patch --adapter {ck} --model {m} -q {w}/q.yaml --out {w}/d", ["did not write"]),
-    ("steer-file", "steer --direction {w}/dir --model {m} -q {w}/q.yaml --out {w}/v.txt", ["existing file"]),
-    ("ablate-dir", "ablate --direction {w}/dir --adapter {ck} --model {m} -q {w}/q.yaml --heldout {w}/q.yaml "
-                   "--out {w}/d", ["did not write"]),
     ("study-dir", "study {w}/study_ok.yaml --out {w}/d", ["did not write"]),
     ("study-file", "study {w}/study_ok.yaml --out {w}/v.txt", ["existing file"]),
     ("study-run", "study {w}/study_ok.yaml --out {w}/run", ["finetune-run", "choose another --out"]),
     ("demo-dir", "demo --model {m} --out {w}/d", ["did not write"]),
     ("demo-file", "demo --model {m} --out {w}/v.txt", ["existing file"]),
 ]
+#: every analysis verb against the user's file and the user's directory (even with --overwrite)
+ANALYSES = {"track": "track {w}/run --directions {w}/dir -q {w}/q.yaml",
+            "priors": "priors --features {w}/store --target {w}/rises.csv",
+            "overlap": "overlap --adapter {ck} --model {m} -q {w}/q.yaml", "dynamics": "dynamics {w}/run -q {w}/q.yaml",
+            "monitor": "monitor {w}/run --direction {w}/dir -q {w}/q.yaml", "explain": "explain {w}/rises.csv",
+            "patch": "patch --adapter {ck} --model {m} -q {w}/q.yaml",
+            "steer": "steer --direction {w}/dir --model {m} -q {w}/q.yaml",
+            "ablate": "ablate --direction {w}/dir --adapter {ck} --model {m} -q {w}/q.yaml --heldout {w}/q.yaml"}
+OUT += [case for verb, cmd in ANALYSES.items() for case in (
+    (f"{verb}-file", cmd + " --out {w}/v.txt", ["--out", "existing file"]),
+    (f"{verb}-dir", cmd + " --out {w}/d --overwrite", ["--out", "did not write"]))]
 PROC = [(f"proc-{verb}", cmd + " --out /proc/emprobe-x", ["/proc/emprobe-x", "cannot write"]) for verb, cmd in [
     ("finetune", "finetune --model {m} --data {w}/chat.jsonl"), ("extract", "extract --prompts {w}/q.yaml --model {m}"),
     ("fit", "probe fit {w}/store"), ("eval", "eval -q {w}/q.yaml"), ("track", "track {w}/run --directions {w}/dir"),

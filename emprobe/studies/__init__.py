@@ -7,11 +7,26 @@ the verdicts first. ``emprobe demo`` is the ``demo`` preset of :func:`study`.
 >>> [(v["id"], v["verdict"]) for v in summary["verdicts"]]
 
 Data flows one way: models -> finetune -> evaluate -> probes -> analysis -> report (HTML) -> study.
+The names load on first use, so the command line (which reads the presets for its help) starts without pandas.
 """
 
-from emprobe.studies.cells import Cell, cells
-from emprobe.studies.config import PRESETS, STAGES, DatasetSpec, Grid, Questions, StudyConfig, Training, preset
-from emprobe.studies.runner import demo, run_study, study
+#: public name -> submodule that defines it
+_NAMES = {"Cell": "cells", "cells": "cells", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
+          "Grid": "config", "Questions": "config", "StudyConfig": "config", "Training": "config", "preset": "config",
+          "demo": "runner", "run_study": "runner", "study": "runner"}
 
-__all__ = ["PRESETS", "STAGES", "Cell", "DatasetSpec", "Grid", "Questions", "StudyConfig", "Training", "cells", "demo",
-           "preset", "run_study", "study"]
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'emprobe.studies' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"emprobe.studies.{_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
