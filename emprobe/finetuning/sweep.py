@@ -34,7 +34,7 @@ from emprobe.io import content_hash, manifest, write_json
 SWEEP_MANIFEST = "sweep.json"
 
 if TYPE_CHECKING:
-    from emprobe.finetuning.executors import Executor
+    from emprobe.finetuning.processes import Executor
 
 
 def _slug(key: str, value: Any) -> str:

@@ -202,19 +202,21 @@ def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc
     )
 
 
-def finetune(cfg: FinetuneConfig | None = None, *, callbacks: Sequence[Any] = (),
-             log: Callable[[str], None] | None = None, **overrides: Any) -> Run:
-    """Fine-tune ``cfg.model`` on ``cfg.data`` and write the run directory ``cfg.out``; return the :class:`Run`.
+def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = (),
+             log: Callable[[str], None] | None = None, **options: Any) -> Run:
+    """Fine-tune ``model`` on ``data`` into the run directory ``out``; return the :class:`Run` (``ep.finetune``).
 
-    Keyword ``overrides`` replace fields of ``cfg`` (or build one: ``finetune(model=..., data=..., out=...)``).
-    ``callbacks`` are extra transformers ``TrainerCallback`` objects; ``log`` receives the one-line
-    messages (default: printed beside the progress bar). Under ``torchrun`` every rank calls this and
-    rank 0 alone writes. With ``resume=True`` a complete run is returned as is.
+    ``model``: an alias, hub id, directory, :class:`~emprobe.models.LoadedModel` (used by name) or a whole
+    :class:`FinetuneConfig`; ``data``: ``builtin:NAME`` or a chat JSONL; ``options``: config fields (``out``,
+    ``max_steps``, ``save_steps``, ``lr``, ``lora_r``, ...; see :meth:`FinetuneConfig.build`). ``callbacks`` are
+    extra transformers ``TrainerCallback`` objects; ``log`` receives the one-line messages (default: printed
+    beside the progress bar). Under ``torchrun`` every rank calls this and rank 0 alone writes. With
+    ``resume=True`` a complete run is returned as is.
     """
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    cfg = (cfg or FinetuneConfig()).replace(**overrides).validate()
+    cfg = FinetuneConfig.build(model, data, **options).validate()
     rank, n_proc = world()
     main = rank == 0
     bar = ProgressBar(0, enabled=cfg.progress and main)

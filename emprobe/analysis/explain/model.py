@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from emprobe.analysis.priors.loqo import loqo_ridge_operator
 from emprobe.analysis.stats import (
@@ -177,11 +176,9 @@ def _q95(null: np.ndarray) -> float:
 # ---- per-question statistics ------------------------------------------------------------------------
 def pair_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float]:
     """t-interval of a question's mean over its pairs (NaN with one pair)."""
-    v = values.to_numpy(float)
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    half = _st.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
+    from emprobe.analysis.stats import t_interval
+
+    return t_interval(values.to_numpy(float), level)
 
 
 def rho_with_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, n_permutations: int = 1000,
