@@ -120,7 +120,9 @@ class Sweep:
 
 
 @dataclass
-class SweepResult:
+class SweepRun:
+    """How one run of a sweep ended (what :func:`run_sweep` returns per grid point)."""
+
     name: str
     status: str  # "complete" (trained now), "skipped" (already complete), "failed: ...", "planned"
     out: Path
@@ -133,7 +135,7 @@ _STATUS = {"ok": "complete", "skipped": "skipped"}
 
 def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress: bool = True,
               dry_run: bool = False, log: Callable[[str], None] = print,
-              executor: "Executor | None" = None) -> list[SweepResult]:
+              executor: "Executor | None" = None) -> list[SweepRun]:
     """Run every grid point of ``sweep`` (skipping complete runs, resuming interrupted ones).
 
     ``executor`` (default: a :class:`~emprobe.finetuning.executors.LocalExecutor` splitting ``threads``
@@ -153,17 +155,17 @@ def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress
         for i, (name, cfg) in enumerate(plan, 1):
             path = Path(cfg.out)
             done = (path / "run.json").is_file() and Run.load(path).complete
-            results.append(SweepResult(name, "skipped" if done else "planned", path))
+            results.append(SweepRun(name, "skipped" if done else "planned", path))
             log(f"[{i}/{len(plan)}] {name}: {'complete, skip' if done else 'to run'}")
         return results
 
     rows = [{"name": n, "status": "pending", "path": n} for n, _ in plan]
-    by_index: dict[int, SweepResult] = {}
+    by_index: dict[int, SweepRun] = {}
 
     def record(i: int | None = None, outcome=None) -> None:
         if outcome is not None:
             status = _STATUS.get(outcome.status, f"failed: {outcome.error}")
-            by_index[i] = SweepResult(outcome.name, status, outcome.out, round(outcome.seconds, 3), outcome.attempts)
+            by_index[i] = SweepRun(outcome.name, status, outcome.out, round(outcome.seconds, 3), outcome.attempts)
             rows[i] = {"name": outcome.name, "status": status, "path": outcome.name, "attempts": outcome.attempts,
                        "seconds": round(outcome.seconds, 3)}
         write_json(sweep.out / SWEEP_MANIFEST, manifest("finetune-sweep", source=sweep.source,

@@ -96,7 +96,7 @@ def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]]
             h.remove()
 
 
-def response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:
+def mean_response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:
     """Mean per-token log-prob of each row's response tokens (``[B]``), from ``[B, T, V]`` logits.
 
     ``batch`` is a :class:`~emprobe.probes.tokens.TokenBatch` of prompt+response items; token ``t`` of the
@@ -119,4 +119,4 @@ def scored_forward(model: torch.nn.Module, batch, edits: Mapping[int, Edit | Seq
     with intervene(model, edits, capture) as cap:
         logits = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
                        position_ids=batch.position_ids.to(dev), use_cache=False).logits
-    return response_logprobs(logits, batch), dict(cap)
+    return mean_response_logprobs(logits, batch), dict(cap)
