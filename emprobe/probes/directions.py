@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import einops
 import numpy as np
 import torch
 
@@ -93,7 +94,8 @@ class Direction:
             position = position or self.position
             layers = self.layers if layer is None else [int(layer)]
             x = acts.get(position, layers)
-            p = torch.einsum("nld,ld->nl", x.float(), self.unit[[self._col(l_) for l_ in layers]]).numpy()
+            unit = self.unit[[self._col(l_) for l_ in layers]]
+            p = einops.einsum(x.float(), unit, "n layer d, layer d -> n layer").numpy()
             return p[:, 0] if layer is not None else p
         x = torch.as_tensor(np.asarray(acts), dtype=torch.float32)
         if x.shape[-1] != self.d_model:
@@ -101,7 +103,7 @@ class Direction:
         if x.ndim == 2:
             return (x @ self.vector(layer)).numpy()
         if x.ndim == 3 and x.shape[1] == len(self.layers):
-            p = torch.einsum("nld,ld->nl", x, self.unit).numpy()
+            p = einops.einsum(x, self.unit, "n layer d, layer d -> n layer").numpy()
             return p[:, self._col(int(layer))] if layer is not None else p
         raise DataError(f"cannot project activations of shape {tuple(x.shape)} "
                         f"(want [n, d] or [n, {len(self.layers)}, d])")

@@ -12,6 +12,7 @@ its ΔR² sits slightly below 0.
 
 from __future__ import annotations
 
+import einops
 import numpy as np
 import pandas as pd
 
@@ -60,9 +61,9 @@ def loqo_ridge_batch(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, weights: 
         if p == 0:
             out[s:s + chunk] = ybar
             continue
-        sxx = np.einsum("bjp,bjq->bpq", wx, xb)[:, None] - np.einsum("bip,biq->bipq", wx, xb)
-        cxx = sxx - k[..., None, None] * np.einsum("bip,biq->bipq", xbar, xbar)
-        sxy = np.einsum("bjp,bj->bp", wx, yb)[:, None] - wx * yb[..., None]
+        sxx = einops.einsum(wx, xb, "b j p, b j q -> b p q")[:, None] - einops.einsum(wx, xb, "b i p, b i q -> b i p q")
+        cxx = sxx - k[..., None, None] * einops.einsum(xbar, xbar, "b i p, b i q -> b i p q")
+        sxy = einops.einsum(wx, yb, "b j p, b j -> b p")[:, None] - wx * yb[..., None]
         cxy = sxy - k[..., None] * xbar * ybar[..., None]
         lam = alpha * np.trace(cxx, axis1=-2, axis2=-1) / k + 1e-12
         beta = np.linalg.solve(cxx + lam[..., None, None] * np.eye(p), cxy[..., None])[..., 0]
