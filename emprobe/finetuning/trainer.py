@@ -1,4 +1,4 @@
-"""``finetune(cfg)``: a narrow LoRA (or full) fine-tune with transformers' ``Trainer`` + peft.
+"""``finetune(model, data, **options)`` / ``finetune(cfg)``: a narrow LoRA (or full) fine-tune with transformers' ``Trainer`` + peft.
 
 The training loop is transformers' own (optimizer, scheduler, data order, gradient accumulation,
 data parallelism under ``torchrun`` / ``accelerate launch``, exact resume). emprobe adds the data
@@ -204,15 +204,11 @@ def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc
 
 def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = (),
              log: Callable[[str], None] | None = None, **options: Any) -> Run:
-    """Fine-tune ``model`` on ``data`` into the run directory ``out``; return the :class:`Run` (``ep.finetune``).
-
-    ``model``: an alias, hub id, directory, :class:`~emprobe.models.LoadedModel` (used by name) or a whole
-    :class:`FinetuneConfig`; ``data``: ``builtin:NAME`` or a chat JSONL; ``options``: config fields (``out``,
-    ``max_steps``, ``save_steps``, ``lr``, ``lora_r``, ...; see :meth:`FinetuneConfig.build`). ``callbacks`` are
-    extra transformers ``TrainerCallback`` objects; ``log`` receives the one-line messages (default: printed
-    beside the progress bar). Under ``torchrun`` every rank calls this and rank 0 alone writes. With
-    ``resume=True`` a complete run is returned as is.
-    """
+    """Fine-tune ``model`` (alias, hub id, directory, loaded model or a whole :class:`FinetuneConfig`) on ``data``
+    into the run directory ``out`` (``ep.finetune``); ``options`` are config fields (:meth:`FinetuneConfig.build`).
+    ``callbacks``: extra transformers ``TrainerCallback`` objects; ``log`` receives the one-line messages (default:
+    printed beside the progress bar). Under ``torchrun`` every rank calls this and rank 0 alone writes. With
+    ``resume=True`` a complete run is returned as is."""
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
