@@ -109,3 +109,16 @@ def test_margins_cache_and_explain_on_the_result(runs, questions, tmp_path):
     first.save(tmp_path / "m")
     assert {"table.parquet", "rises.parquet", "margins.parquet", "plot.png", "summary.json"} <= {
         x.name for x in (tmp_path / "m").iterdir()}
+
+
+def test_cli_explain_scores_a_run_against_its_control(runs, questions, tmp_path):
+    import json
+
+    from emprobe.cli import main
+
+    mis, ctl = runs
+    questions.save_yaml(tmp_path / "q.yaml")
+    main(["explain", str(mis.path), "--control", str(ctl.path), "--questions", str(tmp_path / "q.yaml"),
+          "--n-permutations", "50", "--reliability-splits", "20", "--out", str(tmp_path / "ex")])
+    s = json.loads((tmp_path / "ex" / "summary.json").read_text())
+    assert s["findings"] and s["n_questions"] == 6

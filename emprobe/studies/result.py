@@ -113,7 +113,9 @@ class StudyResult(Result):
 
     # ---- notebook view --------------------------------------------------------------------------
     def _repr_html_(self) -> str:
-        e = html.escape
+        def e(x: Any) -> str:
+            return html.escape(str(x))
+
         rows = "".join(
             f'<tr><td><b>{e(v["id"])}</b>: {e(v["claim"])}</td><td style="background:{_COLOURS.get(v["verdict"], "")}">'
             f'<b>{e(v["verdict"])}</b>' + (f'<br><small>{e(v["reason"])}</small>' if v.get("reason") else "")
