@@ -185,3 +185,13 @@ def test_cli_extract_and_error_line(tiny_model_dir, tmp_path, capsys):
                     "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # earlier lines: transformers' loading bar
     assert err.startswith("error: unknown layer 7: valid layers are 0..1")
+
+
+def test_extract_takes_a_plain_list_of_items(tiny_model_dir):
+    from emprobe.models import load_model
+
+    lm = load_model(str(tiny_model_dir), log=None)
+    ps = load_prompts("builtin:em-core", limit=3)
+    a = extract(lm, list(ps), layers="0", positions="last_prompt")
+    b = extract(lm, ps, layers="0", positions="last_prompt")
+    assert torch.equal(a["last_prompt", 0], b["last_prompt", 0]) and a.uids == b.uids

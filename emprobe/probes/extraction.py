@@ -21,7 +21,7 @@ import torch
 from emprobe.errors import DataError
 from emprobe.models import fingerprint, resolve_layers
 from emprobe.probes.backends import ActivationBackend, get_backend
-from emprobe.probes.sources import LabelRule, PromptSet, load_prompts
+from emprobe.probes.sources import LabelRule, PromptItem, PromptSet, load_prompts
 from emprobe.probes.store import ActivationStore, new_manifest
 from emprobe.probes.tokens import encode, make_batches, parse_positions
 
@@ -65,9 +65,9 @@ def extract(model: Any, prompts: Any, *, layers: str | Sequence[int] | None = "a
 
     ``model``: a :class:`~emprobe.models.LoadedModel` (e.g. one yielded by ``Run.iter_models``), an alias, hub
     id or directory (loaded with ``adapter``). ``prompts``: a question set, chat JSONL, judged answers table,
-    ``builtin:NAME`` or a loaded :class:`PromptSet` / question set / chat dataset; ``contrast``
-    (``references`` | ``personas``) labels question prompts, ``label_rule`` judged ones, ``limit`` keeps the
-    first items. ``layers``: ``"all"``, ``"0,5,-1"``, ``"10:20"`` or a list (layer ``l`` = output of block
+    ``builtin:NAME``, a list of :class:`PromptItem` or a loaded :class:`PromptSet` / question set / chat
+    dataset; ``contrast`` (``references`` | ``personas``) labels question prompts, ``label_rule`` judged ones,
+    ``limit`` keeps the first items. ``layers``: ``"all"``, ``"0,5,-1"``, ``"10:20"`` or a list (layer ``l`` = output of block
     ``l``); ``positions``: ``"auto"`` (all the prompts allow) or names; ``backend``: ``hooks`` |
     ``transformerlens`` | ``nnsight`` or an instance (reuse one across checkpoints); ``model_info`` overrides
     fields of the recorded model (e.g. ``adapter``/``step`` when the adapter was switched in place). With
@@ -76,6 +76,8 @@ def extract(model: Any, prompts: Any, *, layers: str | Sequence[int] | None = "a
     from emprobe.models import load_model
 
     lm = load_model(model, adapter=adapter, log=None)
+    if isinstance(prompts, (list, tuple)) and all(isinstance(p, PromptItem) for p in prompts):
+        prompts = PromptSet(list(prompts))  # a plain list of items (an empty one fails as an empty prompt set)
     ps = load_prompts(prompts, contrast=contrast, personas=personas, label_rule=label_rule, limit=limit,
                       first_paraphrase=first_paraphrase)
     chat = lm.require_chat()
