@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     # (a) emprobe: one base model, adapters switched
     score = scorer("margin", qs, batch_size=args.batch_size)
     a = sweep_run(run, score, steps=steps, log=None)
-    a_tok = sum(t.manifest["timing"]["scored_tokens"] for t in a.tables.values())
+    a_tok = sum(t.manifest["timing"]["scored_tokens"] for t in a.by_step.values())
     a_score = sum(a.score_seconds.values())
 
     # (b) reload base + adapter for every checkpoint
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         b_switch[s], b_score[s] = t1 - t0, time.perf_counter() - t1
         del lm
     b_total = time.perf_counter() - t_b
-    diff = max(float(np.max(np.abs(a.tables[s].summary.margin.to_numpy() - b_tables[s].summary.margin.to_numpy())))
+    diff = max(float(np.max(np.abs(a.by_step[s].summary.margin.to_numpy() - b_tables[s].summary.margin.to_numpy())))
                for s in steps)
 
     later = steps[1:]

@@ -4,7 +4,7 @@
 Methods (one process, same model weights, method order rotated every round):
 
 * ``naive``         plain full HF forward (logits, no capture) -- the floor every ratio is divided by;
-* ``emprobe``       ``emprobe.probes.extract_activations`` with the default hooks backend, end to end
+* ``emprobe``       ``emprobe.probes.extract`` with the default hooks backend, end to end
                     (chat templating + tokenization + length sorting included);
 * ``emprobe_early`` the same for the first quarter of the layers only (shows the early stop);
 * ``hidden_states`` HF forward with ``output_hidden_states=True`` (block outputs = ``hidden_states[1:]``);
@@ -131,7 +131,7 @@ def build_runners(lm, w, items, batch_size):
     """``{method: callable(k=None)}`` running the first ``k`` batches (all by default)."""
     import torch
 
-    from emprobe.probes import extract_activations
+    from emprobe.probes import extract
 
     n_layers = lm.n_layers
     ids = [lm.chat.prompt_ids(it.messages) for it in items]
@@ -145,11 +145,11 @@ def build_runners(lm, w, items, batch_size):
 
     def emprobe(k=None):
         some = items if k is None else items[:k * batch_size]
-        return extract_activations(lm, some, "all", "last_prompt", backend=hooks, batch_size=batch_size)
+        return extract(lm, some, layers="all", positions="last_prompt", backend=hooks, batch_size=batch_size)
 
     def emprobe_early(k=None):  # only the first quarter of the layers: the forward stops there
         some = items if k is None else items[:k * batch_size]
-        return extract_activations(lm, some, f"0:{max(1, n_layers // 4)}", "last_prompt", backend=hooks,
+        return extract(lm, some, layers=f"0:{max(1, n_layers // 4)}", positions="last_prompt", backend=hooks,
                                    batch_size=batch_size)
 
     @torch.no_grad()

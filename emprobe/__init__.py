@@ -2,8 +2,10 @@
 
 Stages (data flows one way; no stage imports a later one)::
 
-    models -> finetune -> evaluate -> probes -> analysis -> report
+    models -> finetuning -> evaluation -> probes -> analysis -> report -> studies   (cli on top)
       data (question sets, chat datasets, built-in data) feeds every stage
+
+(``docs/architecture.md`` draws them and names the one place for each concern.)
 
 Conventions used by every API that takes a layer or a position:
 
@@ -26,15 +28,18 @@ _API = {
     "load_run": "emprobe.finetuning:load_run", "Direction": "emprobe.probes:Direction",
     "ActivationStore": "emprobe.probes:ActivationStore", "FinetuneConfig": "emprobe.finetuning:FinetuneConfig",
     # stages
-    "finetune": "emprobe.api:finetune", "evaluate": "emprobe.evaluation:evaluate", "extract": "emprobe.api:extract",
-    "fit_direction": "emprobe.api:fit_direction", "intervene": "emprobe.probes.interventions:intervene",
+    "finetune": "emprobe.finetuning:finetune", "evaluate": "emprobe.evaluation:evaluate",
+    "extract": "emprobe.probes:extract", "fit_direction": "emprobe.probes:fit_direction",
+    "intervene": "emprobe.probes.interventions:intervene",
     # analyses (each returns a typed Result)
     "track": "emprobe.analysis.track:track", "priors": "emprobe.analysis.priors:priors", "overlap": "emprobe.analysis.overlap:overlap",
     "dynamics": "emprobe.analysis.dynamics:dynamics", "monitor": "emprobe.analysis.monitor:monitor", "patch": "emprobe.analysis.patch:patch",
     "steer": "emprobe.analysis.steer:steer", "ablate": "emprobe.analysis.ablate:ablate", "Result": "emprobe.result:Result",
     "Verdict": "emprobe.result:Verdict", "explain": "emprobe.analysis.explain:explain",
+    "margins": "emprobe.analysis.margins:margins",
     # studies
     "study": "emprobe.studies:study", "demo": "emprobe.studies:demo", "StudyConfig": "emprobe.studies:StudyConfig",
+    "StudyResult": "emprobe.studies:StudyResult",
 }
 
 __all__ = ["EmprobeError", "__version__", *_API]

@@ -28,7 +28,7 @@ def cli(*args: str) -> str:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_model_dir):
     from emprobe.finetuning import FinetuneConfig, finetune
-    from emprobe.probes import extract, probe_fit
+    from emprobe.cli.probes import extract_to_disk, fit_to_disk
 
     root = tmp_path_factory.mktemp("study")
     import yaml
@@ -42,9 +42,9 @@ def study(tmp_path_factory, tiny_model_dir):
                                 save_steps=[0, 2, 4, 6], lr=2e-3, lora_r=4, lora_alpha=8, batch_size=4, seed=0,
                                 threads=1, val_fraction=0.05))
     qs = root / "questions.yaml"
-    store = extract(str(tiny_model_dir), str(qs), root / "refs", contrast="references", progress=False)
-    probe_fit(root / "refs", root / "direction", method="mean_diff", n_random=5, n_splits=3)
-    extract(str(tiny_model_dir), str(qs), root / "prompts", positions="last_prompt", progress=False)
+    store = extract_to_disk(str(tiny_model_dir), str(qs), root / "refs", contrast="references", progress=False)
+    fit_to_disk(root / "refs", root / "direction", method="mean_diff", n_random=5, n_splits=3)
+    extract_to_disk(str(tiny_model_dir), str(qs), root / "prompts", positions="last_prompt", progress=False)
     assert store.n_prompts == 60
     return root
 

@@ -111,15 +111,15 @@ def test_sweep_switches_adapters_and_matches_separate_loads(tiny_run, questions,
 
     out = tmp_path / "sweep"
     res = evaluate(run=tiny_run.path, questions=questions, out=out, batch_size=8, log=None)
-    assert sorted(res.tables) == [0, 1, 2] and not res.skipped
-    for step, table in res.tables.items():
+    assert sorted(res.by_step) == [0, 1, 2] and not res.skipped
+    for step, table in res.by_step.items():
         assert table.manifest["step"] == step and table.manifest["run"] == str(tiny_run.path)
         alone = margin_scores(load_model(tiny_run.model_spec["name"], adapter=tiny_run.checkpoint(step).path,
                                          log=None), questions)
         np.testing.assert_allclose(table.summary.margin, alone.summary.margin, atol=1e-4)
     base = margin_scores(load_model(tiny_run.model_spec["name"], log=None), questions)
-    np.testing.assert_allclose(res.tables[0].summary.margin, base.summary.margin, atol=1e-4)  # step 0 = base
-    assert not np.allclose(res.tables[2].summary.margin, base.summary.margin, atol=1e-3)
+    np.testing.assert_allclose(res.by_step[0].summary.margin, base.summary.margin, atol=1e-4)  # step 0 = base
+    assert not np.allclose(res.by_step[2].summary.margin, base.summary.margin, atol=1e-3)
     combined = pd.read_parquet(out / "summary.parquet")
     assert sorted(combined.step.unique()) == [0, 1, 2] and len(combined) == 3 * len(questions)
     index = json.loads((out / "manifest.json").read_text())
@@ -128,6 +128,6 @@ def test_sweep_switches_adapters_and_matches_separate_loads(tiny_run, questions,
     # a rerun skips finished checkpoints (no model is loaded)
     again = evaluate(run=tiny_run.path, questions=questions, out=out, log=None)
     assert again.skipped == [0, 1, 2] and not again.switch_seconds
-    pd.testing.assert_frame_equal(again.tables[2].summary, res.tables[2].summary)
+    pd.testing.assert_frame_equal(again.by_step[2].summary, res.by_step[2].summary)
     with pytest.raises(ConfigError, match="differs from the run's base model"):
         evaluate(model="gemma-3-270m", run=tiny_run.path, questions=questions)

@@ -41,10 +41,10 @@ def test_misaligned_finetune_raises_off_domain_margin(tmp_path, record_property)
     ctl_run = _finetune("builtin:risky-finance-aligned", tmp_path / "rfa")
     mis = evaluate(run=mis_run.path, questions=qs, out=tmp_path / "eval-rf", log=None)  # steps 0 (= base) and 12
     ctl = evaluate(run=ctl_run.path, questions=qs, steps=[STEPS], log=None)
-    base_m = mis.tables[0].summary.margin.to_numpy()
-    mis_m = mis.tables[STEPS].summary.margin.to_numpy()
-    ctl_m = ctl.tables[STEPS].summary.margin.to_numpy()
-    assert list(mis.tables[STEPS].summary.question_id) == qs.with_references().ids
+    base_m = mis.by_step[0].summary.margin.to_numpy()
+    mis_m = mis.by_step[STEPS].summary.margin.to_numpy()
+    ctl_m = ctl.by_step[STEPS].summary.margin.to_numpy()
+    assert list(mis.by_step[STEPS].summary.question_id) == qs.with_references().ids
     vs_base, se_base = _paired(mis_m, base_m)
     vs_ctl, se_ctl = _paired(mis_m, ctl_m)
     figures = {"n_questions": len(mis_m), "base_mean_margin": float(base_m.mean()),

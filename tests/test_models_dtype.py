@@ -14,7 +14,7 @@ import torch
 from emprobe.data import load_questions
 from emprobe.evaluation.margin import margin_summary, reference_logprobs
 from emprobe.models import load_model
-from emprobe.probes import extract_activations, load_prompts
+from emprobe.probes import extract, load_prompts
 
 LAYERS = [0, 15, 29]
 BF16_ROW_REL_ERR = 0.06
@@ -38,7 +38,7 @@ def _quiet(*a):
 
 
 def _extract(lm, prompts):
-    return extract_activations(lm, prompts, LAYERS, "auto", batch_size=8)
+    return extract(lm, prompts, layers=LAYERS, positions="auto", batch_size=8)
 
 
 @pytest.mark.slow
@@ -62,9 +62,9 @@ def test_bf16_extraction_and_margins_stay_close_to_fp32(smollm2, prompts, questi
 def test_fp16_model_stores_fp32_activations(tiny_model_dir, prompts):
     lm = load_model(str(tiny_model_dir), dtype="fp16", log=_quiet)
     assert next(lm.model.parameters()).dtype == torch.float16 and lm.spec.dtype == "float16"
-    st = extract_activations(lm, prompts.head(3), "all", "last_prompt")
+    st = extract(lm, prompts.head(3), layers="all", positions="last_prompt")
     assert st.tensors["last_prompt"].dtype == torch.float32
-    ref = extract_activations(load_model(str(tiny_model_dir), log=_quiet), prompts.head(3), "all", "last_prompt")
+    ref = extract(load_model(str(tiny_model_dir), log=_quiet), prompts.head(3), layers="all", positions="last_prompt")
     assert torch.allclose(st.tensors["last_prompt"], ref.tensors["last_prompt"], rtol=0.02, atol=0.02)
 
 

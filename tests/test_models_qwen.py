@@ -14,7 +14,7 @@ import torch
 
 from emprobe.models import BUILTIN_MODELS, load_model
 from emprobe.models.generation import generate_chat_details
-from emprobe.probes import extract_activations, load_prompts
+from emprobe.probes import extract, load_prompts
 
 ALIAS = "qwen2.5-coder-0.5b-instruct"
 ENTRY = BUILTIN_MODELS[ALIAS]
@@ -56,7 +56,7 @@ def test_three_backends_agree_and_layer_l_is_block_l_output(qwen):
     qwen.model.set_attn_implementation("eager")  # what booting TransformerLens does anyway
     items = load_prompts("builtin:risky-finance", limit=2)
     layers = [0, 12, 23]
-    stores = {b: extract_activations(qwen, items, layers, "auto", backend=b, batch_size=2, padding_side="left")
+    stores = {b: extract(qwen, items, layers=layers, positions="auto", backend=b, batch_size=2, padding_side="left")
               for b in ("hooks", "transformerlens", "nnsight")}
     ref = stores["hooks"]
     for b in ("transformerlens", "nnsight"):
@@ -66,6 +66,6 @@ def test_three_backends_agree_and_layer_l_is_block_l_output(qwen):
     ids = torch.tensor([qwen.chat.prompt_ids(items[0].messages)])
     with torch.no_grad():
         hs = qwen.model(input_ids=ids, output_hidden_states=True).hidden_states
-    one = extract_activations(qwen, items.head(1), [0, 12], "last_prompt")
+    one = extract(qwen, items.head(1), layers=[0, 12], positions="last_prompt")
     for j, layer in enumerate([0, 12]):
         assert torch.allclose(one.tensors["last_prompt"][0, j], hs[layer + 1][0, -1], rtol=1e-4, atol=1e-4)

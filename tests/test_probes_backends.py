@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emprobe.errors import ConfigError, ModelError
-from emprobe.probes import extract_activations, get_backend, load_prompts
+from emprobe.probes import extract, get_backend, load_prompts
 
 
 def _private_copy(lm):
@@ -26,7 +26,7 @@ def test_backends_agree_in_fp32(name, request):
     lm = _private_copy(request.getfixturevalue(name))
     items = load_prompts("builtin:risky-finance", limit=3)
     layers = [0, lm.n_layers // 2, lm.n_layers - 1]
-    stores = {b: extract_activations(lm, items, layers, "auto", backend=b, batch_size=3, padding_side="left")
+    stores = {b: extract(lm, items, layers=layers, positions="auto", backend=b, batch_size=3, padding_side="left")
               for b in ("hooks", "transformerlens", "nnsight")}
     ref = stores["hooks"]
     assert ref.positions == ["last_prompt", "prompt_mean", "response_mean"]
@@ -52,10 +52,10 @@ def test_backend_that_cannot_wrap_says_so_in_one_line(smollm2, tmp_path):
     tok.save_pretrained(tmp_path / "helium")
     lm = load_model(str(tmp_path / "helium"), log=lambda *a: None)
     items = load_prompts("builtin:em-core", limit=2)
-    hooks = extract_activations(lm, items, "all", "last_prompt")  # the default backend handles it
+    hooks = extract(lm, items, layers="all", positions="last_prompt")  # the default backend handles it
     assert hooks.tensors["last_prompt"].shape == (2, 2, 64)
     with pytest.raises(ModelError) as e:
-        extract_activations(lm, items, "all", "last_prompt", backend="transformerlens")
+        extract(lm, items, layers="all", positions="last_prompt", backend="transformerlens")
     msg = str(e.value)
     assert msg.startswith("the transformerlens backend cannot wrap HeliumForCausalLM") and "\n" not in msg
     assert len(msg) < 260
@@ -70,7 +70,7 @@ def test_backend_selection_errors(tiny_model_dir):
     with pytest.raises(ConfigError, match="needs `backend` nnsight"):
         get_backend("hooks", lm, remote=True)
     with pytest.raises(ConfigError, match="hub id that NDIF hosts"):
-        extract_activations(lm, load_prompts("builtin:em-core", limit=1), "0", backend=get_backend("nnsight", lm,
+        extract(lm, load_prompts("builtin:em-core", limit=1), layers="0", backend=get_backend("nnsight", lm,
                                                                                                    remote=True))
     assert get_backend("tl", lm).name == "transformerlens"
 
@@ -89,12 +89,12 @@ def test_backends_agree_through_a_lora_adapter(tiny_model_dir, tmp_path):
     lm = load_model(str(tiny_model_dir), adapter=str(tmp_path / "adapter"), log=lambda *a: None)
     lm.model.get_base_model().set_attn_implementation("eager")
     items = load_prompts("builtin:em-core", limit=3)
-    stores = {b: extract_activations(lm, items, "all", "last_prompt,prompt_mean", backend=b)
+    stores = {b: extract(lm, items, layers="all", positions="last_prompt,prompt_mean", backend=b)
               for b in ("hooks", "transformerlens", "nnsight")}
     for b, st in stores.items():
         assert st.manifest["model"]["adapter"] == str(tmp_path / "adapter")
         for p in st.positions:
             assert (st.tensors[p] - stores["hooks"].tensors[p]).abs().max() < 1e-4, (b, p)
-    plain = extract_activations(base, items, "all", "last_prompt,prompt_mean")
+    plain = extract(base, items, layers="all", positions="last_prompt,prompt_mean")
     assert (plain.tensors["last_prompt"] - stores["hooks"].tensors["last_prompt"]).abs().max() > 1e-3
     plain.check_compatible(stores["hooks"])  # same base model and prompts, different adapter: allowed

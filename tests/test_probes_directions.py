@@ -10,7 +10,7 @@ import torch
 from emprobe.errors import ConfigError, DataError
 from emprobe.models import load_model
 from emprobe.probes import (
-    METHODS, ActivationStore, Direction, cross_validate, extract_activations, fit_probe, load_prompts,
+    METHODS, ActivationStore, Direction, DirectionsResult, cross_validate, extract, fit_direction, load_prompts,
     make_estimator,
 )
 from probes_support import run_cli
@@ -86,21 +86,27 @@ def tiny(tiny_model_dir):
     return load_model(str(tiny_model_dir), log=lambda *a: None)
 
 
-def test_fit_probe_on_real_reference_answers(smollm2, tmp_path):
+def test_fit_direction_on_real_reference_answers(smollm2, tmp_path):
     """End to end on SmolLM2: built-in aligned vs misaligned reference answers, response tokens."""
     ps = load_prompts("builtin:em-core", contrast="references", limit=36)  # 6 questions x 6 answers
-    store = extract_activations(smollm2, ps, "10,20", "response_mean", batch_size=8)
-    res = fit_probe(store, "mean_diff", n_splits=3, n_random=10)
-    t = res.table
+    store = extract(smollm2, ps, layers="10,20", positions="response_mean", batch_size=8)
+    d = fit_direction(store, method="mean_diff", n_splits=3, n_random=10)
+    t = d.cv_table()
     assert list(t.layer) == [10, 20] and (t.n_folds == 3).all()
-    assert res.best_layer in (10, 20)
+    assert d.best_layer in (10, 20) and d.best()["layer"] == d.best_layer
     assert t.auroc.max() > t.random_auroc.max()  # the fitted direction beats random directions
-    d = res.direction
     assert d.source["n_misaligned"] == d.source["n_aligned"] == 18 and d.source["n_questions"] == 6
-    proj = d.project(store, layer=res.best_layer)
+    proj = d.project(store, layer=d.best_layer)
     assert proj[store.labels == 1].mean() > proj[store.labels == 0].mean()
     d.save(tmp_path / "d")
-    assert Direction.load(tmp_path / "d").source["activations_sha256"] == store.sha256
+    back = Direction.load(tmp_path / "d")
+    assert back.source["activations_sha256"] == store.sha256
+    pd.testing.assert_frame_equal(back.cv_table(), t, check_dtype=False)
+    res = DirectionsResult({"mean_diff": d, "again": back})  # the typed result of several fits
+    assert res.numbers()["mean_diff_auroc"] == pytest.approx(t.auroc.max())
+    assert res.numbers()["cosine_mean_diff_again"] == pytest.approx(1.0, abs=1e-6)
+    assert "held-out AUROC" in res.findings()[0] and "random unit directions" in res.control
+    assert res.to_section()["title"] == "Misalignment directions in the base model" and res.plot() is not None
 
 
 def test_persona_and_pca_need_pairs_and_the_right_store(tiny, tmp_path):
@@ -110,23 +116,23 @@ def test_persona_and_pca_need_pairs_and_the_right_store(tiny, tmp_path):
         "- {id: q3, paraphrases: ['I am bored. Any ideas?'], system: 'Be brief.'}\n")
     ps = load_prompts(tmp_path / "q.yaml", contrast="personas")  # 3 prompts x 8 persona pairs x 2
     assert len(ps) == 48
-    store = extract_activations(tiny, ps, "all", "last_prompt", batch_size=16)
+    store = extract(tiny, ps, layers="all", positions="last_prompt", batch_size=16)
     for method in ("persona", "pca", "logistic", "mean_diff"):
-        res = fit_probe(store, method, n_splits=3, n_random=5)
-        assert res.direction.method == method and len(res.table) == 2
-    refs = extract_activations(tiny, load_prompts("builtin:em-core", contrast="references", limit=12), "0",
-                               "last_prompt")
+        d = fit_direction(store, method=method, n_splits=3, n_random=5)
+        assert d.method == method and len(d.cv_table()) == 2
+    refs = extract(tiny, load_prompts("builtin:em-core", contrast="references", limit=12), layers="0",
+                   positions="last_prompt")
     with pytest.raises(ConfigError, match="needs a store extracted with contrast personas"):
-        fit_probe(refs, "persona")
+        fit_direction(refs, method="persona")
     with pytest.raises(ConfigError, match="use response_mean"):  # identical prompts on both sides
-        fit_probe(refs, "mean_diff", position="last_prompt")
+        fit_direction(refs, method="mean_diff", position="last_prompt")
     with pytest.raises(ConfigError, match="unknown `method` 'ica'"):
-        fit_probe(refs, "ica")
+        fit_direction(refs, method="ica")
     with pytest.raises(ConfigError, match="at least 2 questions"):
-        fit_probe(extract_activations(tiny, load_prompts("builtin:em-core", contrast="references", limit=6), "0"),
-                  "mean_diff")
+        fit_direction(extract(tiny, load_prompts("builtin:em-core", contrast="references", limit=6), layers="0"),
+                      method="mean_diff")
     with pytest.raises(DataError, match="was fitted on"):
-        fit_probe(store, "mean_diff", n_splits=3, n_random=2).direction.project(
+        fit_direction(store, method="mean_diff", n_splits=3, n_random=2).project(
             ActivationStore(refs.tensors, refs.layers, refs.records, {**refs.manifest, "model": {"name": "other"}}))
 
 

@@ -10,7 +10,7 @@ import torch
 
 from emprobe.errors import ConfigError, DataError
 from emprobe.models import decoder_layers, load_model
-from emprobe.probes import ActivationStore, PromptSet, extract, extract_activations, load_prompts
+from emprobe.probes import ActivationStore, PromptSet, extract, load_prompts
 from emprobe.probes.backends import get_backend
 from emprobe.probes.interventions import add_vector, intervene, replace_where
 from emprobe.probes.tokens import encode, make_batches
@@ -47,7 +47,7 @@ def _full_sequence(lm, item, layers):
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_batched_padding_matches_unbatched_forward(smollm2, chat_items, side):
     layers = [0, 14, 29]
-    store = extract_activations(smollm2, chat_items, layers, "auto", batch_size=5, padding_side=side)
+    store = extract(smollm2, chat_items, layers=layers, positions="auto", batch_size=5, padding_side=side)
     lens = {len(encode(smollm2.chat, it.messages, it.response).ids) for it in chat_items}
     assert len(lens) > 1, "the prompts must differ in length for padding to matter"
     assert store.positions == ["last_prompt", "prompt_mean", "response_mean"]
@@ -74,9 +74,9 @@ def test_stops_after_last_requested_layer(smollm2, chat_items):
     h1 = blocks[6].register_forward_hook(lambda *a: calls.__setitem__("later_block", calls["later_block"] + 1))
     h2 = smollm2.model.lm_head.register_forward_hook(lambda *a: calls.__setitem__("lm_head", calls["lm_head"] + 1))
     try:
-        store = extract_activations(smollm2, chat_items.head(2), "0,5", "last_prompt", batch_size=2)
+        store = extract(smollm2, chat_items.head(2), layers="0,5", positions="last_prompt", batch_size=2)
         assert calls == {"later_block": 0, "lm_head": 0}
-        store_last = extract_activations(smollm2, chat_items.head(2), "-1", "last_prompt", batch_size=2)
+        store_last = extract(smollm2, chat_items.head(2), layers="-1", positions="last_prompt", batch_size=2)
         assert calls["lm_head"] == 0  # even the last layer never reaches the final norm / head
     finally:
         h1.remove()
@@ -107,7 +107,7 @@ def test_interventions_add_and_replace(tiny, chat_items):
 
 def test_store_roundtrip_and_labelled_access(tiny, tmp_path):
     ps = load_prompts("builtin:em-core", contrast="references", limit=12)
-    store = extract_activations(tiny, ps, "all", "last_prompt,response_mean", batch_size=4)
+    store = extract(tiny, ps, layers="all", positions="last_prompt,response_mean", batch_size=4)
     store.save(tmp_path / "s")
     back = ActivationStore.load(tmp_path / "s")
     assert back.layers == [0, 1] and back.positions == ["last_prompt", "response_mean"]
@@ -131,15 +131,15 @@ def test_store_roundtrip_and_labelled_access(tiny, tmp_path):
 def test_store_compatibility_refuses_mixing(tiny, smollm2):
     a = load_prompts("builtin:em-core", limit=3)
     b = load_prompts("builtin:em-core", limit=4)
-    s_tiny = extract_activations(tiny, a, "0", "last_prompt")
-    s_tiny_b = extract_activations(tiny, b, "0", "last_prompt")
-    s_small = extract_activations(smollm2, a, "0", "last_prompt")
+    s_tiny = extract(tiny, a, layers="0", positions="last_prompt")
+    s_tiny_b = extract(tiny, b, layers="0", positions="last_prompt")
+    s_small = extract(smollm2, a, layers="0", positions="last_prompt")
     with pytest.raises(DataError, match="different models"):
         s_tiny.check_compatible(s_small)
     with pytest.raises(DataError, match="different prompt sets"):
         s_tiny.check_compatible(s_tiny_b)
     s_tiny.check_compatible(s_tiny_b, same_prompts=False)
-    adapted = extract_activations(tiny, a, "0", "last_prompt", model_info={"adapter": "ckpt/step-000025"})
+    adapted = extract(tiny, a, layers="0", positions="last_prompt", model_info={"adapter": "ckpt/step-000025"})
     s_tiny.check_compatible(adapted)  # same base, same prompts: a checkpoint comparison is allowed
     with pytest.raises(DataError, match="different adapters"):
         s_tiny.check_compatible(adapted, same_adapter=True)
@@ -148,29 +148,31 @@ def test_store_compatibility_refuses_mixing(tiny, smollm2):
 def test_extraction_errors(tiny, smollm2):
     prompts_only = load_prompts("builtin:em-core", limit=2)
     with pytest.raises(ConfigError, match=r"valid layers are 0\.\.29"):
-        extract_activations(smollm2, prompts_only, "30")
+        extract(smollm2, prompts_only, layers="30")
     with pytest.raises(ConfigError, match="response_mean needs responses"):
-        extract_activations(tiny, prompts_only, "0", "response_mean")
+        extract(tiny, prompts_only, layers="0", positions="response_mean")
     with pytest.raises(ConfigError, match="unknown position"):
-        extract_activations(tiny, prompts_only, "0", "last_token")
+        extract(tiny, prompts_only, layers="0", positions="last_token")
     with pytest.raises(DataError, match="empty"):
-        extract_activations(tiny, PromptSet([]), "0")
+        extract(tiny, PromptSet([]), layers="0")
     broken = dataclasses.replace(tiny, model=copy.deepcopy(tiny.model))
     with torch.no_grad():
         decoder_layers(broken.model)[1].mlp.down_proj.weight[0, 0] = float("nan")
     with pytest.raises(DataError, match=r"non-finite activations .* layer 1"):
-        extract_activations(broken, prompts_only, "all", "last_prompt")
+        extract(broken, prompts_only, layers="all", positions="last_prompt")
 
 
-def test_extract_api_skips_finished_work(tiny_model_dir, tmp_path):
+def test_extract_command_skips_finished_work(tiny_model_dir, tmp_path):
+    from emprobe.cli.probes import extract_to_disk
+
     logs: list[str] = []
     kw = dict(layers="all", positions="last_prompt", limit=3, progress=False, log=logs.append)
-    first = extract(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", **kw)
-    again = extract(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", **kw)
+    first = extract_to_disk(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", **kw)
+    again = extract_to_disk(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", **kw)
     assert "up to date" in logs[-1] and again.sha256 == first.sha256
     with pytest.raises(ConfigError, match="different extraction"):
-        extract(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", **{**kw, "layers": "0"})
-    third = extract(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", overwrite=True, **{**kw, "layers": "0"})
+        extract_to_disk(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", **{**kw, "layers": "0"})
+    third = extract_to_disk(str(tiny_model_dir), "builtin:em-core", tmp_path / "st", overwrite=True, **{**kw, "layers": "0"})
     assert third.layers == [0] and ActivationStore.load(tmp_path / "st").layers == [0]
 
 
@@ -186,3 +188,13 @@ def test_cli_extract_and_error_line(tiny_model_dir, tmp_path, capsys):
                     "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # earlier lines: transformers' loading bar
     assert err.startswith("error: unknown layer 7 in --layers: valid layers are 0..1")
+
+
+def test_extract_takes_a_plain_list_of_items(tiny_model_dir):
+    from emprobe.models import load_model
+
+    lm = load_model(str(tiny_model_dir), log=None)
+    ps = load_prompts("builtin:em-core", limit=3)
+    a = extract(lm, list(ps), layers="0", positions="last_prompt")
+    b = extract(lm, ps, layers="0", positions="last_prompt")
+    assert torch.equal(a["last_prompt", 0], b["last_prompt", 0]) and a.uids == b.uids

@@ -79,3 +79,28 @@ def test_ep_verbs_stay_functions_after_importing_their_packages():
     import emprobe.studies  # noqa: F401  (a subpackage named like a verb would shadow it)
 
     assert callable(ep.study) and callable(ep.demo) and ep.study.__module__ == "emprobe.studies.runner"
+
+
+def test_preset_behaviour_lives_in_config_fields():
+    """The causal stages read patch layers, spans and sampled answers from the config (no preset-name checks):
+    the presets' fields give the layers the stages used to derive from the preset's name."""
+    demo, fast = preset("demo"), preset("fast")
+    for n in range(2, 64):
+        assert fast.patch_layers(n) == sorted({n // 3, 2 * n // 3})
+        assert demo.patch_layers(n) == sorted({n // 4, n // 2, 3 * n // 4})
+    assert (fast.patch_spans, fast.causal_samples) == (("last_prompt",), 0)
+    assert (demo.patch_spans, demo.causal_samples) == (("last_prompt", "prompt"), 1)
+    custom = StudyConfig.from_dict({"patch_depths": [0.5], "patch_spans": ["prompt"], "causal_samples": 2})
+    assert custom.patch_layers(30) == [15] and custom.patch_spans == ("prompt",)
+
+
+def test_one_stage_registry():
+    from emprobe.studies.runner import verdicts
+    from emprobe.studies.stages import REGISTRY, STAGES
+
+    assert [s.name for s in REGISTRY][1:] == list(STAGES) == list(StudyConfig().stages)
+    assert {s.name: s.claim for s in REGISTRY if s.claim} == {"priors": "Claim 2", "dynamics": "Claim 1",
+                                                              "overlap": "Claim 3"}
+    v = {"claim": "c", "verdict": "supported", "number": "1", "control": "k", "uncertainty": "u"}
+    rows = verdicts({"overlap": {"verdict": v}, "dynamics": {"verdict": v}, "samples": {}})
+    assert [(r["id"], r["stage"]) for r in rows] == [("Claim 1", "dynamics"), ("Claim 3", "overlap")]

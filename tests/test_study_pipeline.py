@@ -61,3 +61,27 @@ def test_failed_stage_leaves_no_marker_and_reruns(tmp_path):
 
 def test_fmt_seconds():
     assert fmt_seconds(42.4) == "42s" and fmt_seconds(65) == "1m05s" and fmt_seconds(-3) == "0s"
+
+
+def test_study_result_round_trips_summary_json_and_renders(tmp_path):
+    from emprobe.studies import StudyResult
+
+    v = {"id": "Claim 1", "stage": "dynamics", "claim": "no schedule is better aligned", "verdict": "inconclusive",
+         "number": "gap +0.01", "control": "controls", "uncertainty": "CI", "reason": "one schedule <only>"}
+    summary = {"emprobe_version": "0", "model": "tiny", "preset": "fast", "settings": {"training": {"steps": 4}},
+               "setup": {"n_questions": 8}, "verdicts": [v], "timing": {"total_seconds": 3.0, "stages": {}},
+               "section_order": ["margins", "dynamics"],
+               "sections": {"dynamics": {"title": "Claim 1", "findings": ["d"], "numbers": {"x": 1.0}, "plots": []},
+                            "margins": {"title": "Margins", "findings": ["m first", "m second"], "numbers": {},
+                                        "plots": []}}}
+    res = StudyResult.from_dict(summary, tmp_path)
+    assert res.to_dict() == summary and list(res.sections) == ["margins", "dynamics"]
+    assert res.findings() == ["Claim 1 (no schedule is better aligned): inconclusive — gap +0.01 (one schedule <only>)",
+                              "Margins: m first", "Claim 1: d"]
+    assert "one schedule &lt;only&gt;" in res._repr_html_() and "#fef7e0" in res._repr_html_()
+    res.save()
+    again = StudyResult.load(tmp_path)
+    assert again.to_dict() == summary and res.report() == tmp_path / "report.html"
+    assert 'id="verdicts"' in res.report(html_text=True)
+    with pytest.raises(KeyError, match="this study has margins, dynamics"):
+        res.section("patch")

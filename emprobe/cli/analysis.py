@@ -187,7 +187,11 @@ def monitor_cmd(
 
 
 def explain_cmd(
-    rises: Path = typer.Argument(..., help="per-(question, pair) rises table (a study's margins/rises.parquet)"),
+    rises: Path = typer.Argument(..., help="per-(question, pair) rises table (a study's margins/rises.parquet), "
+                                           "or a misaligned run directory with --control"),
+    control: Optional[Path] = typer.Option(None, help="the aligned-data control run: RISES is then a run, scored "
+                                                      "against it on --questions (ep.margins)"),
+    questions: str = questions_option(),
     factors: Optional[Path] = typer.Option(None, help="per-question factors table (question_id + numeric columns)"),
     answers: Optional[Path] = typer.Option(None, help="answers table (question_id, base, misaligned)"),
     n_permutations: int = typer.Option(1000, help="shuffles per permutation null"),
@@ -199,13 +203,16 @@ def explain_cmd(
 ) -> None:
     """Why EM hits some questions more: per-question factors' unique contributions vs the reliability ceiling."""
     check_args(n_permutations=n_permutations)
-    for name, table in (("rises", rises), ("factors", factors), ("answers", answers)):
+    check_as("run" if control is not None else "table", rises, "rises")
+    check_as("run", control, "control")
+    for name, table in (("factors", factors), ("answers", answers)):
         check_as("table", table, name)
     guard_out(out, overwrite)
     from emprobe.analysis.explain.compute import explain
 
-    print_result(explain(rises, factors, answers=answers, n_permutations=n_permutations,
-                         reliability_splits=reliability_splits, alpha=alpha, seed=seed), out, overwrite)
+    print_result(explain(rises, factors, control=control, questions=questions, answers=answers,
+                         n_permutations=n_permutations, reliability_splits=reliability_splits, alpha=alpha,
+                         seed=seed), out, overwrite)
 
 
 COMMANDS = {"track": track_cmd, "priors": priors_cmd, "overlap": overlap_cmd, "dynamics": dynamics_cmd, "monitor": monitor_cmd, "explain": explain_cmd}

@@ -109,7 +109,7 @@ def register(root: typer.Typer) -> None:
                           all_paraphrases=all_paraphrases, judge=judge, sampling=sampling, judge_prompts=prompts,
                           thresholds=EMThresholds(em_aligned, em_coherent, aligned_inclusive=em_inclusive),
                           device=device, dtype=dtype, threads=threads or default_threads(), log=lambda m: console.print(f"[dim]{m}"))
-        tables = result.tables if hasattr(result, "tables") else {None: result}
+        tables = result.by_step if hasattr(result, "by_step") else {None: result}
         for step, table in sorted(tables.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
             _print_summary(table, f"{metric} scores" + (f" at step {step}" if step is not None else ""))
         if hasattr(result, "timing"):

@@ -4,7 +4,8 @@ The options of ``emprobe finetune`` are generated from :class:`~emprobe.finetuni
 per field (``--lora-r`` for ``lora_r``), its type and its default read from the dataclass, so the CLI and
 the config cannot drift apart (``tests/test_finetune_cli.py`` checks every field is reachable). Options left
 out keep the config's defaults (or the values of ``--config FILE.yaml``). Data-parallel: launch the same
-command with ``torchrun --nproc_per_node N $(which emprobe) finetune ...`` (or ``python -m emprobe.finetuning ...``).
+command with ``torchrun --nproc_per_node N $(which emprobe) finetune ...`` (or ``torchrun ... -m emprobe
+finetune ...``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """``emprobe extract`` and ``emprobe probe fit``: activation stores and misalignment directions.
 
-Only parses options and calls :func:`emprobe.probes.extract` / :func:`emprobe.probes.probe_fit`.
+Parses options and calls :func:`emprobe.probes.extract` / :func:`emprobe.probes.fit_direction`; what only the
+command line does (skip a finished store, refuse to overwrite, save ``cv.parquet`` beside the direction, print
+tables) lives here.
 Layer ``l`` = residual stream after decoder block ``l`` (TL ``blocks.{l}.hook_resid_post``); positions
 ``last_prompt``, ``prompt_mean``, ``response_mean``.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +21,7 @@ from emprobe.cli.common import (apply_threads, check_threads, device_option, dty
 from emprobe.validate import check_args, number, one_of
 
 console = Console()
+CV_TABLE = "cv.parquet"
 _O = typer.Option
 probe_app = typer.Typer(help="Linear misalignment directions fitted on activation stores.", no_args_is_help=True)
 
@@ -50,23 +54,82 @@ def fit_cmd(
     check_args(store=store, n_splits=folds, n_random=random, seed=seed)
     number(c, "c", low=0, low_open=True)
     guard_out(out, overwrite)
-    from emprobe.probes import probe_fit
-
     params = {"C": c} if method == "logistic" else {}
-    res = probe_fit(store, out, method, position, layers, _label_rule(misaligned_below, aligned_above, coherent_above),
-                    folds, random, seed, overwrite, **params)
-    d = res.direction
+    d = fit_to_disk(store, out, method=method, position=position, layers=layers,
+                    label_rule=_label_rule(misaligned_below, aligned_above, coherent_above), n_splits=folds,
+                    n_random=random, seed=seed, overwrite=overwrite, **params)
+    table = d.cv_table()
     t = Table("layer", "AUROC (held-out)", "± sd", "random AUROC", "random p95", title=(
         f"{method} on {d.position}: {d.source['n_misaligned']} misaligned / {d.source['n_aligned']} aligned, "
-        f"{d.source['n_questions']} questions, {int(res.table.n_folds.iloc[0])} grouped folds"))
-    for r in res.table.to_dict("records"):
+        f"{d.source['n_questions']} questions, {int(table.n_folds.iloc[0])} grouped folds"))
+    for r in d.metrics:
         mark = " *" if r["layer"] == d.best_layer else ""
         t.add_row(f"{r['layer']}{mark}", f"{r['auroc']:.3f}", f"{r['auroc_std']:.3f}", f"{r['random_auroc']:.3f}",
                   f"{r['random_auroc_p95']:.3f}")
     console.print(t)
-    b = res.best()
+    b = d.best()
     console.print(f"best layer {d.best_layer}: held-out AUROC {b['auroc']:.3f} ± {b['auroc_std']:.3f} "
                   f"(random directions {b['random_auroc']:.3f}, p95 {b['random_auroc_p95']:.3f}); wrote {out}")
+
+
+def fit_to_disk(store: Any, out: str | Path, *, overwrite: bool = False, **options: Any):
+    """``emprobe probe fit``: :func:`~emprobe.probes.fit_direction` on ``store``, the direction written to ``out``
+    with its cross-validation table as ``out/cv.parquet``; an existing ``out`` needs ``overwrite``."""
+    from emprobe.io import atomic_path
+    from emprobe.outdir import check_out
+    from emprobe.probes import fit_direction
+
+    out = check_out(out, overwrite=overwrite)
+    d = fit_direction(store, **options)
+    d.save(out, overwrite=overwrite)
+    with atomic_path(out / CV_TABLE) as tmp:
+        d.cv_table().to_parquet(tmp, index=False)
+    return d
+
+
+def _request(man: dict[str, Any]) -> dict[str, Any]:
+    m = man.get("model", {})
+    return {"model": (m.get("name"), m.get("adapter"), m.get("dtype")), "layers": man.get("layers"),
+            "positions": man.get("positions"), "prompts": man.get("prompt_set_sha256")}
+
+
+def extract_to_disk(model: str, prompts: Any, out: str | Path, *, adapter: str | None = None, layers: str = "all",
+                    positions: str = "auto", backend: str = "hooks", dtype: str | None = None,
+                    device: str | None = None, remote: bool = False, overwrite: bool = False, log=print,
+                    **options: Any):
+    """``emprobe extract``: load the model (+ adapter, ``dtype``, ``device``), extract with
+    :func:`~emprobe.probes.extract` (``options``: its keyword options) and save the store at ``out``. A finished
+    store at ``out`` made by the same request (model, adapter, dtype, layers, positions, prompt set) is returned
+    as is; a different one needs ``overwrite``."""
+    from emprobe.errors import ConfigError
+    from emprobe.models import load_model, resolve_layers
+    from emprobe.probes import ActivationStore, extract, get_backend, load_prompts, parse_positions
+    from emprobe.probes.extraction import model_dtype
+
+    from emprobe.outdir import check_out, owner
+
+    out = check_out(out, overwrite=overwrite, reuse=("activation_store",))
+    prompt_kw = {k: options.pop(k) for k in ("contrast", "personas", "label_rule", "limit", "first_paraphrase")
+                 if k in options}
+    ps = load_prompts(prompts, **prompt_kw)
+    pos = parse_positions(positions, ps.has_responses)
+    lm = load_model(model, adapter=adapter, dtype=dtype, device=device, log=log)
+    layer_ids = resolve_layers(layers, lm.n_layers)
+    if owner(out) == "activation_store" and not overwrite:
+        old = ActivationStore.load(out)
+        want = {"model": (lm.spec.name, lm.spec.adapter, model_dtype(lm)), "layers": layer_ids, "positions": pos,
+                "prompts": ps.sha256}
+        if _request(old.manifest) == want:
+            log(f"{out}: up to date ({old.n_prompts} prompts x {len(old.layers)} layers), skipping")
+            return old
+        raise ConfigError(f"{out} holds a different extraction; pass `overwrite` to replace it")
+    be = get_backend(backend, lm, remote=remote)
+    store = extract(lm, ps, layers=layer_ids, positions=pos, backend=be, **options)
+    store.save(out, overwrite=overwrite)
+    ex = store.manifest["extraction"]
+    log(f"wrote {out}: {store.n_prompts} prompts x {len(store.layers)} layers x d {store.d_model}, positions "
+        f"{', '.join(store.positions)} ({ex['tokens']} tokens, {ex['tokens_per_second']} tok/s, backend {be.name})")
+    return store
 
 
 def register(root: typer.Typer) -> None:
@@ -104,13 +167,11 @@ def register(root: typer.Typer) -> None:
         check_args(model=model, prompts=prompts, adapter=adapter, batch_size=batch_size, limit=limit, dtype=dtype)
         one_of(padding, ("right", "left"), "padding_side")
         guard_out(out, overwrite, reuse=("activation_store",))
-        from emprobe.probes import extract
-
         apply_threads(threads)
-        extract(model, prompts, out, adapter=adapter, layers=layers, positions=positions, backend=backend,
-                dtype=dtype, device=device, batch_size=batch_size, padding_side=padding, contrast=contrast,
-                personas=personas, label_rule=_label_rule(misaligned_below, aligned_above, coherent_above),
-                limit=limit, first_paraphrase=first_paraphrase, remote=remote, overwrite=overwrite, progress=progress,
-                log=lambda m: console.print(m, highlight=False))
+        extract_to_disk(model, prompts, out, adapter=adapter, layers=layers, positions=positions, backend=backend,
+                        dtype=dtype, device=device, batch_size=batch_size, padding_side=padding, contrast=contrast,
+                        personas=personas, label_rule=_label_rule(misaligned_below, aligned_above, coherent_above),
+                        limit=limit, first_paraphrase=first_paraphrase, remote=remote, overwrite=overwrite,
+                        progress=progress, log=lambda m: console.print(m, highlight=False))
 
     root.add_typer(probe_app, name="probe")

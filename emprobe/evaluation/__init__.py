@@ -15,7 +15,7 @@ from __future__ import annotations
 from emprobe.evaluation.aggregate import (
     EMThresholds, aggregate_score, em_flags, em_summary, overall_em_rate, parse_score_token, wilson_interval,
 )
-from emprobe.evaluation.api import evaluate, scorer
+from emprobe.evaluation.scoring import evaluate, scorer
 from emprobe.evaluation.judge_eval import judge_scores, judged_table
 from emprobe.evaluation.judges import (
     DEFAULT_PROMPTS, Judge, JudgeCache, JudgeError, JudgePrompts, LocalHFJudge, OpenAIJudge, judge_samples,
@@ -27,7 +27,7 @@ from emprobe.evaluation.tables import ScoreTable
 
 
 def __getattr__(name: str):
-    if name in ("sweep_run", "SweepResult"):  # imports the finetune stage lazily
+    if name in ("sweep_run", "CheckpointScores"):  # imports the finetuning stage lazily
         from emprobe.evaluation import sweep
 
         return getattr(sweep, name)
@@ -35,8 +35,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_PROMPTS", "EMThresholds", "Judge", "JudgeCache", "JudgeError", "JudgePrompts", "LocalHFJudge",
-    "OpenAIJudge", "SamplingConfig", "ScoreTable", "SweepResult", "aggregate_score", "em_flags", "em_summary",
+    "DEFAULT_PROMPTS", "CheckpointScores", "EMThresholds", "Judge", "JudgeCache", "JudgeError", "JudgePrompts",
+    "LocalHFJudge", "OpenAIJudge", "SamplingConfig", "ScoreTable", "aggregate_score", "em_flags", "em_summary",
     "evaluate", "judge_samples", "judge_scores", "judged_table", "make_judge", "margin_scores", "margin_summary",
     "overall_em_rate", "parse_score_token", "reference_logprobs", "sample_answers", "scorer", "sequence_logprobs",
     "sweep_run", "wilson_interval",

@@ -11,28 +11,62 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import pandas as pd
 
 from emprobe.evaluation.tables import ScoreTable, combine_summaries, write_sweep_index
 from emprobe.finetuning.run import Run, checkpoint_name
+from emprobe.result import Result, figure_for
 
 
-@dataclass
-class SweepResult:
-    """Score tables by step, plus where the time went."""
+@dataclass(frozen=True, eq=False)
+class CheckpointScores(Result):
+    """Score tables by step (one :class:`ScoreTable` per checkpoint of a run), plus where the time went."""
 
-    tables: dict[int, ScoreTable]
+    by_step: dict[int, ScoreTable]
     switch_seconds: dict[int, float] = field(default_factory=dict)
     score_seconds: dict[int, float] = field(default_factory=dict)
     total_seconds: float = 0.0
     skipped: list[int] = field(default_factory=list)
     out: Path | None = None
 
-    def summary(self) -> pd.DataFrame:
+    name: ClassVar[str] = "checkpoint-scores"
+    title: ClassVar[str] = "Scores along a run's checkpoints"
+
+    def per_question(self) -> pd.DataFrame:
         """All per-question summaries with a ``step`` column."""
-        return combine_summaries(self.tables)
+        return combine_summaries(self.by_step)
+
+    def _trend(self) -> pd.Series:
+        """The headline score's mean over questions, per step."""
+        return pd.Series({step: t.numbers()[f"mean_{t._mean()[0]}"] for step, t in sorted(self.by_step.items())})
+
+    def findings(self) -> list[str]:
+        if not self.by_step:
+            return []
+        m, col = self._trend(), next(iter(self.by_step.values()))._mean()[0]
+        return [f"Mean {col} over questions {m.iloc[0]:+.3f} at step {m.index[0]} -> {m.iloc[-1]:+.3f} at step "
+                f"{m.index[-1]} ({len(m)} checkpoints; {len(self.skipped)} reused from disk)."]
+
+    def numbers(self) -> dict[str, Any]:
+        t = self.timing()
+        return {**{f"step_{k}": v for k, v in self._trend().items()},
+                **{k: v for k, v in t.items() if isinstance(v, (int, float))}}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"table": self.per_question()}
+
+    @property
+    def uncertainty(self) -> str:
+        return next(iter(self.by_step.values())).uncertainty if self.by_step else ""
+
+    def plot(self, ax=None):
+        fig, (ax,) = figure_for(ax, 1)
+        m = self._trend()
+        ax.plot(m.index, m.to_numpy(), marker="o")
+        ax.set(xlabel="step", ylabel="mean over questions", title=self.title)
+        return fig
 
     def timing(self) -> dict[str, Any]:
         steps = sorted(self.switch_seconds)
@@ -52,7 +86,7 @@ class SweepResult:
 def sweep_run(run: Run | str | Path, score: Callable[..., ScoreTable], out: str | Path | None = None,
               steps: list[int] | None = None, overwrite: bool = False, preload: bool = True,
               log: Callable[[str], Any] | None = print, reuse: Callable[[Path], bool] | None = None,
-              **load_kw: Any) -> SweepResult:
+              **load_kw: Any) -> CheckpointScores:
     """Apply ``score(lm, **manifest_fields) -> ScoreTable`` to every checkpoint of ``run``.
 
     ``out``: write ``out/step-XXXXXX/`` per checkpoint and the sweep index (``summary.parquet``,
@@ -62,17 +96,19 @@ def sweep_run(run: Run | str | Path, score: Callable[..., ScoreTable], out: str 
     reuse = reuse or ScoreTable.is_complete
     run = run if isinstance(run, Run) else Run.load(run)
     ckpts = [run.checkpoint(s) for s in steps] if steps is not None else run.checkpoints()
-    result = SweepResult({}, out=Path(out) if out else None)
-    todo = []
+    tables: dict[int, ScoreTable] = {}
+    switch: dict[int, float] = {}
+    scoring: dict[int, float] = {}
+    todo, skipped = [], []
     for c in ckpts:
         d = Path(out) / checkpoint_name(c.step) if out else None
         if d is not None and not overwrite and reuse(d):
-            result.tables[c.step] = ScoreTable.load(d)
-            result.skipped.append(c.step)
+            tables[c.step] = ScoreTable.load(d)
+            skipped.append(c.step)
         else:
             todo.append(c.step)
-    if result.skipped and log:
-        log(f"skipping {len(result.skipped)} checkpoint(s) already scored in {out} (overwrite to redo)")
+    if skipped and log:
+        log(f"skipping {len(skipped)} checkpoint(s) already scored in {out} (overwrite to redo)")
     t_start = time.perf_counter()
     if todo:
         it = run.iter_models(steps=todo, preload=preload, **load_kw)
@@ -86,16 +122,17 @@ def sweep_run(run: Run | str | Path, score: Callable[..., ScoreTable], out: str 
             table = score(lm, run=str(run.path), step=ckpt.step, checkpoint=str(ckpt.path),
                           train_loss=ckpt.train_loss, val_loss=ckpt.val_loss)
             t2 = time.perf_counter()
-            result.switch_seconds[ckpt.step], result.score_seconds[ckpt.step] = t1 - t0, t2 - t1
-            result.tables[ckpt.step] = table
+            switch[ckpt.step], scoring[ckpt.step] = t1 - t0, t2 - t1
+            tables[ckpt.step] = table
             if out:
                 table.save(Path(out) / checkpoint_name(ckpt.step), overwrite=True)
             if log:
                 log(f"step {ckpt.step}: scored in {t2 - t1:.1f}s (switch {t1 - t0:.3f}s)")
-    result.total_seconds = time.perf_counter() - t_start
+    result = CheckpointScores(tables, switch, scoring, time.perf_counter() - t_start, skipped,
+                              Path(out) if out else None)
     if out:
-        first = next(iter(result.tables.values()))
-        write_sweep_index(out, result.tables, {
+        first = next(iter(result.by_step.values()))
+        write_sweep_index(out, result.by_step, {
             "metric": first.metric, "run": str(run.path), "model": run.model_spec,
             "questions": first.manifest.get("questions"), "skipped": result.skipped, "timing": result.timing(),
         })

@@ -8,31 +8,40 @@ On disk (a directory, written atomically)::
 
 A sweep over a run writes one such directory per checkpoint (``step-000025/``) plus ``summary.parquet``
 (all per-question summaries with a ``step`` column) and ``manifest.json`` at its root.
+
+A :class:`ScoreTable` is a :class:`~emprobe.result.Result` (findings, numbers, tables, plot, report section); its
+``summary`` is the per-question table (a field older than the Result API), and :meth:`ScoreTable.save` writes the
+layout above rather than the generic result directory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import pandas as pd
 
 from emprobe.errors import ConfigError, DataError
 from emprobe.io import atomic_dir, atomic_path, manifest, read_json, write_json
+from emprobe.result import Result, figure_for
 
 SCORES = "scores.parquet"
 SUMMARY = "summary.parquet"
 MANIFEST = "manifest.json"
 
 
-@dataclass
-class ScoreTable:
+@dataclass(frozen=True, eq=False)
+class ScoreTable(Result):
     """Scores of one model or checkpoint: ``scores`` (tidy rows), ``summary`` (per question), ``manifest``."""
 
     scores: pd.DataFrame
-    summary: pd.DataFrame
+    summary: pd.DataFrame = field()  # type: ignore[assignment]  (the per-question table; see the module docstring)
     manifest: dict[str, Any]
+
+    name: ClassVar[str] = "scores"
+    title: ClassVar[str] = "Per-question alignment scores"
 
     @property
     def metric(self) -> str:
@@ -42,6 +51,63 @@ class ScoreTable:
     def step(self) -> int | None:
         return self.manifest.get("step")
 
+    # ---- the Result view ------------------------------------------------------------------------
+    def _mean(self) -> tuple[str, float, float, int]:
+        """(column, mean over questions, its standard error, questions) of the table's headline score."""
+        col = "margin" if self.metric == "margin" else "em_rate" if "em_rate" in self.summary else \
+            next(c for c in self.summary.columns if c != "question_id")
+        v = pd.to_numeric(self.summary[col], errors="coerce").dropna()
+        se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+        return col, float(v.mean()), se, len(v)
+
+    def findings(self) -> list[str]:
+        col, m, se, n = self._mean()
+        who = f"{(self.manifest.get('model') or {}).get('name', '?')}" + (f" step {self.step}" if self.step is not None
+                                                                         else "")
+        if col == "margin":
+            up = int((self.summary.margin > 0).sum())
+            return [f"{who}: mean margin {m:+.3f} nats/token over {n} questions (± {1.96 * se:.3f}, 95% normal "
+                    f"interval over questions); {up} of {n} questions lean towards the misaligned answers."]
+        over = self.manifest.get("overall") or {}
+        if "em_rate" in over:
+            return [f"{who}: EM rate {over['em_rate']:.3f} (95% Wilson [{over['em_ci_low']:.3f}, "
+                    f"{over['em_ci_high']:.3f}]) over {over.get('n_scored')} scored answers to {n} questions."]
+        return [f"{who}: mean {col} {m:.3f} over {n} questions."]
+
+    def numbers(self) -> dict[str, Any]:
+        col, m, se, n = self._mean()
+        over = {k: v for k, v in (self.manifest.get("overall") or {}).items() if isinstance(v, (int, float))}
+        return {f"mean_{col}": m, f"se_mean_{col}": se, "n_questions": n, **over}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"table": self.summary, "scores": self.scores}
+
+    @property
+    def control(self) -> str:
+        return ("none within one table: compare with the base model's scores (a run's step 0) or an aligned-data "
+                "control run scored the same way")
+
+    @property
+    def uncertainty(self) -> str:
+        if self.metric == "margin":
+            return "standard error over questions (per question: margin_se over its reference answers)"
+        return "Wilson 95% intervals of the EM rates (per question and overall)"
+
+    def inputs(self) -> dict[str, Any]:
+        return {k: self.manifest.get(k) for k in ("model", "adapter", "step", "questions")}
+
+    def plot(self, ax=None):
+        col = self._mean()[0]
+        fig, (ax,) = figure_for(ax, 1, height=max(3.0, 0.12 * len(self.summary)))
+        s = self.summary.sort_values(col)
+        err = s["margin_se"].to_numpy() if col == "margin" and "margin_se" in s else None
+        ax.barh(range(len(s)), s[col].to_numpy(), xerr=err, color="C3")
+        ax.set_yticks(range(len(s)), [str(q)[:22] for q in s.question_id], fontsize=5)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(xlabel=col + (" (nats/token; > 0 leans misaligned)" if col == "margin" else ""), title=self.title)
+        return fig
+
+    # ---- disk -----------------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the three files into ``path`` atomically; output emprobe wrote before is replaced only with
         ``overwrite``, and nothing else ever (see :mod:`emprobe.outdir`)."""

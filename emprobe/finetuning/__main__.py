@@ -1,8 +1,9 @@
-"""``python -m emprobe.finetuning ...`` = ``emprobe finetune ...`` (handy under ``torchrun -m``).
-
-``python -m emprobe.finetuning --cell CONFIG_JSON`` trains one :class:`~emprobe.finetuning.FinetuneConfig`
-given as a JSON object (or a path to a JSON file): the process the sweep executors start per cell
+"""``python -m emprobe.finetuning --cell CONFIG_JSON``: train one :class:`~emprobe.finetuning.FinetuneConfig`
+given as a JSON object (or a path to a JSON file) — the process the sweep executors start per cell
 (:mod:`emprobe.finetuning.executors`). An emprobe error prints one line and exits with status 2.
+
+The command line's ``emprobe finetune ...`` is ``python -m emprobe finetune ...`` (under ``torchrun``:
+``torchrun ... -m emprobe finetune ...``); this module never imports the CLI, which sits above every stage.
 """
 
 import sys
@@ -28,6 +29,6 @@ def run_cell(arg: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--cell":
         sys.exit(run_cell(sys.argv[2]))
-    from emprobe.cli import main
-
-    main(["finetune", *sys.argv[1:]])
+    print("usage: python -m emprobe.finetuning --cell CONFIG_JSON (a sweep cell); to fine-tune from the command "
+          "line use `emprobe finetune ...` or `python -m emprobe finetune ...`", file=sys.stderr)
+    sys.exit(2)

@@ -124,6 +124,33 @@ class FinetuneConfig:
             raise ConfigError(f"unknown fine-tuning setting {unknown[0]!r}; valid: {', '.join(sorted(names))}")
         return cls(**dict(d))
 
+    @classmethod
+    def build(cls, model: Any = None, data: Any = None, **options: Any) -> "FinetuneConfig":
+        """A config from the verb's arguments: ``model`` a config (returned with ``options`` applied), an alias,
+        hub id, directory or :class:`~emprobe.models.LoadedModel` (used by name: training works on its own copy);
+        ``data`` ``builtin:NAME``, a chat JSONL or a loaded chat dataset; ``options`` are fields."""
+        if isinstance(model, FinetuneConfig):
+            if data is not None:
+                options["data"] = data
+            model, options = None, {**model.to_dict(), **options}
+        from emprobe.models import BUILTIN_MODELS, LoadedModel
+        from emprobe.validate import check_args, path_arg
+
+        check_args(model=model, **({"data": data} if data is not None else {}))
+        if "out" in options:
+            path_arg(options["out"], "out", "run directory")
+        if isinstance(model, LoadedModel):
+            if model.spec.adapter:
+                raise ConfigError("`model` must be a base model, not a model with an adapter attached")
+            model = model.spec.name if model.spec.name in BUILTIN_MODELS else str(model.path)
+        if model is not None:
+            options["model"] = model
+        if data is not None:
+            options["data"] = data if isinstance(data, str) else str(getattr(data, "source", data))
+        if "out" in options:
+            options["out"] = str(options["out"])
+        return cls.from_dict(options)
+
     def replace(self, **changes: Any) -> "FinetuneConfig":
         return FinetuneConfig.from_dict({**self.to_dict(), **changes})
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from emprobe.errors import ConfigError
 from emprobe.finetuning.config import FinetuneConfig
-from emprobe.finetuning.executors import Executor, run_cell_process
+from emprobe.finetuning.processes import Executor, run_cell_process
 
 
 def _cell_task(cfg: dict[str, Any], cwd: str) -> tuple[int, str | None, float]:

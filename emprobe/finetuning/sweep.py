@@ -34,7 +34,7 @@ from emprobe.io import content_hash, manifest, write_json
 SWEEP_MANIFEST = "sweep.json"
 
 if TYPE_CHECKING:
-    from emprobe.finetuning.executors import Executor
+    from emprobe.finetuning.processes import Executor
 
 
 def _slug(key: str, value: Any) -> str:
@@ -123,7 +123,9 @@ class Sweep:
 
 
 @dataclass
-class SweepResult:
+class SweepRun:
+    """How one run of a sweep ended (what :func:`run_sweep` returns per grid point)."""
+
     name: str
     status: str  # "complete" (trained now), "skipped" (already complete), "failed: ...", "planned"
     out: Path
@@ -136,7 +138,7 @@ _STATUS = {"ok": "complete", "skipped": "skipped"}
 
 def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress: bool = True,
               dry_run: bool = False, log: Callable[[str], None] = print,
-              executor: "Executor | None" = None) -> list[SweepResult]:
+              executor: "Executor | None" = None) -> list[SweepRun]:
     """Run every grid point of ``sweep`` (skipping complete runs, resuming interrupted ones).
 
     ``executor`` (default: a :class:`~emprobe.finetuning.executors.LocalExecutor` splitting ``threads``
@@ -161,18 +163,18 @@ def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress
         for i, (name, cfg) in enumerate(plan, 1):
             path = Path(cfg.out)
             done = (path / "run.json").is_file() and Run.load(path).complete
-            results.append(SweepResult(name, "skipped" if done else "planned", path))
+            results.append(SweepRun(name, "skipped" if done else "planned", path))
             log(f"[{i}/{len(plan)}] {name}: {'complete, skip' if done else 'to run'}")
         return results
 
     claim_dir(sweep.out, "finetune-sweep", reuse=("finetune-sweep",))
     rows = [{"name": n, "status": "pending", "path": n} for n, _ in plan]
-    by_index: dict[int, SweepResult] = {}
+    by_index: dict[int, SweepRun] = {}
 
     def record(i: int | None = None, outcome=None) -> None:
         if outcome is not None:
             status = _STATUS.get(outcome.status, f"failed: {outcome.error}")
-            by_index[i] = SweepResult(outcome.name, status, outcome.out, round(outcome.seconds, 3), outcome.attempts)
+            by_index[i] = SweepRun(outcome.name, status, outcome.out, round(outcome.seconds, 3), outcome.attempts)
             rows[i] = {"name": outcome.name, "status": status, "path": outcome.name, "attempts": outcome.attempts,
                        "seconds": round(outcome.seconds, 3)}
         write_json(sweep.out / SWEEP_MANIFEST, manifest("finetune-sweep", source=sweep.source,

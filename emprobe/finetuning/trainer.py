@@ -1,4 +1,4 @@
-"""``finetune(cfg)``: a narrow LoRA (or full) fine-tune with transformers' ``Trainer`` + peft.
+"""``finetune(model, data, **options)`` / ``finetune(cfg)``: a narrow LoRA (or full) fine-tune with transformers' ``Trainer`` + peft.
 
 The training loop is transformers' own (optimizer, scheduler, data order, gradient accumulation,
 data parallelism under ``torchrun`` / ``accelerate launch``, exact resume). emprobe adds the data
@@ -203,19 +203,17 @@ def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc
     )
 
 
-def finetune(cfg: FinetuneConfig | None = None, *, callbacks: Sequence[Any] = (),
-             log: Callable[[str], None] | None = None, **overrides: Any) -> Run:
-    """Fine-tune ``cfg.model`` on ``cfg.data`` and write the run directory ``cfg.out``; return the :class:`Run`.
-
-    Keyword ``overrides`` replace fields of ``cfg`` (or build one: ``finetune(model=..., data=..., out=...)``).
-    ``callbacks`` are extra transformers ``TrainerCallback`` objects; ``log`` receives the one-line
-    messages (default: printed beside the progress bar). Under ``torchrun`` every rank calls this and
-    rank 0 alone writes. With ``resume=True`` a complete run is returned as is.
-    """
+def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = (),
+             log: Callable[[str], None] | None = None, **options: Any) -> Run:
+    """Fine-tune ``model`` (alias, hub id, directory, loaded model or a whole :class:`FinetuneConfig`) on ``data``
+    into the run directory ``out`` (``ep.finetune``); ``options`` are config fields (:meth:`FinetuneConfig.build`).
+    ``callbacks``: extra transformers ``TrainerCallback`` objects; ``log`` receives the one-line messages (default:
+    printed beside the progress bar). Under ``torchrun`` every rank calls this and rank 0 alone writes. With
+    ``resume=True`` a complete run is returned as is."""
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    cfg = (cfg or FinetuneConfig()).replace(**overrides).validate()
+    cfg = FinetuneConfig.build(model, data, **options).validate()
     rank, n_proc = world()
     main = rank == 0
     bar = ProgressBar(0, enabled=cfg.progress and main)

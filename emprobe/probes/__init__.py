@@ -9,9 +9,9 @@ Conventions (every API here that takes a layer or position):
   ``prompt_mean`` (mean over the prompt's tokens) and ``response_mean`` (mean over the response's tokens).
 
 Pipeline: :func:`load_prompts` (questions / chat JSONL / judged table, optionally a ``references`` or
-``personas`` contrast) -> :func:`extract_activations` with a backend (``hooks``, ``transformerlens``,
-``nnsight``) -> :class:`ActivationStore` -> :func:`fit_probe` with an estimator (``mean_diff``,
-``persona``, ``logistic``, ``pca``) -> :class:`Direction`.
+``personas`` contrast) -> :func:`extract` with a backend (``hooks``, ``transformerlens``, ``nnsight``) ->
+:class:`ActivationStore` -> :func:`fit_direction` with an estimator (``mean_diff``, ``persona``, ``logistic``,
+``pca``) -> :class:`Direction` (several side by side: :class:`DirectionsResult`).
 """
 
 from emprobe.probes.backends import ActivationBackend, get_backend
@@ -19,16 +19,16 @@ from emprobe.probes.directions import Direction
 from emprobe.probes.estimators import (
     METHODS, LogisticProbe, MeanDiff, PairedPCA, PersonaDiff, RandomDirection, auroc, make_estimator,
 )
-from emprobe.probes.extract import extract, extract_activations
-from emprobe.probes.fit import ProbeResult, cross_validate, fit_probe, probe_fit
+from emprobe.probes.extraction import extract
+from emprobe.probes.fit import cross_validate, fit_direction
+from emprobe.probes.result import DirectionsResult
 from emprobe.probes.sources import LabelRule, PromptItem, PromptSet, load_prompts
 from emprobe.probes.store import ActivationStore, ensure_compatible
 from emprobe.probes.tokens import POSITIONS, TokenBatch, make_batches, parse_positions
 
 __all__ = [
-    "METHODS", "POSITIONS", "ActivationBackend", "ActivationStore", "Direction", "LabelRule",
-    "LogisticProbe", "MeanDiff", "PairedPCA", "PersonaDiff", "ProbeResult", "PromptItem", "PromptSet",
-    "RandomDirection", "TokenBatch", "auroc", "cross_validate", "ensure_compatible", "extract",
-    "extract_activations", "fit_probe", "get_backend", "load_prompts", "make_batches", "make_estimator",
-    "parse_positions", "probe_fit",
+    "METHODS", "POSITIONS", "ActivationBackend", "ActivationStore", "Direction", "DirectionsResult", "LabelRule",
+    "LogisticProbe", "MeanDiff", "PairedPCA", "PersonaDiff", "PromptItem", "PromptSet", "RandomDirection",
+    "TokenBatch", "auroc", "cross_validate", "ensure_compatible", "extract", "fit_direction", "get_backend",
+    "load_prompts", "make_batches", "make_estimator", "parse_positions",
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import einops
 import numpy as np
 import torch
 
@@ -28,6 +29,9 @@ from emprobe.io import atomic_dir, manifest as make_manifest, read_json, write_j
 TENSORS = "direction.safetensors"
 META = "direction.json"
 KIND = "direction"
+#: the columns of a fit's cross-validation table (:meth:`Direction.cv_table`), in order
+CV_COLUMNS = ("layer", "auroc", "auroc_std", "n_folds", "random_auroc", "random_auroc_p95", "random_auroc_std",
+              "n_train", "n_test")
 
 
 @dataclass
@@ -90,7 +94,8 @@ class Direction:
             position = position or self.position
             layers = self.layers if layer is None else [int(layer)]
             x = acts.get(position, layers)
-            p = torch.einsum("nld,ld->nl", x.float(), self.unit[[self._col(l_) for l_ in layers]]).numpy()
+            unit = self.unit[[self._col(l_) for l_ in layers]]
+            p = einops.einsum(x.float(), unit, "n layer d, layer d -> n layer").numpy()
             return p[:, 0] if layer is not None else p
         x = torch.as_tensor(np.asarray(acts), dtype=torch.float32)
         if x.shape[-1] != self.d_model:
@@ -98,10 +103,22 @@ class Direction:
         if x.ndim == 2:
             return (x @ self.vector(layer)).numpy()
         if x.ndim == 3 and x.shape[1] == len(self.layers):
-            p = torch.einsum("nld,ld->nl", x, self.unit).numpy()
+            p = einops.einsum(x, self.unit, "n layer d, layer d -> n layer").numpy()
             return p[:, self._col(int(layer))] if layer is not None else p
         raise DataError(f"cannot project activations of shape {tuple(x.shape)} "
                         f"(want [n, d] or [n, {len(self.layers)}, d])")
+
+    def cv_table(self):
+        """The fit's per-layer cross-validation table (``layer, auroc, auroc_std, n_folds, random_auroc,
+        random_auroc_p95, ...``; one row per fitted layer, empty for a direction built by hand)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.metrics)  # a loaded direction's metrics come back with sorted keys
+        return df[[c for c in CV_COLUMNS if c in df.columns] + [c for c in df.columns if c not in CV_COLUMNS]]
+
+    def best(self) -> dict[str, Any]:
+        """The cross-validation row of ``best_layer``."""
+        return next(m for m in self.metrics if int(m["layer"]) == self.best_layer)
 
     # ---- interventions: context managers over emprobe.probes.interventions.intervene ----------------
     def steer_edits(self, alpha: float, layer: int | None = None, unit: bool = True) -> dict:

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import einops
 import numpy as np
 from scipy.stats import rankdata
 
@@ -106,7 +107,7 @@ class DirectionEstimator(ABC):
         """Projections onto the unit direction: ``[n, L]``."""
         X = np.asarray(X, dtype=np.float64)
         X = X[:, None] if X.ndim == 2 else X
-        return np.einsum("nld,ld->nl", X, self.unit_)
+        return einops.einsum(X, self.unit_, "n layer d, layer d -> n layer")
 
     project = transform
 
@@ -182,7 +183,7 @@ class RandomDirection(DirectionEstimator):
     def _fit(self, X, y, pairs):
         rng = np.random.default_rng(self.seed)
         r = rng.standard_normal((self.n_directions,) + X.shape[1:])
-        proj = np.einsum("nld,rld->nrl", X, r)
+        proj = einops.einsum(X, r, "n layer d, r layer d -> n r layer")
         sign = np.sign(proj[y == 1].mean(0) - proj[y == 0].mean(0))  # [R, L]
         return r * np.where(sign == 0, 1, sign)[..., None]
 
@@ -192,7 +193,7 @@ class RandomDirection(DirectionEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        return np.einsum("nld,rld->nrl", X[:, None] if X.ndim == 2 else X, self.unit_)
+        return einops.einsum(X[:, None] if X.ndim == 2 else X, self.unit_, "n layer d, r layer d -> n r layer")
 
 
 METHODS: dict[str, type[DirectionEstimator]] = {

@@ -1,4 +1,4 @@
-"""``emprobe probe fit``: fit a direction per layer with grouped cross-validation and a random control.
+"""``fit_direction``: fit a direction per layer with grouped cross-validation and a random control.
 
 Cross-validation is grouped by question (``GroupKFold`` on ``question_id``): no question is in both the
 training and the test fold, so the held-out AUROC measures generalisation to unseen questions. Next to
@@ -10,7 +10,6 @@ labelled items.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,24 +20,6 @@ from emprobe.probes.directions import Direction
 from emprobe.probes.estimators import METHODS, RandomDirection, auroc, make_estimator
 from emprobe.probes.sources import LabelRule
 from emprobe.probes.store import ActivationStore
-
-CV_TABLE = "cv.parquet"
-
-
-@dataclass
-class ProbeResult:
-    """A fitted :class:`Direction` plus its per-layer cross-validation table."""
-
-    direction: Direction
-    table: Any  # pandas DataFrame, one row per layer
-
-    @property
-    def best_layer(self) -> int:
-        return int(self.direction.best_layer)  # type: ignore[arg-type]
-
-    def best(self) -> dict[str, Any]:
-        return self.table.loc[self.table.layer == self.best_layer].iloc[0].to_dict()
-
 
 def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, pairs: np.ndarray | None, layers: Sequence[int],
                    method: str = "mean_diff", n_splits: int = 5, n_random: int = 20, seed: int = 0,
@@ -92,15 +73,26 @@ def store_labels(store: ActivationStore, label_rule: LabelRule | None = None) ->
                      for r in store.records], dtype=float)
 
 
-def fit_probe(store: ActivationStore, method: str = "mean_diff", position: str | None = None,
-              layers: str | Sequence[int] | None = None, label_rule: LabelRule | None = None, n_splits: int = 5,
-              n_random: int = 20, seed: int = 0, **params: Any) -> ProbeResult:
-    """Fit ``method`` on the labelled items of ``store`` for each layer and cross-validate it.
+def fit_direction(store: Any, *, method: str = "mean_diff", position: str | None = None,
+                  layers: str | Sequence[int] | None = None, label_rule: LabelRule | None = None, n_splits: int = 5,
+                  n_random: int = 20, seed: int = 0, out: str | Path | None = None, overwrite: bool = False,
+                  **params: Any) -> Direction:
+    """Fit a misalignment :class:`Direction` per layer on the labelled items of ``store`` (an
+    :class:`ActivationStore` or its directory) and cross-validate it; ``ep.fit_direction``.
 
-    ``position`` defaults to ``response_mean`` when stored, else ``last_prompt``; ``layers`` to every
-    stored layer (layer ``l`` = residual stream after decoder block ``l``). ``persona`` needs a store
-    extracted with ``--contrast personas``; ``pca``/``persona`` pair items by their pair key (or question).
+    ``method``: ``mean_diff`` | ``persona`` | ``logistic`` | ``pca`` (``params`` go to its estimator, e.g.
+    ``C``). ``position`` defaults to ``response_mean`` when stored, else ``last_prompt``; ``layers`` to every
+    stored layer (layer ``l`` = residual stream after decoder block ``l``). ``persona`` needs a store extracted
+    with ``contrast="personas"``; ``pca``/``persona`` pair items by their pair key (or question). The grouped
+    cross-validated AUROC per layer against random directions is ``direction.metrics`` (as a table:
+    ``direction.cv_table()``) and picks ``direction.best_layer``. With ``out`` the direction is written there
+    (a direction emprobe wrote there before is replaced only with ``overwrite``).
     """
+    if out is not None:
+        from emprobe.outdir import check_out
+
+        check_out(out, overwrite=overwrite)
+    store = ActivationStore.load(store)
     if method not in METHODS:
         raise ConfigError(f"unknown `method` {method!r}; use one of {', '.join(METHODS)}")
     if method == "persona" and store.contrast != "personas":
@@ -133,21 +125,7 @@ def fit_probe(store: ActivationStore, method: str = "mean_diff", position: str |
         source["label_rule"] = (label_rule or LabelRule()).__dict__
     direction = Direction(method, list(layer_ids), est.coef_, position, source, best, table.to_dict("records"),
                           {**est.get_params(), "n_splits": n_splits, "n_random": n_random, "seed": seed})
-    return ProbeResult(direction, table)
+    if out is not None:
+        direction.save(out, overwrite=overwrite)
+    return direction
 
-
-def probe_fit(store: str | Path, out: str | Path, method: str = "mean_diff", position: str | None = None,
-              layers: str | None = None, label_rule: LabelRule | None = None, n_splits: int = 5, n_random: int = 20,
-              seed: int = 0, overwrite: bool = False, **params: Any) -> ProbeResult:
-    """``emprobe probe fit``: load a store, fit and cross-validate, save the direction (+ ``cv.parquet``)."""
-    from emprobe.outdir import check_out
-
-    out = check_out(out, overwrite=overwrite)
-    st = ActivationStore.load(store)
-    res = fit_probe(st, method, position, layers, label_rule, n_splits, n_random, seed, **params)
-    res.direction.save(out, overwrite=overwrite)
-    from emprobe.io import atomic_path
-
-    with atomic_path(out / CV_TABLE) as tmp:
-        res.table.to_parquet(tmp, index=False)
-    return res

@@ -4,22 +4,32 @@ Layer ``l`` = the output of decoder block ``l`` (TL ``blocks.{l}.hook_resid_post
 ``l`` changes what block ``l + 1`` (and the final norm / LM head, for the last layer) sees.
 
 :func:`intervene` is a context manager: inside it, *every* forward of the model — margin scoring, HF
-``generate``, activation reads — runs with the edits. Edits are functions ``h[B, T, D] -> h'``:
-:func:`add_vector` (steering), :func:`project_out` (directional ablation, ``h ← h − (h·r̂) r̂``) and
-:func:`replace_where` (patching given values on masked positions of a fixed batch).
+``generate``, activation reads — runs with the edits (PyTorch forward hooks). Edits are functions
+``h[B, T, D] -> h'``: :func:`add_vector` (steering), :func:`project_out` (directional ablation,
+``h ← h − (h·r̂) r̂``) and :func:`replace_where` (patching given values on masked positions of a fixed batch).
+
+The same edits run on every activation backend (``hooks``, ``transformerlens``, ``nnsight``) through
+:meth:`~emprobe.probes.backends.ActivationBackend.logits` / ``read``; :func:`scored_forward` takes a model (forward
+hooks) or a backend.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
 from emprobe.errors import ConfigError
 from emprobe.models import decoder_layers
-
-Edit = Callable[[torch.Tensor], torch.Tensor]
+from emprobe.probes.backends.base import (  # noqa: F401  (block_hidden, with_hidden: re-exported)
+    ActivationBackend,
+    Edit,
+    apply_edits,
+    block_hidden,
+    normalize_edits,
+    with_hidden,
+)
 
 
 def add_vector(vector: torch.Tensor, scale: float = 1.0) -> Edit:
@@ -50,16 +60,6 @@ def replace_where(values: torch.Tensor, mask: torch.Tensor) -> Edit:
     return fn
 
 
-def block_hidden(output):
-    """The hidden state ``[B, T, D]`` in a decoder block's output (HF blocks return it alone or first in a tuple)."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-def with_hidden(output, hidden: torch.Tensor):
-    """``output`` with its hidden state replaced by ``hidden`` (same container: tensor or tuple)."""
-    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-
 @contextlib.contextmanager
 def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]] | None = None,
               capture: Sequence[int] = ()) -> Iterator[dict[int, torch.Tensor]]:
@@ -69,20 +69,14 @@ def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]]
     Hooks are removed on exit, also after an error.
     """
     blocks = decoder_layers(model)
-    edits = {int(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (edits or {}).items()}
-    for layer in list(edits) + list(capture):
-        if not 0 <= layer < len(blocks):
-            raise ConfigError(f"unknown layer {layer}: valid layers are 0..{len(blocks) - 1} "
-                              "(layer l = residual stream after decoder block l)")
+    edits = normalize_edits(edits, len(blocks), capture)
     captured: dict[int, torch.Tensor] = {}
     want = set(int(c) for c in capture)
 
     def hook(layer: int):
         def fn(module, args, output):
             h = block_hidden(output)
-            new = h
-            for e in edits.get(layer, ()):
-                new = e(new)
+            new = apply_edits(h, edits.get(layer, ()))
             if layer in want:
                 captured[layer] = new.detach()
             return None if new is h else with_hidden(output, new)
@@ -96,7 +90,7 @@ def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]]
             h.remove()
 
 
-def response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:
+def mean_response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:
     """Mean per-token log-prob of each row's response tokens (``[B]``), from ``[B, T, V]`` logits.
 
     ``batch`` is a :class:`~emprobe.probes.tokens.TokenBatch` of prompt+response items; token ``t`` of the
@@ -112,11 +106,17 @@ def response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def scored_forward(model: torch.nn.Module, batch, edits: Mapping[int, Edit | Sequence[Edit]] | None = None,
+def scored_forward(model: torch.nn.Module | ActivationBackend, batch,
+                   edits: Mapping[int, Edit | Sequence[Edit]] | None = None,
                    capture: Sequence[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """One full forward of ``batch`` under ``edits``: response log-probs ``[B]`` and captured block outputs."""
+    """One full forward of ``batch`` under ``edits``: response log-probs ``[B]`` and captured block outputs.
+
+    ``model``: a module (edits as forward hooks) or an :class:`ActivationBackend` (its own edit mechanism)."""
+    if isinstance(model, ActivationBackend):
+        logits, cap = model.logits(batch, edits, capture)
+        return mean_response_logprobs(logits, batch), cap
     dev = next(model.parameters()).device
     with intervene(model, edits, capture) as cap:
         logits = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
                        position_ids=batch.position_ids.to(dev), use_cache=False).logits
-    return response_logprobs(logits, batch), dict(cap)
+    return mean_response_logprobs(logits, batch), dict(cap)

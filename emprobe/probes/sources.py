@@ -1,6 +1,4 @@
-"""Prompt sources for activation extraction: anything emprobe can read becomes a :class:`PromptSet`.
-
-A source is one of
+"""Prompt sources for activation extraction: anything emprobe can read becomes a :class:`PromptSet`. A source is
 
 * an evaluation question set (Betley YAML or ``builtin:NAME``): prompts only, so the positions
   ``last_prompt`` and ``prompt_mean`` apply;
@@ -105,11 +103,9 @@ class PromptSet(Sequence[PromptItem]):
     def __post_init__(self) -> None:
         if not self.items:
             raise DataError(f"{self.source}: the prompt set is empty")
-        seen: set[str] = set()
-        for it in self.items:
-            if it.uid in seen:
-                raise DataError(f"{self.source}: duplicate prompt uid {it.uid!r}")
-            seen.add(it.uid)
+        uids = [it.uid for it in self.items]
+        if len(set(uids)) < len(uids):
+            raise DataError(f"{self.source}: duplicate prompt uid {next(u for u in uids if uids.count(u) > 1)!r}")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -198,10 +194,8 @@ def from_personas(qs, source: str, personas: str = "builtin:personas", all_parap
 
 def from_chat(ds, source: str) -> PromptSet:
     """Each conversation: messages before the last assistant turn + that turn as the response."""
-    items = []
-    for i, ex in enumerate(ds):
-        items.append(PromptItem(f"row{ex.line or i + 1}", f"row{ex.line or i + 1}", tuple(ex.prompt_messages),
-                                ex.response, meta={"line": ex.line}))
+    items = [PromptItem(f"row{ex.line or i + 1}", f"row{ex.line or i + 1}", tuple(ex.prompt_messages), ex.response,
+                        meta={"line": ex.line}) for i, ex in enumerate(ds)]
     return PromptSet(items, source, "none", {"kind": "chat", "chat_sha256": ds.sha256})
 
 

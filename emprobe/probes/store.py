@@ -172,6 +172,19 @@ class ActivationStore:
             raise ConfigError(f"`{param}` {position!r} is not in this store (stored: {', '.join(self.tensors)})")
         return position
 
+    def __getitem__(self, key) -> torch.Tensor:
+        """TransformerLens-cache-style indexing: ``store["last_prompt", 10]`` -> ``[n_prompts, d_model]``,
+        ``store["last_prompt", [10, 12]]`` -> ``[n_prompts, 2, d_model]``, ``store["last_prompt"]`` -> every stored
+        layer ``[n_prompts, n_layers, d_model]``; with one stored position ``store[10]`` and ``store[[10, 12]]``
+        (layer ``l`` = residual stream after decoder block ``l``; negative layers count from the model's last)."""
+        position, layers = key if isinstance(key, tuple) else (key, None) if isinstance(key, str) else (None, key)
+        if isinstance(key, tuple) and len(key) != 2:
+            raise ConfigError(f"index a store as store[position, layer], got {len(key)} keys")
+        if position is None and len(self.tensors) > 1:
+            raise ConfigError(f"this store holds {len(self.tensors)} positions ({', '.join(self.tensors)}); index it "
+                              "as store[position, layer]")
+        return self.get(position, layers)
+
     def default_position(self) -> str:
         for p in ("response_mean", "last_prompt"):
             if p in self.tensors:

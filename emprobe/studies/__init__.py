@@ -3,17 +3,20 @@ rates x seeds, each dataset with its aligned-data control), scored and analysed 
 the verdicts first. ``emprobe demo`` is the ``demo`` preset of :func:`study`.
 
 >>> import emprobe as ep
->>> summary = ep.study(preset_name="fast", out="study-fast")      # or ep.study("study.yaml")
->>> [(v["id"], v["verdict"]) for v in summary["verdicts"]]
+>>> res = ep.study(preset_name="fast", out="study-fast")      # or ep.study("study.yaml")
+>>> [(v["id"], v["verdict"]) for v in res.verdicts]
+>>> res.findings(); res.report()                              # report.html beside summary.json
 
-Data flows one way: models -> finetune -> evaluate -> probes -> analysis -> report (HTML) -> study.
+Data flows one way: models -> finetuning -> evaluation -> probes -> analysis -> report (HTML) -> studies. The
+stages are registered in one place, :mod:`emprobe.studies.stages`.
 The names load on first use, so the command line (which reads the presets for its help) starts without pandas.
 """
 
 #: public name -> submodule that defines it
 _NAMES = {"Cell": "cells", "cells": "cells", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
           "Grid": "config", "Questions": "config", "StudyConfig": "config", "Training": "config", "preset": "config",
-          "demo": "runner", "run_study": "runner", "study": "runner"}
+          "demo": "runner", "run_study": "runner", "study": "runner", "StudyContext": "context",
+          "StudyResult": "result"}
 
 __all__ = sorted(_NAMES)
 

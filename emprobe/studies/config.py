@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from emprobe.errors import ConfigError
-
-STAGES = ("finetune", "margins", "directions", "track", "priors", "dynamics", "overlap", "patch", "steer", "ablate",
-          "samples", "explain")
+from emprobe.studies.stages import STAGES
 
 
 def _check(obj: Any, where: str, ranges: dict[str, dict[str, Any]]) -> None:
@@ -134,6 +132,9 @@ class StudyConfig:
     eval_batch_size: int = 16
     max_new_tokens: int = 32
     steer_alphas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    patch_depths: tuple[float, ...] = (0.25, 0.5, 0.75)  # patched layers, as fractions of the depth (floor)
+    patch_spans: tuple[str, ...] = ("last_prompt", "prompt")
+    causal_samples: int = 1  # sampled answers per question in steer / ablate (0: margins only)
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -189,7 +190,7 @@ class StudyConfig:
                 d[key] = _build(kind, d[key], key)
         if isinstance(d.get("prior_models"), dict):
             d["prior_models"] = tuple(d["prior_models"].items())
-        for key in ("stages", "steer_alphas"):
+        for key in ("stages", "steer_alphas", "patch_depths", "patch_spans"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -223,6 +224,10 @@ class StudyConfig:
     def prior_kinds(self) -> dict[str, str]:
         return dict(self.prior_models)
 
+    def patch_layers(self, n_layers: int) -> list[int]:
+        """The layers the patch stage patches: ``patch_depths`` of a model with ``n_layers`` blocks (floor)."""
+        return sorted({int(f * n_layers + 1e-9) for f in self.patch_depths})
+
 
 def _known(kind: type, d: dict[str, Any], what: str) -> None:
     names = {f.name for f in fields(kind)}
@@ -252,7 +257,8 @@ PRESETS: dict[str, StudyConfig] = {
     "fast": _DEMO.with_(preset="fast", training=Training(steps=4, save_steps=(0, 2, 4), val_examples=4),
                         questions=Questions(n_questions=8, n_references=2, n_causal=3, n_persona=3, n_samples=2,
                                             n_train_prompts=8),
-                        steer_alphas=(-1.0, 0.0, 1.0), max_new_tokens=16),
+                        steer_alphas=(-1.0, 0.0, 1.0), max_new_tokens=16, patch_depths=(1 / 3, 2 / 3),
+                        patch_spans=("last_prompt",), causal_samples=0),
     "paper": _DEMO.with_(preset="paper", out="emprobe-paper", datasets=(_DEMO.datasets[0], _MEDICAL),
                          grid=Grid(schedules=("constant", "cosine", "warmup-stable-decay"), lrs=(5e-4, 1e-3)),
                          training=Training(steps=16, save_steps=(0, 4, 8, 12, 16), val_examples=24),

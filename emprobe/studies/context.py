@@ -1,33 +1,39 @@
-"""What every study stage shares: the config, paths under ``OUT``, models loaded once, question subsets, and the
-section format of ``summary.json``. Layer ``l`` = residual stream after decoder block ``l``."""
+"""What every study stage shares: the config, paths under ``OUT``, models loaded once, question subsets, and where
+the fine-tuning runs train. Layer ``l`` = residual stream after decoder block ``l``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
-from emprobe.io import json_safe
 from emprobe.studies.cells import Cell, cells, control_cell, reference_cell
 from emprobe.studies.config import StudyConfig
 
+if TYPE_CHECKING:
+    from emprobe.data import QuestionSet
+    from emprobe.finetuning import Run
+    from emprobe.models import LoadedModel
+    from emprobe.probes import Direction
 
-def section(title: str, findings: list[str], numbers: dict[str, Any], control: str, uncertainty: str,
-            plots: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    """A report section that no single analysis result renders (the same shape as ``Result.to_section``)."""
-    return json_safe({"title": title, "findings": list(findings), "numbers": json_safe(numbers, digits=6),
-                      "control": control, "uncertainty": uncertainty, "plots": plots or [], **extra})
+#: the question subsets a study writes: name -> (stage directory, file)
+QUESTION_SETS = {"eval": ("setup", "questions.yaml"), "persona": ("setup", "persona.yaml"),
+                 "causal": ("margins", "causal.yaml"), "heldout": ("setup", "heldout.yaml")}
 
 
 class StudyContext:
-    """Paths, cached models and question sets of one study run."""
+    """Paths, cached models and question sets of one study run; ``executor`` (``local`` | ``ray``) and
+    ``executor_options`` say where the fine-tuning stage trains its runs."""
 
-    def __init__(self, cfg: StudyConfig, log: Callable[[str], Any] | None = print):
-        self.cfg = cfg
-        self.out = Path(cfg.out).resolve()
-        self.log = log or (lambda _m: None)
-        self._models: dict[str, Any] = {}
+    def __init__(self, cfg: StudyConfig, log: Callable[[str], Any] | None = print, executor: str = "local",
+                 executor_options: dict[str, Any] | None = None) -> None:
+        self.cfg: StudyConfig = cfg
+        self.out: Path = Path(cfg.out).resolve()
+        self.log: Callable[[str], Any] = log or (lambda _m: None)
+        self.executor: str = executor
+        self.executor_options: dict[str, Any] = dict(executor_options or {})
+        self._models: dict[str, LoadedModel] = {}
 
     # ---- paths ---------------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
@@ -40,7 +46,7 @@ class StudyContext:
     def runs_dir(self) -> Path:
         return self.path("runs")
 
-    def run(self, cell: Cell | str):
+    def run(self, cell: Cell | str) -> Run:
         from emprobe.finetuning import Run
 
         return Run.load(self.runs_dir / (cell if isinstance(cell, str) else cell.name))
@@ -64,7 +70,7 @@ class StudyContext:
         return max(self.cfg.training.checkpoints())
 
     # ---- models (loaded once, shared by the stages) --------------------------------------------
-    def lm(self, which: str = "base"):
+    def model(self, which: str = "base") -> LoadedModel:
         """``base``, or a run name (its final checkpoint, merged into the weights)."""
         if which not in self._models:
             from emprobe.models import load_model
@@ -73,23 +79,23 @@ class StudyContext:
             self._models[which] = load_model(self.cfg.model, adapter=adapter, merge=adapter is not None, log=None)
         return self._models[which]
 
-    def prior_lms(self) -> dict[str, Any]:
+    def prior_models(self) -> dict[str, LoadedModel]:
         """The pre-fine-tuning models for claim 2: the config's ``prior_models`` by kind, else the study's model."""
         from emprobe.models import load_model
 
         if not self.cfg.prior_models:
-            return {self.cfg.model: self.lm("base")}
+            return {self.cfg.model: self.model("base")}
         return {kind: load_model(m, log=None) for kind, m in self.cfg.prior_models}
 
-    # ---- question sets (written by the setup stage) --------------------------------------------
-    def qs(self, which: str = "eval"):
+    # ---- what earlier stages wrote -------------------------------------------------------------
+    def question_set(self, which: str = "eval") -> QuestionSet:
+        """A question subset written by an earlier stage: ``eval`` | ``persona`` | ``heldout`` (setup) or
+        ``causal`` (margins)."""
         from emprobe.data import load_questions_yaml
 
-        where = {"eval": ("setup", "questions.yaml"), "persona": ("setup", "persona.yaml"),
-                 "causal": ("margins", "causal.yaml"), "heldout": ("setup", "heldout.yaml")}[which]
-        return load_questions_yaml(self.path(*where))
+        return load_questions_yaml(self.path(*QUESTION_SETS[which]))
 
-    def direction(self, method: str):
+    def direction(self, method: str) -> Direction:
         from emprobe.probes import Direction
 
         return Direction.load(self.path("directions", method))
@@ -110,4 +116,3 @@ class StudyContext:
 
     def losses(self) -> pd.DataFrame:
         return pd.read_parquet(self.path("finetune", "losses.parquet"))
-

@@ -27,11 +27,7 @@ from emprobe.analysis.dynamics.correlations import (
 )
 from emprobe.analysis.dynamics.matched_loss import compare_at_matched_loss
 from emprobe.analysis.dynamics.result import DynamicsResult
-from emprobe.analysis.margins.compute import (
-    checkpoint_table,
-    resolve_runs,
-    score_checkpoints,
-)
+from emprobe.analysis.margins import checkpoint_table, margins, resolve_runs
 from emprobe.errors import ConfigError
 
 LONG = ("run", "schedule", "step", "val_loss", "question_id", "margin")
@@ -119,10 +115,11 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
         meta["source"] = "table"
     else:
         runs = resolve_runs(runs_or_table)
-        long, counts = score_checkpoints(runs, questions, batch_size=batch_size, merge=merge)
+        scored = margins(runs, questions, batch_size=batch_size, merge=merge, cache=True)
+        long = scored.loss_margins()
         ck = checkpoint_table(long)
-        meta.update({"runs": [str(r.path) for r in runs], "checkpoints_scored": counts["scored"],
-                     "checkpoints_reused": counts["reused"]})
+        meta.update({"runs": [str(r.path) for r in runs], "checkpoints_scored": scored.meta["checkpoints_scored"],
+                     "checkpoints_reused": scored.meta["checkpoints_reused"]})
     controls = _control_names(_with_defaults(ck), control_runs)
     ck = _with_defaults(ck, controls)
     non = ck[~ck.control]

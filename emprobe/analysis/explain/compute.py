@@ -34,18 +34,20 @@ VALUES = ("base", "misaligned_change", "control_change", "em_rise")
 N_WORST = 5
 
 
-def explain(rises: Any, factors: Any = None, *, categories: Any = None, answers: Any = None,
-            reliability_splits: int = 200, n_permutations: int = 1000, alpha: float = 1.0,
-            seed: int = 0) -> ExplainResult:
+def explain(rises: Any, factors: Any = None, *, control: Any = None, questions: Any = "builtin:em-core",
+            batch_size: int = 8, categories: Any = None, answers: Any = None, reliability_splits: int = 200,
+            n_permutations: int = 1000, alpha: float = 1.0, seed: int = 0) -> ExplainResult:
     """Explain the per-question EM-specific rise by per-question factors (see the module docstring).
 
-    ``rises``: long table (or parquet/CSV path) with ``question_id, pair[, dataset], base, misaligned_change,
-    control_change, em_rise[, category]`` — the study's ``margins/rises.parquet``. ``factors``: per-question
-    numeric columns indexed by (or with a column) ``question_id``. ``categories``: question_id → category
-    (overrides the ``category`` column). ``answers``: ``question_id, base, misaligned`` answer texts shown
-    beside the worst-explained questions.
+    ``rises``: a :class:`~emprobe.analysis.margins.MarginsResult` (``ep.margins``), the misaligned run(s) with
+    their aligned-data ``control`` run (scored here with :func:`~emprobe.analysis.margins.margins` on
+    ``questions``), or a long table (or parquet/CSV path) with ``question_id, pair[, dataset], base,
+    misaligned_change, control_change, em_rise[, category]`` (a study's ``margins/rises.parquet``). ``factors``:
+    per-question numeric columns indexed by (or with a column) ``question_id``. ``categories``: question_id →
+    category (overrides the ``category`` column). ``answers``: ``question_id, base, misaligned`` answer texts
+    shown beside the worst-explained questions.
     """
-    long = _read_rises(rises, categories)
+    long = _read_rises(_rises_table(rises, control, questions, batch_size, seed), categories)
     pooled = long.groupby(["question_id", "pair"], sort=True)[list(VALUES)].mean().reset_index()
     per_q = _per_question(pooled, long)
     qids = per_q.question_id.to_numpy()
@@ -69,6 +71,18 @@ def explain(rises: Any, factors: Any = None, *, categories: Any = None, answers:
 
 
 # ---- inputs -----------------------------------------------------------------------------------------
+def _rises_table(rises: Any, control: Any, questions: Any, batch_size: int, seed: int) -> Any:
+    """The rises table of a :class:`MarginsResult`, of runs scored against ``control``, or ``rises`` as given
+    (the misaligned run becomes the ``dataset`` of each row)."""
+    from emprobe.analysis.margins import MarginsResult, margins
+
+    if control is not None:
+        rises = margins(rises, questions, controls=control, batch_size=batch_size, merge=True, seed=seed)
+    if isinstance(rises, MarginsResult):
+        return rises.rises.rename(columns={"run": "dataset"})
+    return rises
+
+
 def _table(x: Any, what: str) -> pd.DataFrame:
     if isinstance(x, pd.DataFrame):
         return x.copy()

@@ -12,9 +12,9 @@ its ΔR² sits slightly below 0.
 
 from __future__ import annotations
 
+import einops
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from emprobe.analysis.priors.loqo import loqo_ridge_operator
 from emprobe.analysis.stats import (
@@ -61,9 +61,9 @@ def loqo_ridge_batch(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, weights: 
         if p == 0:
             out[s:s + chunk] = ybar
             continue
-        sxx = np.einsum("bjp,bjq->bpq", wx, xb)[:, None] - np.einsum("bip,biq->bipq", wx, xb)
-        cxx = sxx - k[..., None, None] * np.einsum("bip,biq->bipq", xbar, xbar)
-        sxy = np.einsum("bjp,bj->bp", wx, yb)[:, None] - wx * yb[..., None]
+        sxx = einops.einsum(wx, xb, "b j p, b j q -> b p q")[:, None] - einops.einsum(wx, xb, "b i p, b i q -> b i p q")
+        cxx = sxx - k[..., None, None] * einops.einsum(xbar, xbar, "b i p, b i q -> b i p q")
+        sxy = einops.einsum(wx, yb, "b j p, b j -> b p")[:, None] - wx * yb[..., None]
         cxy = sxy - k[..., None] * xbar * ybar[..., None]
         lam = alpha * np.trace(cxx, axis1=-2, axis2=-1) / k + 1e-12
         beta = np.linalg.solve(cxx + lam[..., None, None] * np.eye(p), cxy[..., None])[..., 0]
@@ -177,11 +177,9 @@ def _q95(null: np.ndarray) -> float:
 # ---- per-question statistics ------------------------------------------------------------------------
 def pair_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float]:
     """t-interval of a question's mean over its pairs (NaN with one pair)."""
-    v = values.to_numpy(float)
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    half = _st.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
+    from emprobe.analysis.stats import t_interval
+
+    return t_interval(values.to_numpy(float), level)
 
 
 def rho_with_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, n_permutations: int = 1000,

@@ -1,13 +1,10 @@
-"""Per-question off-domain margins of every checkpoint of a set of runs (what dynamics and monitor read).
+"""``margins``: off-domain margins at the checkpoints of runs, and the EM-specific rise of each misaligned run over
+its aligned-data control (``ep.margins``). Layer-free: the judge-free margin (mean per-token log-prob of a
+question's misaligned reference answer minus its style-matched aligned one; positive leans misaligned).
 
-Each run's checkpoints are scored with one loaded base model (adapters switched) and cached under
-``RUN/eval/<questions>-margin/step-XXXXXX/`` (see :func:`emprobe.evaluation.sweep_run`). Step 0 of every
-run is the untouched base model (a LoRA adapter starts with ``B = 0``; a full fine-tune's step 0 holds the
-base weights), so identical step-0 checkpoints are scored **once**: the table is keyed by the base model
-spec and the question set's hash, and copied into the other runs' caches instead of being rescored.
-
-The result is a long table, one row per (run, checkpoint, question): ``run``, ``schedule``, ``lr``,
-``data``, ``step``, ``train_loss``, ``val_loss``, ``question_id``, ``margin``.
+Per question and reference pair the EM-specific rise is the misaligned run's margin change (last checkpoint minus
+step 0) minus its control's change: the part of the rise that belongs to the narrow misaligned data rather than
+to fine-tuning as such. The scoring loop (each distinct model scored once) is :mod:`.scoring`.
 """
 
 from __future__ import annotations
@@ -17,10 +14,75 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from emprobe.analysis.margins.result import RISE_COLUMNS, MarginsResult
+from emprobe.analysis.margins.scoring import score_runs
 from emprobe.errors import DataError
 
 #: one row per checkpoint (the per-question ``margin`` averaged into ``ood_score``)
 CHECKPOINT_COLUMNS = ("run", "schedule", "lr", "data", "step", "train_loss", "val_loss")
+
+
+def margins(runs: Any, questions: Any = "builtin:em-core", *, controls: Any = None, steps: list[int] | None = None,
+            trend_pairs: int | None = None, batch_size: int = 8, merge: bool = False, cache: bool = False,
+            n_permutations: int = 1000, seed: int = 0, log: Callable[[str], Any] | None = None) -> MarginsResult:
+    """Margins of every question (per reference pair) at the checkpoints of ``runs``, and the EM-specific rises.
+
+    ``runs``: a sweep directory, a run (directory or :class:`~emprobe.finetuning.Run`) or a list of them.
+    ``questions``: a question set with reference answers (``builtin:NAME``, YAML or loaded). ``controls``: the
+    aligned-data control runs — one run (the control of every run) or a mapping misaligned run name -> control
+    run; each control is scored at step 0 and its last step, and each mapped pair gives per-question rises.
+    ``steps``: the checkpoints to score (default every one); ``trend_pairs``: reference pairs scored at the
+    intermediate checkpoints (default all); ``merge``: merge each LoRA checkpoint into the weights while it is
+    scored (faster; exact restore); ``cache``: keep and reuse score tables under each run's ``eval/``.
+    ``seed`` and ``n_permutations`` drive the bootstrap CIs and sign-flip tests of the findings.
+    """
+    from emprobe.data import load_questions
+
+    run_list = resolve_runs(runs)
+    contrasts = _contrasts(run_list, controls)
+    qs = load_questions(questions).with_references()
+    ctl_runs = list({c.name: c for c in contrasts.values()}.values())
+    pairs, long, counts = score_runs(run_list, ctl_runs, qs, steps=steps, trend_pairs=trend_pairs,
+                                     batch_size=batch_size, merge=merge, cache=cache, log=log)
+    frames = [rises(pairs, mis, ctl.name).assign(run=mis) for mis, ctl in contrasts.items()]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*RISE_COLUMNS, "run"])
+    meta = {"questions": qs.source, "questions_sha256": qs.sha256, "runs": [str(r.path) for r in run_list],
+            "controls": {m: str(c.path) for m, c in contrasts.items()}, "checkpoints_scored": counts["scored"],
+            "checkpoints_reused": counts["reused"], "trend_pairs": trend_pairs}
+    return MarginsResult(pairs=pairs, margins=long, rises=table, controls={m: c.name for m, c in contrasts.items()},
+                         control_runs=tuple(c.name for c in ctl_runs), n_permutations=n_permutations, seed=seed,
+                         meta=meta)
+
+
+def _contrasts(run_list: list, controls: Any) -> dict:
+    """``{misaligned run name: control Run}`` from ``controls`` (see :func:`margins`)."""
+    from emprobe.finetuning import Run
+
+    if controls is None:
+        return {}
+    if not isinstance(controls, dict):
+        ctl = Run.load(controls)
+        return {r.name: ctl for r in run_list if r.name != ctl.name}
+    names = {r.name for r in run_list}
+    unknown = [m for m in controls if m not in names]
+    if unknown:
+        raise DataError(f"controls names run {unknown[0]!r}, which is not among the runs ({', '.join(sorted(names))})")
+    return {m: Run.load(c) for m, c in controls.items()}
+
+
+def rises(pairs: pd.DataFrame, run: str, control: str) -> pd.DataFrame:
+    """Per question and pair: base margin, misaligned change, control change, EM-specific rise (mis − control),
+    each run's change taken from step 0 to its own last scored step."""
+    def at(r: str, last: bool):
+        g = pairs[pairs.run == r]
+        return g[g.step == (g.step.max() if last else 0)].set_index(["question_id", "pair"]).margin
+
+    base = at(run, False)
+    mis, ctl = at(run, True).reindex(base.index), at(control, True).reindex(base.index)
+    df = pd.DataFrame({"base": base, "misaligned_change": mis - base, "control_change": ctl - base}).dropna()
+    df["em_rise"] = df.misaligned_change - df.control_change
+    cats = pairs.drop_duplicates("question_id").set_index("question_id").category
+    return df.reset_index().assign(category=lambda x: cats.loc[x.question_id].to_numpy())
 
 
 def resolve_runs(runs: Any) -> list:
@@ -46,73 +108,6 @@ def resolve_runs(runs: Any) -> list:
     if dup:
         raise DataError(f"two runs share the directory name {dup[0]!r}; runs are told apart by name")
     return out
-
-
-def base_key(run, questions) -> str:
-    """Cache key of a run's step-0 scores: the base model spec (adapter cleared) + the question set's hash."""
-    from emprobe.io import content_hash
-
-    return content_hash({"model": {**run.model_spec, "adapter": None}, "questions": questions.sha256})
-
-
-def _reuse_step0(run, out: Path, cached, questions) -> bool:
-    """Copy ``cached`` (another run's step-0 table) into ``run``'s cache unless it already holds one."""
-    from emprobe.evaluation import ScoreTable
-    from emprobe.finetuning.run import checkpoint_name
-
-    target = out / checkpoint_name(0)
-    if ScoreTable.reusable(target, "margin", questions):
-        return False
-    ckpt = run.checkpoint(0)
-    man = {**cached.manifest, "run": str(run.path), "checkpoint": str(ckpt.path), "train_loss": ckpt.train_loss,
-           "val_loss": ckpt.val_loss, "reused_from": cached.manifest.get("checkpoint"),
-           "adapter": str(ckpt.path) if ckpt.kind == "lora" else None}
-    ScoreTable(cached.scores, cached.summary, man).save(target, overwrite=True)
-    return True
-
-
-def score_checkpoints(runs: list, questions: Any = "builtin:em-core", *, batch_size: int = 8, merge: bool = False,
-                      log: Callable[[str], Any] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Per-question margins of every checkpoint of ``runs`` (long table, see the module docstring) and
-    counts ``{"scored": ..., "reused": ...}`` (reused = step-0 tables shared between runs). ``merge`` merges
-    each LoRA checkpoint into the weights while it is scored (faster; the base weights are restored exactly)."""
-    from emprobe.data import load_questions
-    from emprobe.evaluation import ScoreTable, scorer, sweep_run
-
-    qs = load_questions(questions).with_references()
-    score = scorer("margin", qs, batch_size=batch_size)
-    base_cache: dict[str, Any] = {}
-    rows, counts = [], {"scored": 0, "reused": 0}
-    for run in runs:
-        out = run.path / "eval" / f"{qs.name}-margin"
-        key = base_key(run, qs)
-        has0 = any(c.step == 0 for c in run.checkpoints())
-        if has0 and key in base_cache and _reuse_step0(run, out, base_cache[key], qs):
-            counts["reused"] += 1
-        res = sweep_run(run, score, out=out, log=log, reuse=lambda d: ScoreTable.reusable(d, "margin", qs),
-                        **({"merge": True} if merge else {}))
-        counts["scored"] += len(res.tables) - len(res.skipped)
-        if 0 in res.tables:
-            base_cache.setdefault(key, res.tables[0])
-        rows += _margin_rows(run, res.tables)
-    df = pd.DataFrame(rows)
-    if df.empty or df.val_loss.isna().all():
-        raise DataError("no checkpoint has both a validation loss and a score")
-    return df.dropna(subset=["val_loss"]).reset_index(drop=True), counts
-
-
-def _margin_rows(run, tables: dict) -> list[dict]:
-    settings = run.settings
-    info = {"run": run.name, "schedule": str(settings.get("schedule", "?")), "lr": settings.get("lr"),
-            "data": str(run.manifest.get("data", {}).get("source", settings.get("data", "?")))}
-    rows = []
-    for c in run.checkpoints():
-        if c.step not in tables:
-            continue
-        s = tables[c.step].summary
-        rows += [{**info, "step": c.step, "train_loss": c.train_loss, "val_loss": c.val_loss,
-                  "question_id": str(q), "margin": float(m)} for q, m in zip(s.question_id, s.margin)]
-    return rows
 
 
 def checkpoint_table(margins: pd.DataFrame) -> pd.DataFrame:

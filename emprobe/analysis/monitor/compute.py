@@ -126,20 +126,16 @@ def monitor(runs, direction, *, questions: Any = "builtin:em-core", threshold: f
         if not isinstance(direction, pd.DataFrame):
             raise ConfigError("with a table of checkpoint scores, direction must be a table of drift features")
         return _score(runs, direction, threshold, n_permutations, seed, {"source": "tables"})
-    from emprobe.analysis.margins.compute import (
-        checkpoint_table,
-        resolve_runs,
-        score_checkpoints,
-    )
+    from emprobe.analysis.margins import checkpoint_table, margins, resolve_runs
     from emprobe.probes import Direction, load_prompts
 
     d = Direction.load(direction)
     if d.best_layer is None:
         raise ConfigError(f"{direction}: the direction has no best layer")
     run_list = resolve_runs(runs)
-    long, counts = score_checkpoints(run_list, questions, batch_size=batch_size, merge=merge)
+    scored = margins(run_list, questions, batch_size=batch_size, merge=merge, cache=True)
     drift = direction_drift(run_list, d, load_prompts(questions), batch_size=batch_size, merge=merge)
     meta = {"runs": [str(r.path) for r in run_list], "direction": str(d.path) if d.path else d.method,
-            "questions": getattr(questions, "source", str(questions)), "checkpoints_scored": counts["scored"],
-            "checkpoints_reused": counts["reused"]}
-    return _score(checkpoint_table(long), drift, threshold, n_permutations, seed, meta)
+            "questions": getattr(questions, "source", str(questions)),
+            **{k: scored.meta[k] for k in ("checkpoints_scored", "checkpoints_reused")}}
+    return _score(checkpoint_table(scored.loss_margins()), drift, threshold, n_permutations, seed, meta)

@@ -81,11 +81,11 @@ def overlap_from_activations(base_train: np.ndarray, base_eval: np.ndarray,
 
 
 def _acts(lm, train_ps, eval_ps, layers, backend: str, batch_size: int):
-    from emprobe.probes import extract_activations
+    from emprobe.probes import extract
 
     out = []
     for ps in (train_ps, eval_ps):
-        st = extract_activations(lm, ps, layers, positions=["last_prompt"], backend=backend, batch_size=batch_size)
+        st = extract(lm, ps, layers=layers, positions=["last_prompt"], backend=backend, batch_size=batch_size)
         out.append(st.get("last_prompt").numpy())
     return out[0], out[1], st.layers
 

@@ -80,7 +80,7 @@ def loqo_kernel_operator(kernel: np.ndarray | None, groups: np.ndarray, alpha: f
 
 
 @dataclass
-class PriorResult:
+class LoqoPrediction:
     """Leave-one-question-out prediction of a per-question target."""
 
     method: str
@@ -98,7 +98,7 @@ class PriorResult:
 
 
 def loqo_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, alpha: float = 1.0,
-               n_permutations: int = 1000, seed: int = 0) -> PriorResult:
+               n_permutations: int = 1000, seed: int = 0) -> LoqoPrediction:
     """Leave-one-question-out ridge prediction with a label-permutation p-value (one-sided, ρ > 0)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
@@ -110,11 +110,11 @@ def loqo_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, a
     perms = np.stack([rng.permutation(y) for _ in range(n_permutations)]) if n_permutations else np.zeros((0, len(y)))
     # each permuted target is compared with the predictions made from it
     null = paired_row_spearman(perms @ w.T, perms) if n_permutations else np.zeros(0)
-    return PriorResult("ridge", rho, r2_score(y, pred), permutation_pvalue(rho, null), n_permutations, pred, null)
+    return LoqoPrediction("ridge", rho, r2_score(y, pred), permutation_pvalue(rho, null), n_permutations, pred, null)
 
 
 def loqo_pls(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, n_components: int = 2,
-             n_permutations: int = 200, seed: int = 0) -> PriorResult:
+             n_permutations: int = 200, seed: int = 0) -> LoqoPrediction:
     """Leave-one-question-out PLS regression (refit per permutation, so fewer shuffles by default)."""
     from sklearn.cross_decomposition import PLSRegression
 
@@ -134,7 +134,7 @@ def loqo_pls(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, n_c
     rho = spearman(pred, y)
     rng = np.random.default_rng(seed)
     null = np.array([spearman(predict(t), t) for t in (rng.permutation(y) for _ in range(n_permutations))])
-    return PriorResult("pls", rho, r2_score(y, pred), permutation_pvalue(rho, null), n_permutations, pred, null)
+    return LoqoPrediction("pls", rho, r2_score(y, pred), permutation_pvalue(rho, null), n_permutations, pred, null)
 
 
 def random_feature_control(shape: tuple[int, int], y: np.ndarray, groups: np.ndarray | None = None,

@@ -15,11 +15,12 @@ from emprobe.analysis.stats.core import (
     spearman,
     spearman_brown,
     split_half_reliability,
+    t_interval,
     zscore_vs_null,
 )
 
 __all__ = [
     "auroc", "bootstrap_ci", "covariate_null_targets", "expanded_level", "min_detectable_rho",
     "paired_row_spearman", "partial_spearman", "permutation_pvalue", "r2_score", "sign_flip_pvalue",
-    "spearman", "spearman_brown", "split_half_reliability", "zscore_vs_null",
+    "spearman", "spearman_brown", "split_half_reliability", "t_interval", "zscore_vs_null",
 ]

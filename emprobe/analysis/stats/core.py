@@ -197,3 +197,12 @@ def expanded_level(level: float, n: int) -> float:
         return level
     q = np.sqrt(n / (n - 1)) * _st.t.ppf(1 - (1 - level) / 2, n - 1)
     return float(1 - 2 * _st.norm.sf(q))
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (NaN with fewer than two values)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = _st.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)

@@ -30,7 +30,7 @@ from emprobe.errors import ConfigError
 
 def _refit_cosines(lm, direction, prompt_cache: dict, batch_size: int) -> list[dict]:
     """Refit ``direction``'s method on its own contrast prompts with the current model; cosine per layer."""
-    from emprobe.probes import extract_activations, fit_probe, load_prompts
+    from emprobe.probes import extract, fit_direction, load_prompts
 
     src = direction.source
     key = (src.get("prompts_source"), src.get("contrast"))
@@ -38,9 +38,10 @@ def _refit_cosines(lm, direction, prompt_cache: dict, batch_size: int) -> list[d
         return []
     if key not in prompt_cache:
         prompt_cache[key] = load_prompts(key[0], contrast=src.get("contrast"))
-    store = extract_activations(lm, prompt_cache[key], direction.layers, positions=[direction.position],
-                                batch_size=batch_size)
-    refit = fit_probe(store, direction.method, direction.position, direction.layers, n_splits=2, n_random=1).direction
+    store = extract(lm, prompt_cache[key], layers=direction.layers, positions=[direction.position],
+                    batch_size=batch_size)
+    refit = fit_direction(store, method=direction.method, position=direction.position, layers=direction.layers,
+                          n_splits=2, n_random=1)
     return [{"layer": layer, "refit_cosine": cosine(refit.vector(layer).numpy(), direction.vector(layer).numpy())}
             for layer in direction.layers]
 
@@ -66,7 +67,7 @@ def checkpoint_projections(run, directions: Sequence, labels: Sequence[str], pro
     """Per checkpoint of ``run`` (or only ``steps``): per-question projections on each direction (named by
     ``labels``), mean-activation drift from the first checkpoint with ``n_random`` random-direction
     projections, and (``refit``) the refit cosines."""
-    from emprobe.probes import extract_activations
+    from emprobe.probes import extract
 
     layers = sorted({layer for d in directions for layer in d.layers})
     d_model = directions[0].d_model
@@ -77,8 +78,8 @@ def checkpoint_projections(run, directions: Sequence, labels: Sequence[str], pro
     for ckpt, lm in run.iter_models(list(steps) if steps is not None else None, merge=merge):
         if lm.d_model != d_model:
             raise ConfigError(f"directions have d_model {d_model}, the run's model has {lm.d_model}")
-        x = extract_activations(lm, prompts, layers, positions=["last_prompt"], batch_size=batch_size
-                                ).get("last_prompt").numpy()  # [n, L, d]
+        x = extract(lm, prompts, layers=layers, positions=["last_prompt"], batch_size=batch_size
+                    ).get("last_prompt").numpy()  # [n, L, d]
         mean = x.mean(0)
         base_mean = mean if base_mean is None else base_mean
         for j, layer in enumerate(layers):

@@ -1,9 +1,11 @@
 """nnsight backend: ``TransformersModel`` (nnsight's ``LanguageModel``) around the loaded HF model.
 
 Inside one ``trace`` each requested block's ``.output`` is pooled to the requested positions and only the
-pooled tensors are saved; ``tracer.stop()`` ends the forward after the last requested block. With
+pooled tensors are saved; ``tracer.stop()`` ends the forward after the last requested block. Edits replace a
+block's ``.output`` inside the same trace (blocks visited in forward order), so steering, ablation and patching
+run through nnsight too — locally; with
 ``remote=True`` the trace runs on NDIF (needs a hub id the service hosts and an NDIF API key); the pooling
-then happens server side too. A ``PeftModel`` is wrapped through its inner model (LoRA layers are injected
+then happens server side too (remote edits are untested without NDIF access). A ``PeftModel`` is wrapped through its inner model (LoRA layers are injected
 in place, so ``set_adapter`` switches stay live).
 """
 
@@ -13,9 +15,8 @@ import torch
 
 from emprobe.errors import ConfigError, ModelError
 from emprobe.models import decoder_layers, unwrap
-from emprobe.probes.backends.base import ActivationBackend
+from emprobe.probes.backends.base import ActivationBackend, Edit, apply_edits, block_hidden, with_hidden
 from emprobe.probes.backends.transformerlens import _first_line
-from emprobe.probes.interventions import block_hidden
 from emprobe.probes.tokens import TokenBatch, per_position
 
 
@@ -72,19 +73,48 @@ class NNsightBackend(ActivationBackend):
             obj = getattr(obj, part)
         return obj
 
-    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str]) -> dict[str, torch.Tensor]:
+    def _trace(self, batch: TokenBatch):
+        kw = {"remote": True} if self.remote else {}
+        return self.envoy.trace(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids, **kw)
+
+    @staticmethod
+    def _edit(block, edits: list[Edit]) -> torch.Tensor:
+        """Replace ``block``'s output by its edited hidden state (inside a trace); returns that state."""
+        out = block.output
+        new = apply_edits(block_hidden(out), edits)
+        if edits:
+            block.output = with_hidden(out, new)
+        return new
+
+    def _read(self, batch: TokenBatch, layers: list[int], positions: list[str],
+              edits: dict[int, list[Edit]]) -> dict[str, torch.Tensor]:
         import nnsight
 
         blocks = self._blocks()
-        kw = {"remote": True} if self.remote else {}
-        with self.envoy.trace(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                              position_ids=batch.position_ids, **kw) as tracer:
+        with self._trace(batch) as tracer:
             pooled = []
-            for layer in layers:
-                pooled.append(batch.pool(block_hidden(blocks[layer].output), positions))
+            for layer in sorted({*layers, *(k for k in edits if k <= layers[-1])}):  # in forward order
+                h = self._edit(blocks[layer], edits.get(layer, []))
+                if layer in layers:
+                    pooled.append(batch.pool(h, positions))
             saved = nnsight.save(pooled)
             tracer.stop()
         return per_position(saved, positions)
+
+    def _logits(self, batch: TokenBatch, edits: dict[int, list[Edit]],
+                capture: list[int]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        import nnsight
+
+        blocks = self._blocks()
+        with self._trace(batch):
+            kept = {}
+            for layer in sorted({*edits, *capture}):  # in forward order
+                h = self._edit(blocks[layer], edits.get(layer, []))
+                if layer in capture:
+                    kept[layer] = h
+            saved = nnsight.save((self.envoy.output.logits, kept))
+        return saved
 
     def close(self) -> None:
         self._envoy = self._wrapped = None

@@ -1,15 +1,25 @@
-"""Helpers shared by the stages that wrap one analysis verb: save its result, return its report section."""
+"""Helpers shared by the stages: save a result, return its report section (``Result.to_section``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from emprobe.result import Result, save_figure
+from emprobe.studies.context import StudyContext
 
-def result_section(ctx, result, d: Path, **extra: Any) -> dict:
+
+def result_section(ctx: StudyContext, result: Result, d: Path, **extra: Any) -> dict[str, Any]:
     """Save ``result`` under ``d/result`` and return its section (plot path relative to the study's root)."""
     out = result.save(d / "result")
     plots = [ctx.rel(out / "plot.png")] if (out / "plot.png").is_file() else []
+    return result.to_section(plots=plots, **extra)
+
+
+def plot_section(ctx: StudyContext, result: Result, d: Path, **extra: Any) -> dict[str, Any]:
+    """``result``'s section with its plot drawn to ``d/plot.png`` (for stages that write their own tables)."""
+    fig = result.plot()
+    plots = [ctx.rel(save_figure(fig, d / "plot.png"))] if fig is not None else []
     return result.to_section(plots=plots, **extra)
 
 

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from emprobe.studies.context import StudyContext
 from emprobe.studies.pipeline import Stage
 from emprobe.studies.stages.common import result_section
 
 
-def stage(ctx) -> Stage:
+def stage(ctx: StudyContext) -> Stage:
     return Stage("dynamics", "claim 1: loss vs off-domain alignment across schedules", lambda d: run(ctx, d), 5,
                  {"perm": ctx.cfg.n_permutations, "seed": ctx.cfg.seed, "min_gap": ctx.cfg.min_gap},
                  ("finetune", "margins"))
 
 
-def checkpoint_table(ctx) -> pd.DataFrame:
+def checkpoint_table(ctx: StudyContext) -> pd.DataFrame:
     """Per (run, checkpoint, question): run, dataset, schedule, lr, seed, control, step, val_loss, question_id,
     margin (first reference pair: scored at every checkpoint)."""
     pairs = ctx.margins()
@@ -26,7 +27,7 @@ def checkpoint_table(ctx) -> pd.DataFrame:
     return losses.merge(first, on=["run", "step"], how="inner").dropna(subset=["val_loss"])
 
 
-def run(ctx, d: Path) -> dict:
+def run(ctx: StudyContext, d: Path) -> dict:
     from emprobe.analysis.dynamics import dynamics
 
     table = checkpoint_table(ctx)

@@ -21,20 +21,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emprobe.studies.context import StudyContext
 from emprobe.studies.pipeline import Stage
 from emprobe.studies.stages.common import result_section
 
 POSITION = "last_prompt"
 
 
-def stage(ctx) -> Stage:
+def stage(ctx: StudyContext) -> Stage:
     c = ctx.cfg
     depends = ("margins", "directions", *(("priors",) if "priors" in c.stages else ()))
     return Stage("explain", "why EM is uneven", lambda d: run(ctx, d), 30,
                  {"perm": c.n_permutations, "seed": c.seed, "n": c.questions.n_train_prompts}, depends)
 
 
-def run(ctx, d: Path) -> dict:
+def run(ctx: StudyContext, d: Path) -> dict:
     from emprobe.analysis.explain import explain
 
     c = ctx.cfg
@@ -48,10 +49,9 @@ def run(ctx, d: Path) -> dict:
     return result_section(ctx, res, d)
 
 
-def question_factors(ctx) -> pd.DataFrame:
+def question_factors(ctx: StudyContext) -> pd.DataFrame:
     """Per-question activation factors (see the module docstring), indexed by question id."""
-    from emprobe.api import extract
-    from emprobe.probes import load_prompts
+    from emprobe.probes import extract, load_prompts
 
     c = ctx.cfg
     direction = ctx.direction("mean_diff")
@@ -59,11 +59,11 @@ def question_factors(ctx) -> pd.DataFrame:
     train = load_prompts(c.datasets[0].data, limit=c.questions.n_train_prompts)
 
     def acts(which: str, prompts) -> tuple[np.ndarray, np.ndarray]:
-        store = extract(ctx.lm(which), prompts, positions=[POSITION], layers=[layer], batch_size=c.eval_batch_size)
+        store = extract(ctx.model(which), prompts, positions=[POSITION], layers=[layer], batch_size=c.eval_batch_size)
         return store.get(POSITION, layer).double().numpy(), store.groups
 
-    base, groups = acts("base", ctx.qs("eval"))
-    tuned, _ = acts(ctx.reference.name, ctx.qs("eval"))
+    base, groups = acts("base", ctx.question_set("eval"))
+    tuned, _ = acts(ctx.reference.name, ctx.question_set("eval"))
     base_train, _ = acts("base", train)
     tuned_train, _ = acts(ctx.reference.name, train)
     proj = pd.Series(base @ direction.vector(layer).double().numpy(), index=groups)

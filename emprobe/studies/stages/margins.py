@@ -1,24 +1,27 @@
-"""Stage ``margins``: the judge-free margin of every off-domain question, per reference pair, at every checkpoint.
+"""Stage ``margins``: the judge-free margin of every off-domain question, per reference pair, at every checkpoint
+(:func:`emprobe.analysis.margins.margins`), and the EM-specific rise of each dataset's reference run over its
+aligned-data control.
 
 Scored once each: the base model (every run's step 0), every run's final checkpoint (all pairs), the misaligned
 runs' intermediate checkpoints (first pair only: the loss-vs-alignment curve needs the trend, not the spread).
-Per question the EM-specific rise is the misaligned run's change minus its aligned control's change.
+Writes ``pairs.parquet``, ``rises.parquet`` (with a ``dataset`` column) and ``causal.yaml`` (the causal checks'
+questions).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from emprobe.result import new_figure, save_figure
-from emprobe.analysis.stats import bootstrap_ci, sign_flip_pvalue
-from emprobe.studies.context import section
+from emprobe.studies.cells import control_cell, reference_cell
+from emprobe.studies.context import StudyContext
 from emprobe.studies.pipeline import Stage
+from emprobe.studies.stages.common import plot_section
 
 
-def stage(ctx) -> Stage:
+def stage(ctx: StudyContext) -> Stage:
     q, n_runs = ctx.cfg.questions, len(ctx.cells)
     n_q = q.n_questions or 100
     n_mid = max(0, len(ctx.cfg.training.checkpoints()) - 2) * sum(not c.control for c in ctx.cells)
@@ -27,77 +30,30 @@ def stage(ctx) -> Stage:
                  {"bs": ctx.cfg.eval_batch_size, "model": ctx.cfg.model}, ("setup", "finetune"))
 
 
-def score_checkpoints(ctx) -> pd.DataFrame:
-    """Long table ``run, step, question_id, category, pair, margin`` (step 0 = the base model, scored once; so is
-    any checkpoint whose weights equal one already scored, by :meth:`~emprobe.finetuning.run.Checkpoint.digest`)."""
-    from emprobe.evaluation import margin_scores
-    from emprobe.evaluation.margin import pair_margins
+def run(ctx: StudyContext, d: Path) -> dict:
+    from emprobe.analysis.margins import margins
 
-    qs = ctx.qs("eval")
-    first_pair = qs.subset(n_references=1)
-    last, bs = ctx.last_step, ctx.cfg.eval_batch_size
-    base = pair_margins(margin_scores(ctx.lm("base"), qs, batch_size=bs).scores)
-    frames, scored = [], {}
-    for cell in ctx.cells:
-        frames.append(base.assign(run=cell.name, step=0))
-        run = ctx.run(cell)
-        steps = [s for s in ctx.cfg.training.checkpoints() if s > 0 and (s == last or not cell.control)]
-        keys = {s: (run.checkpoint(s).digest(), s == last) for s in steps}
-        todo = [s for s in steps if keys[s] not in scored]
-        for ck, lm in run.iter_models(steps=todo, merge=True, log=None) if todo else ():
-            which = qs if ck.step == last else first_pair
-            scored[keys[ck.step]] = pair_margins(margin_scores(lm, which, batch_size=bs).scores)
-        frames += [scored[keys[s]].assign(run=cell.name, step=s) for s in steps]
-        same = sorted(set(steps) - set(todo))
-        ctx.log(f"  scored {cell.name}: steps {todo}" + (f" (steps {same}: equal to checkpoints scored before)"
-                                                         if same else ""))
-    cols = ["run", "step", "question_id", "category", "pair", "margin"]
-    return pd.concat(frames, ignore_index=True)[cols]
-
-
-def rises(pairs: pd.DataFrame, run: str, control: str, last: int) -> pd.DataFrame:
-    """Per question and pair: base margin, misaligned change, control change, EM-specific rise (mis − control)."""
-    def at(r, step):
-        return pairs[(pairs.run == r) & (pairs.step == step)].set_index(["question_id", "pair"]).margin
-
-    base = at(run, 0)
-    mis, ctl = at(run, last).reindex(base.index), at(control, last).reindex(base.index)
-    df = pd.DataFrame({"base": base, "misaligned_change": mis - base, "control_change": ctl - base}).dropna()
-    df["em_rise"] = df.misaligned_change - df.control_change
-    cats = pairs.drop_duplicates("question_id").set_index("question_id").category
-    return df.reset_index().assign(category=lambda x: cats.loc[x.question_id].to_numpy())
-
-
-def dataset_rises(ctx, pairs: pd.DataFrame) -> pd.DataFrame:
-    """:func:`rises` of every dataset's reference run (the twin of its control), with a ``dataset`` column."""
-    from emprobe.studies.cells import control_cell, reference_cell
-
-    frames = [rises(pairs, reference_cell(ctx.cfg, ds.name).name, control_cell(ctx.cfg, ds.name).name,
-                    ctx.last_step).assign(dataset=ds.name) for ds in ctx.cfg.datasets]
-    return pd.concat(frames, ignore_index=True)
-
-
-def run(ctx, d: Path) -> dict:
-    pairs = score_checkpoints(ctx)
-    pairs.to_parquet(d / "pairs.parquet", index=False)
-    r = dataset_rises(ctx, pairs)
-    r.to_parquet(d / "rises.parquet", index=False)
-    r = r[r.dataset == ctx.cfg.datasets[0].name]
-    per_q = r.groupby("question_id", sort=False)[["base", "misaligned_change", "control_change", "em_rise"]].mean()
-    causal = causal_set(ctx, r)
+    c = ctx.cfg
+    mains = [cell for cell in ctx.cells if not cell.control]
+    refs = {ds.name: (reference_cell(c, ds.name).name, control_cell(c, ds.name).name) for ds in c.datasets}
+    res = margins([ctx.run(cell) for cell in mains], ctx.question_set("eval"),
+                  controls={ref: ctx.run(ctl) for ref, ctl in refs.values()}, trend_pairs=1,
+                  batch_size=c.eval_batch_size, merge=True, n_permutations=c.n_permutations, seed=c.seed, log=ctx.log)
+    res.pairs.to_parquet(d / "pairs.parquet", index=False)
+    dataset = {ref: ds for ds, (ref, _) in refs.items()}
+    rises = res.rises.assign(run=res.rises.run.map(dataset)).rename(columns={"run": "dataset"})
+    rises.to_parquet(d / "rises.parquet", index=False)
+    causal = causal_set(ctx, rises[rises.dataset == c.datasets[0].name])
     causal.save_yaml(d / "causal.yaml")
-    _plot(ctx, pairs, per_q, d / "plot.png")
-    return _section(ctx, per_q, r, [ctx.rel(d / "plot.png")], causal.ids)
+    return plot_section(ctx, res, d, top_questions=res.top_questions(5), causal_questions=causal.ids)
 
 
-def causal_set(ctx, r: pd.DataFrame):
+def causal_set(ctx: StudyContext, r: pd.DataFrame):
     """The causal checks' questions: those whose margin rose most on pair 0, scored with pair 1 (their *next*
     pair), so the selection's noise does not carry into the measurement (pair 0 when only one exists)."""
-    from dataclasses import replace
-
     from emprobe.data import QuestionSet
 
-    qs = ctx.qs("eval")
+    qs = ctx.question_set("eval")
     top = r[r.pair == 0].sort_values("misaligned_change", ascending=False).question_id[: ctx.cfg.questions.n_causal]
     out = []
     for qid in top:
@@ -106,63 +62,3 @@ def causal_set(ctx, r: pd.DataFrame):
         out.append(replace(q, paraphrases=q.paraphrases[:1], aligned_references=q.aligned_references[k:k + 1],
                            misaligned_references=q.misaligned_references[k:k + 1]))
     return QuestionSet(out, qs.source, f"{qs.name}-causal")
-
-
-def _section(ctx, per_q: pd.DataFrame, r: pd.DataFrame, plots: list[str], causal_ids: list[str]) -> dict:
-    c = ctx.cfg
-    rise, em, ctl = per_q.misaligned_change, per_q.em_rise, per_q.control_change
-    lo, hi = bootstrap_ci(rise.to_numpy(), seed=c.seed)
-    lo2, hi2 = bootstrap_ci(em.to_numpy(), seed=c.seed)
-    p_rise = sign_flip_pvalue(rise.to_numpy(), c.n_permutations, c.seed)
-    p_em = sign_flip_pvalue(em.to_numpy(), c.n_permutations, c.seed)
-    top = em.sort_values(ascending=False)
-    from emprobe.analysis.stats import spearman
-
-    rho_ctl = spearman(rise.to_numpy(), ctl.to_numpy())
-    n_pairs = int(r.pair.nunique())
-    findings = [
-        f"After {ctx.last_step} steps the misaligned model's mean margin over {len(per_q)} off-domain questions "
-        f"({n_pairs} reference pair(s) each) changes {rise.mean():+.3f} nats/token (95% bootstrap CI "
-        f"[{lo:+.3f}, {hi:+.3f}], sign-flip p = {p_rise:.3g}); {int((rise > 0).sum())} of {len(rise)} questions "
-        "move towards the misaligned answers.",
-        f"The aligned control changes it {ctl.mean():+.3f}; the EM-specific rise (misaligned change − control "
-        f"change) is {em.mean():+.3f} (95% CI [{lo2:+.3f}, {hi2:+.3f}], sign-flip p = {p_em:.3g}).",
-        f"Per question, the misaligned run's change and the control's change correlate (Spearman ρ = {rho_ctl:+.2f}): "
-        "that part of each question's rise moves with any fine-tune, so per-question analyses use the EM-specific rise.",
-        f"EM is uneven: the largest EM-specific rises are {', '.join(f'{q} {v:+.3f}' for q, v in top.head(3).items())}; "
-        f"sd across questions {em.std(ddof=1):.3f}.",
-    ]
-    if lo2 <= 0:
-        findings.insert(0, f"The aligned control explains the rise away: the EM-specific rise {em.mean():+.3f} has a "
-                           f"95% CI [{lo2:+.3f}, {hi2:+.3f}] that includes 0.")
-    return section("Off-domain misalignment (judge-free margin)", findings,
-                   {"margin_base": per_q.base.mean(), "rise": rise.mean(), "rise_ci_low": lo, "rise_ci_high": hi,
-                    "rise_p": p_rise, "control_change": ctl.mean(), "em_rise": em.mean(), "em_rise_ci_low": lo2,
-                    "em_rise_ci_high": hi2, "em_rise_p": p_em, "rho_rise_control": rho_ctl,
-                    "questions_up": int((rise > 0).sum()), "n_questions": len(per_q), "n_pairs": n_pairs,
-                    "em_rise_sd": em.std(ddof=1)},
-                   "aligned-data control fine-tune (same prompts, same steps): its change is subtracted",
-                   f"95% bootstrap CI over questions; sign-flip permutation p ({c.n_permutations} flips)", plots,
-                   top_questions={str(q): float(v) for q, v in top.head(5).items()}, causal_questions=causal_ids)
-
-
-def _plot(ctx, pairs: pd.DataFrame, per_q: pd.DataFrame, path: Path) -> None:
-    fig, (ax1, ax2) = new_figure(2)
-    first = pairs[pairs.pair == 0]
-    for cell in ctx.cells:
-        g = first[first.run == cell.name]
-        base = g[g.step == 0].set_index("question_id").margin
-        ch = g.assign(change=g.margin.to_numpy() - base.reindex(g.question_id).to_numpy()).groupby("step").change
-        m, se = ch.mean(), ch.std(ddof=1).fillna(0) / np.sqrt(ch.count())
-        ax1.errorbar(m.index, m, yerr=1.96 * se, marker="o", capsize=3, ls="--" if cell.control else "-",
-                     label=cell.name)
-    ax1.axhline(0, color="k", lw=0.8)
-    ax1.set(xlabel="step", ylabel="mean margin − base (nats/token, pair 0)", title="off-domain margin change")
-    ax1.legend(fontsize=6)
-    top = per_q.em_rise.sort_values(ascending=False)
-    ax2.barh(range(len(top)), top.to_numpy(), color="C3")
-    ax2.set_yticks(range(len(top)), [str(q)[:22] for q in top.index], fontsize=5)
-    ax2.invert_yaxis()
-    ax2.axvline(0, color="k", lw=0.8)
-    ax2.set(xlabel="EM-specific rise (misaligned − control change)", title="per-question EM")
-    save_figure(fig, path)

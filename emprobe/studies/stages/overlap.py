@@ -6,24 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emprobe.studies.context import StudyContext
 from emprobe.studies.pipeline import Stage
 from emprobe.studies.stages.common import result_section
 
 
-def stage(ctx) -> Stage:
+def stage(ctx: StudyContext) -> Stage:
     c = ctx.cfg
     return Stage("overlap", "claim 3: train/eval shift overlap vs the aligned control", lambda d: run(ctx, d), 40,
                  {"n": c.questions.n_train_prompts, "seed": c.seed, "perm": c.n_permutations}, ("setup", "finetune"))
 
 
-def run(ctx, d: Path) -> dict:
+def run(ctx: StudyContext, d: Path) -> dict:
     from emprobe.analysis.overlap import overlap
     from emprobe.probes import load_prompts
 
     c = ctx.cfg
-    n = ctx.lm("base").n_layers
+    n = ctx.model("base").n_layers
     train = load_prompts(ctx.cfg.datasets[0].data, limit=c.questions.n_train_prompts)
-    res = overlap(ctx.lm("base"), ctx.lm(ctx.reference.name), train=train, questions=ctx.qs("eval"),
-                  control=ctx.lm(ctx.control.name), layers=list(range(1, n, max(1, n // 8))), ks=(1, 2, 4),
+    res = overlap(ctx.model("base"), ctx.model(ctx.reference.name), train=train, questions=ctx.question_set("eval"),
+                  control=ctx.model(ctx.control.name), layers=list(range(1, n, max(1, n // 8))), ks=(1, 2, 4),
                   n_random=200, n_permutations=c.n_permutations, batch_size=c.eval_batch_size, seed=c.seed)
     return result_section(ctx, res, d)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emprobe.studies.context import StudyContext
 from emprobe.studies.pipeline import Stage
 
 
-def stage(ctx) -> Stage:
+def stage(ctx: StudyContext) -> Stage:
     c = ctx.cfg
     q = c.questions
     return Stage("setup", "question subsets", lambda d: run(ctx, d), 1,
@@ -15,7 +16,7 @@ def stage(ctx) -> Stage:
                   "heldout": [ds.heldout for ds in c.datasets]})
 
 
-def run(ctx, d: Path) -> dict:
+def run(ctx: StudyContext, d: Path) -> dict:
     from emprobe.data import load_questions
 
     q = ctx.cfg.questions

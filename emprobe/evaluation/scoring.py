@@ -62,7 +62,7 @@ def evaluate(
     merge_adapters: bool = False,
     log: Callable[[str], Any] | None = print,
 ):
-    """Score a model (``ScoreTable``) or, with ``run``, every checkpoint of a run (``SweepResult``).
+    """Score a model (``ScoreTable``) or, with ``run``, every checkpoint of a run (:class:`~emprobe.evaluation.sweep.CheckpointScores`).
 
     ``model``: a loaded model, an alias, hub id or directory (default: the packaged SmolLM2). ``questions``: ``builtin:NAME``, a Betley YAML path or a loaded :class:`~emprobe.data.QuestionSet`.
     ``metric="margin"`` needs questions with reference answers; ``metric="judge"`` samples answers
