@@ -11,7 +11,7 @@ import torch
 
 from emprobe.analysis.priors import PriorsResult, load_target, priors
 from emprobe.analysis.priors.inputs import feature_stores, model_kind, pair_margins
-from emprobe.analysis.stats import min_detectable_rho, partial_spearman, split_half_reliability
+from emprobe.analysis.stats import partial_spearman, split_half_reliability
 from emprobe.errors import DataError
 from emprobe.probes import ActivationStore, Direction
 

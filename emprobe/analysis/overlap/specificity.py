@@ -111,4 +111,4 @@ def specificity(d_train: dict[str, np.ndarray], d_eval: dict[str, np.ndarray], l
         how = ("chosen on a held-out half of the eval questions" if fixed is None else
                f"layer {fixed} fixed a priori, k chosen on a held-out half of the eval questions")
     tested = compare_runs(grams, n_train, test_rows, questions, layers.index(layer), k, n_boot, seed)
-    return {"selection": selection, "test": tested, "layer": layer, "k": k, "how": how}
+    return {"selection": selection, "test": tested, "layer": layer, "k": k, "how": how, "test_rows": test_rows}
