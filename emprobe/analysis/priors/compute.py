@@ -108,9 +108,11 @@ def _priors(features, target, control, base_margin, categories, reliability, lay
     perm_idx = np.stack([rng.permutation(len(qids)) for _ in range(n_permutations)]) if n_permutations \
         else np.zeros((0, len(qids)), int)
     ctx = _Ctx(targets, perm_idx, _stack(b, dummies), alpha, n_permutations, seed)
-    rows = [*_activation_rows(ctx, feats, n_random), *_control_rows(ctx, b, dummies)]
+    ops = {(name, c): loqo_ridge_operator(x, ctx.groups, alpha, covariates=ctx.covariates if c else None)
+           for name, x in feats.items() for c in ((False, True) if ctx.covariates is not None else (False,))}
+    rows = [*_activation_rows(ctx, feats, ops, n_random), *_control_rows(ctx, b, dummies)]
     preds = {"question_id": qids, **{f"target_{k}": v for k, v in targets.items()}}
-    preds.update({f"pred_{name}": loqo_ridge_operator(x, ctx.groups, alpha) @ ctx.y for name, x in feats.items()})
+    preds.update({f"pred_{name}": ops[name, False] @ ctx.y for name in feats})
     if b is not None:
         preds.update(base_margin=b, pred_headroom=loqo_ridge_operator(None, ctx.groups, covariates=b) @ ctx.y)
     if cats is not None:
@@ -123,7 +125,7 @@ def _priors(features, target, control, base_margin, categories, reliability, lay
                          raw_rho={k: spearman(proj, y) for k, y in targets.items()})
         preds["direction_projection"] = proj
     decision = "combined" if len(stores) > 1 else next(iter(stores))
-    observed, cal = _calibrated(ctx, feats[decision], sesoi, n_sim, seed)
+    observed, cal = _calibrated(ctx, feats[decision], ops[decision, ctx.covariates is not None], sesoi, n_sim, seed)
     effect = cal.effect(observed)
     return PriorsResult(
         table=pd.DataFrame(rows), predictions=pd.DataFrame(preds), n_questions=len(qids),
@@ -151,9 +153,10 @@ def _stack(*parts: np.ndarray | None) -> np.ndarray | None:
     return np.concatenate(cols, axis=1) if cols else None
 
 
-def _calibrated(ctx: _Ctx, x: np.ndarray, sesoi: float, n_sim: int, seed: int):
-    """The decisive statistic on the primary target and its calibration (see the module docstring)."""
-    w = loqo_ridge_operator(x, ctx.groups, ctx.alpha, covariates=ctx.covariates)
+def _calibrated(ctx: _Ctx, x: np.ndarray, w: np.ndarray, sesoi: float, n_sim: int, seed: int):
+    """The decisive statistic — the activations' part of the LOQO prediction ``w`` (features ``x`` with the
+    controls), beyond the controls' own LOQO fit — and its calibration."""
+    w = w - ctx.w_controls
     observed = float(statistic(w, ctx.y, ctx.covariates)[0])
     return observed, calibrate(w, x @ x.T, ctx.y, ctx.covariates, sesoi=sesoi, n_sim=n_sim, seed=seed)
 
@@ -167,6 +170,10 @@ class _Ctx:
         self.n_permutations, self.seed = n_permutations, seed
         self.y = next(iter(targets.values()))
         self.groups = np.arange(len(self.y))
+        #: the controls' own LOQO fit (intercept only without controls): the part of a prediction that is not the
+        #: activations'. A held-out question's leave-one-out mean moves against its own value (ρ = −1 for the
+        #: intercept alone), so the activations' contribution is measured without it.
+        self.w_controls = loqo_ridge_operator(None, self.groups, covariates=covariates)
 
     def rows(self, features: str, predictor: str, dim: int, w: np.ndarray, raw_rho: dict | None = None,
              random: np.ndarray | None = None) -> list[dict]:
@@ -186,22 +193,23 @@ class _Ctx:
         return out
 
     def partial(self, w: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        """Partial ρ of the prediction with ``y`` given the controls; Freedman–Lane p."""
+        """Partial ρ of the activations' part of the prediction (beyond the controls' fit) with ``y`` given the
+        controls; Freedman–Lane p."""
+        w = w - self.w_controls
         obs = partial_spearman(w @ y, y, self.covariates)
         null_y = covariate_null_targets(y, self.covariates, self.n_permutations, self.seed + 1)
         null = partial_spearman(null_y @ w.T, null_y, self.covariates) if len(null_y) else np.zeros(0)
         return {"partial_rho": obs, "partial_p": permutation_pvalue(obs, null)}
 
 
-def _activation_rows(ctx: _Ctx, feats: dict[str, np.ndarray], n_random: int):
+def _activation_rows(ctx: _Ctx, feats: dict[str, np.ndarray], ops: dict, n_random: int):
+    """Rows of every feature set, alone and with the controls (``ops[name, with_controls]``: their operators)."""
     ys = np.stack(list(ctx.targets.values()))
     for name, x in feats.items():
         rand = random_feature_rhos(x.shape, ys, ctx.groups, ctx.alpha, n_random, ctx.seed) if n_random else None
-        yield from ctx.rows(name, "activations", x.shape[1], loqo_ridge_operator(x, ctx.groups, ctx.alpha),
-                            random=rand)
+        yield from ctx.rows(name, "activations", x.shape[1], ops[name, False], random=rand)
         if ctx.covariates is not None:
-            w = loqo_ridge_operator(x, ctx.groups, ctx.alpha, covariates=ctx.covariates)
-            yield from ctx.rows(name, "activations+controls", x.shape[1] + ctx.covariates.shape[1], w)
+            yield from ctx.rows(name, "activations+controls", x.shape[1] + ctx.covariates.shape[1], ops[name, True])
 
 
 def _control_rows(ctx: _Ctx, base: np.ndarray | None, dummies: np.ndarray | None) -> list[dict]:

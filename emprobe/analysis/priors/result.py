@@ -163,11 +163,13 @@ class PriorsResult(Result):
                    f"{e['power']:.0%}" + (f"; 80% power from ρ {det:.2f}." if np.isfinite(det) else
                                           "; no ρ < 0.95 reaches 80% power."))
         out += self._detail_findings()
+        r2 = self._get(a, "r2")
         beaten = [(label, r) for label, r in (("Headroom alone (the base margin)", self.row("headroom")),
                                               ("Topic alone (the question's category)", self.row("category")))
-                  if r is not None and r.spearman_rho >= rho]
+                  if r is not None and (r.spearman_rho >= rho or r.r2 >= r2)]
         msg = (f"{beaten[0][0]} predicts {what} at least as well as the activations: ρ = "
-               f"{beaten[0][1].spearman_rho:.3f} vs {rho:.3f}." if beaten else "")
+               f"{beaten[0][1].spearman_rho:.3f} vs {rho:.3f}, R² = {beaten[0][1].r2:.3f} vs {r2:.3f}."
+               if beaten else "")
         return control_first(out, bool(beaten), msg)
 
     def _control_findings(self) -> list[str]:
