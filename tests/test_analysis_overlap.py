@@ -59,7 +59,8 @@ def test_specific_subspace_is_separated_from_the_aligned_control(tmp_path):
     assert top1.overlap > 0.9 and top1.z > 10
     assert res.shift_row("control").common_fraction_train > 0.5
     v = res.verdict()
-    assert v.verdict == "supported" and "pair-similarity ρ" in v.number and "SESOI: overlap 0.05, pair ρ 0.1" in v.reason
+    assert v.verdict == "supported" and "pair-similarity ρ" in v.number
+    assert "SESOI: overlap 0.05, pair ρ 0.1" in v.reason
     assert "(b) prompts with similar base activations" in v.claim  # the claim as tested
     assert res.findings()[0].startswith("Claim 3 is supported")
     out = res.save(tmp_path / "ov")

@@ -50,9 +50,9 @@ def sesois(rises: pd.DataFrame, fraction: float, absolute: float | None) -> dict
         elif absolute:
             out[r.data] = Sesoi(absolute, f"{absolute:g} nats/token (absolute)")
         elif r.n_control_runs and not r.em_ci_low > 0:
+            ci = f"95% CI [{r.em_ci_low:+.4f}, {r.em_ci_high:+.4f}]"
             out[r.data] = Sesoi(float("nan"), f"no EM-specific rise established: misaligned − aligned control "
-                                              f"{r.em_specific:+.4f} (95% CI [{r.em_ci_low:+.4f}, {r.em_ci_high:+.4f}]) "
-                                              "touches 0, so no fraction of it can be a margin")
+                                              f"{r.em_specific:+.4f} ({ci}) touches 0, so no fraction of it can be a margin")
         else:
             base, what = (r.em_specific, "EM-specific rise") if r.n_control_runs else (r.rise, "misaligned runs' rise "
                                                                                         "(no aligned control)")

@@ -102,7 +102,7 @@ class OverlapResult(Result):
         t, pt = self.tested(), self.pair_test
         wide = f"too few held-out questions ({int(t.n_test_questions)}) to tell"
         ov = Effect(t["diff"], t.diff_ci_low, t.diff_ci_high)
-        pr = Effect(pt.get("pair_diff", np.nan), pt.get("pair_diff_ci_low", np.nan), pt.get("pair_diff_ci_high", np.nan))
+        pr = Effect(*(pt.get(k, np.nan) for k in ("pair_diff", "pair_diff_ci_low", "pair_diff_ci_high")))
         return {"overlap": decide(ov, self.sesoi, wide=wide),
                 "pair similarity": decide(pr, self.sesoi_pair_rho, wide=wide)}
 
@@ -114,7 +114,8 @@ class OverlapResult(Result):
         pt = self.pair_test
         number = (f"misaligned − control mean-removed overlap {t['diff']:+.3f} (95% CI [{t.diff_ci_low:+.3f}, "
                   f"{t.diff_ci_high:+.3f}]), pair-similarity ρ {pt['pair_diff']:+.3f} (95% CI "
-                  f"[{pt['pair_diff_ci_low']:+.3f}, {pt['pair_diff_ci_high']:+.3f}]) at layer {self.layer}, k = {self.k}")
+                  f"[{pt['pair_diff_ci_low']:+.3f}, {pt['pair_diff_ci_high']:+.3f}]) at layer {self.layer}, "
+                  f"k = {self.k}")
         d = decide_all(self.parts())
         sesoi = f"SESOI: overlap {self.sesoi:g}, pair ρ {self.sesoi_pair_rho:g}"
         return Verdict(CLAIM, d.verdict, number, self.control, self.uncertainty, f"{d.reason} ({sesoi})")
@@ -143,7 +144,8 @@ class OverlapResult(Result):
                    f"alike beats them.")
         if self.has_control:
             pt = self.pair_test
-            out.insert(3, f"On the {int(pt['n_questions'])} held-out questions × {int(pt['n_subsets'])} training subsets: "
+            out.insert(3, f"On the {int(pt['n_questions'])} held-out questions × {int(pt['n_subsets'])} training "
+                          f"subsets: "
                           f"pair ρ {pt['pair_rho_misaligned']:.3f} misaligned, {pt['pair_rho_control']:.3f} control; "
                           f"misaligned − control {pt['pair_diff']:+.3f} (paired bootstrap 95% CI "
                           f"[{pt['pair_diff_ci_low']:+.3f}, {pt['pair_diff_ci_high']:+.3f}]).")

@@ -10,8 +10,8 @@ correlations ``r`` and pushed through the same operator and statistic:
 with ``s = X w`` for a Gaussian coefficient vector ``w`` (the ridge's own prior: a signal spread over the features
 as their variance is), ``e`` Gaussian noise, both residualised on the controls (intercept, base margin, category
 dummies) and scaled to unit variance; ``r`` is then the (partial) correlation of the target with the features'
-best linear predictor, beyond the controls (0 <= r < 1). The observed statistic is inverted through the simulated quantiles
-(a Neyman construction): the 95 % CI is every ``r`` whose central 95 % of simulated statistics contains the
+best linear predictor, beyond the controls (0 <= r < 1). The observed statistic is inverted through the simulated
+quantiles (a Neyman construction): the 95 % CI is every ``r`` whose central 95 % of simulated statistics contains the
 observed one, and the estimate the ``r`` whose simulated median it is. Power at the SESOI is the share of
 simulations at ``r = SESOI`` whose CI would exclude 0; "not supported" at ``r = SESOI`` happens in 2.5 % of them
 by construction.

@@ -92,8 +92,8 @@ class PriorsResult(Result):
                    direction_p=self._get(d, "p_permutation"), direction_raw_rho=self._get(d, "raw_rho"),
                    raw_target_rho=self._get(self.row("activations", self.decision_features, "raw"), "spearman_rho"),
                    control_rise_rho=self.control_rise_rho)
-        out.update({k: self.reliability.get(k) for k in ("reliability", "split_half_r", "ceiling_rho",
-                                                          "reliability_ci_low", "reliability_ci_high", "ceiling_rho_low")})
+        out.update({k: self.reliability.get(k) for k in ("reliability", "split_half_r", "ceiling_rho", "reliability_ci_low",
+                                                          "reliability_ci_high", "ceiling_rho_low")})
         for _, r in self.table[(self.table.predictor == "activations") & (self.table.target == self.primary)].iterrows():
             out[f"rho_{re.sub(r'[^a-z0-9]+', '_', str(r.features).lower()).strip('_')}"] = float(r.spearman_rho)
         return out
@@ -125,7 +125,8 @@ class PriorsResult(Result):
         e = self.effect
         eff = Effect(e["estimate"], e["ci_low"], e["ci_high"])
         if not np.isfinite(self.ceiling):
-            block = "the target's reliability is unknown (no per-pair table): a small ρ cannot be told from a noisy target"
+            block = ("the target's reliability is unknown (no per-pair table): a small ρ cannot be told from a noisy "
+                     "target")
         elif self.ceiling < self.sesoi:
             block = (f"reliability too low: at its lower 95% bound ({self.reliability['reliability_ci_low']:.2f}) no "
                      f"predictor can exceed ρ {self.ceiling:.2f} < SESOI {self.sesoi:g}")
