@@ -12,6 +12,7 @@ few checkpoints give ρ = −1 for any fine-tune.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -190,7 +191,8 @@ class DynamicsResult(Result):
             "shared_loss_fraction": self.shared_fraction, "sesoi_fraction": self.sesoi_fraction,
             "seed_sd": self.noise.get("sd", float("nan")), "seed_cells": self.noise.get("n_cells", 0)}
         for r in self.rises.itertuples():
-            tag = "" if len(self.rises) == 1 else f"_{r.Index}"
+            slug = re.sub(r"[^a-z0-9]+", "_", r.data.split(":")[-1].lower()).strip("_")
+            tag = "" if len(self.rises) == 1 else f"_{slug}"
             out.update({f"em_rise{tag}": r.rise, f"em_rise_ci_low{tag}": r.rise_ci_low,
                         f"em_specific_rise{tag}": r.em_specific, f"em_established{tag}": bool(r.established),
                         f"sesoi{tag}": self.limits[r.data].value})
