@@ -135,7 +135,7 @@ class PriorsResult(Result):
         det = e["detectable_rho"]
         wide = (f"too few questions ({self.n_questions}): simulated power at the SESOI {e['power']:.0%}"
                 + (f", 80% power from ρ {det:.2f}" if np.isfinite(det) else ", 80% power at no ρ < 0.95"))
-        return decide(eff, self.sesoi, cannot_reject=block, wide=wide, units="(true ρ)", fmt="+.2f")
+        return decide(eff, self.sesoi, cannot_reject=block, wide=wide, fmt="+.2f")
 
     def verdict(self) -> Verdict:
         d, e = self.decision(), self.effect
@@ -153,9 +153,10 @@ class PriorsResult(Result):
                f"Leave-one-question-out ridge on '{self.decision_features}' activations predicts {what} of "
                f"{self.n_questions} questions with Spearman ρ = {rho:.3f} (R² = {self._get(a, 'r2'):.3f}, "
                f"permutation p = {self._get(a, 'p_permutation'):.3g}); the same estimator on shuffled targets gives "
-               f"mean ρ = {self._get(a, 'null_rho_mean'):.3f} (95th percentile {self._get(a, 'null_rho_95'):.3f}); "
-               f"random features of equal dimension (a description, not a test) {self._get(a, 'random_rho_mean'):.3f}"
-               f" ± {self._get(a, 'random_rho_sd'):.3f}.", *self._control_findings()]
+               f"mean ρ = {self._get(a, 'null_rho_mean'):.3f} (95th percentile {self._get(a, 'null_rho_95'):.3f})"
+               + (f"; random features of equal dimension (a description, not a test) "
+                  f"{self._get(a, 'random_rho_mean'):.3f} ± {self._get(a, 'random_rho_sd'):.3f}."
+                  if np.isfinite(self._get(a, "random_rho_mean")) else "."), *self._control_findings()]
         e = self.effect
         det = e["detectable_rho"]
         out.append(f"Simulated through the same estimator on these features (planted true ρ, {int(e['n_sim'])} targets "
@@ -207,7 +208,10 @@ class PriorsResult(Result):
                        f"(p = {r.p_permutation:.3g}); the aligned control's own change correlates with the raw rise "
                        f"at ρ = {self.control_rise_rho:.3f}.")
         rel = self.reliability
-        if np.isfinite(rel.get("reliability", float("nan"))):
+        if str(rel.get("of", "")).startswith("given"):
+            out.append(f"Target reliability given as {rel['reliability']:.3f} (taken as exact) → ceiling ρ "
+                       f"{rel['ceiling_rho']:.3f}.")
+        elif np.isfinite(rel.get("reliability", float("nan"))):
             out.append(f"Target reliability ({rel['of']}; split-half over reference pairs, Spearman–Brown, "
                        f"{rel['n_questions']} questions × {rel['pairs_per_question']:.0f} pairs): {rel['reliability']:.3f}"
                        f" (95% CI over questions [{rel['reliability_ci_low']:.3f}, {rel['reliability_ci_high']:.3f}]) "
