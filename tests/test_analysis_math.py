@@ -103,10 +103,12 @@ def test_dynamics_known_answers():
     row = best[(best.schedule == "cosine") & (best.loss_level == 1.0)].iloc[0]
     assert row.best_ood_score == pytest.approx(-1.0) and row.run == "a" and row.step == 10
     assert best[(best.loss_level == 0.4)].best_ood_score.isna().all()
-    cmp = compare_at_matched_loss(df.assign(data="d", question_id="mean", margin=df.ood_score), per_question=False)
+    cmp = compare_at_matched_loss(df.assign(data="d", question_id="mean", margin=df.ood_score))
     assert cmp.matched.loss_level.unique() == pytest.approx([0.5, 0.875, 1.25, 1.625])  # lower end + quartiles
     assert cmp.gaps.gap.to_numpy() == pytest.approx([0.45] * 4)  # constant - cosine at every matched loss
-    assert cmp.gaps.ci_low.isna().all() and (cmp.gaps.better == "").all()  # one value per checkpoint: no CI
+    # one value per checkpoint, but two cosine runs: a CI over runs on 1 df (wide), none for a lone run
+    assert np.allclose(cmp.gaps.df, 1.0) and (cmp.gaps.better == "").all()
+    assert cmp.matched.set_index("schedule").ci_low.loc["constant"].isna().all()
     with pytest.raises(ConfigError, match="lacks columns"):
         loss_alignment_correlations(df.drop(columns="schedule"))
 
@@ -121,6 +123,54 @@ def test_monitor_auroc_and_leave_one_run_out():
     loro = leave_one_run_out(np.c_[drift, rng.standard_normal(20)], labels, runs)
     assert loro["auroc_loro"] > 0.9 and loro["n_runs"] == 4
     assert auroc(np.array([0, 1]), np.array([1.0, 0.0])) == 0.0
+
+
+def test_hierarchical_bootstrap_covers_with_three_seeds():
+    """Two schedules x 3 seeds x 20 questions, run-to-run noise dominating: the t interval on Satterthwaite df
+    covers the true gap (0) about 95 % of the time; a question-only interval would cover far less."""
+    from emprobe.analysis.stats.hierarchical import hierarchical_bootstrap
+
+    rng = np.random.default_rng(0)
+    hits, narrow = 0, 0
+    for _ in range(300):
+        q = 0.1 * rng.standard_normal(20)  # question effects, shared (paired)
+        groups = {g: q + 0.05 * rng.standard_normal((3, 1)) + 0.02 * rng.standard_normal((3, 20)) for g in "ab"}
+        hb = hierarchical_bootstrap(groups, n_boot=300, seed=int(rng.integers(1 << 30)))
+        c = hb.contrast({"a": 1.0, "b": -1.0})
+        e = c.effect()
+        hits += e.ci_low <= 0 <= e.ci_high
+        narrow += abs(c.estimate) < 1.96 * float(np.std(hb.questions_only[0] - hb.questions_only[1], ddof=1))
+        assert 2 <= c.df <= 40 and c.n_runs == 6
+    assert 0.91 <= hits / 300 <= 0.99 and narrow / 300 < 0.6
+
+
+def test_verdict_rule_parts_and_families():
+    from emprobe.analysis.stats.verdict import Effect, decide, decide_all, decide_all_equivalent
+
+    wide = decide(Effect(0.1, -0.1, 0.3), 0.2, wide="too few questions (12)")
+    assert wide.verdict == "inconclusive" and wide.reason.endswith("too few questions (12)")
+    yes, no, maybe = decide(Effect(0.3, 0.1, 0.5), 0.2), decide(Effect(0.0, -0.05, 0.05), 0.2), wide
+    assert decide_all({"a": yes, "b": yes}).verdict == "supported"
+    assert decide_all({"a": yes, "b": no}).verdict == "not supported" and decide_all({"a": yes, "b": no}).about == "b"
+    assert decide_all({"a": yes, "b": maybe}).verdict == "inconclusive"
+    assert decide_all({"a": maybe, "b": no}).verdict == "not supported"  # one part shown false refutes the whole
+
+    def cmp(est, se, sesoi=0.1, p=None):
+        from scipy import stats
+
+        p = 2 * stats.norm.sf(abs(est) / se) if p is None else p
+        return (Effect(est, est - 1.96 * se, est + 1.96 * se), Effect(est, est - 1.645 * se, est + 1.645 * se, 0.9),
+                p, sesoi)
+
+    assert decide_all_equivalent({"x": cmp(0.01, 0.02), "y": cmp(-0.02, 0.02)}).verdict == "supported"
+    d = decide_all_equivalent({"x": cmp(0.01, 0.02), "y": cmp(0.3, 0.05)})
+    assert d.verdict == "not supported" and d.about == "y" and "Holm" in d.reason
+    d = decide_all_equivalent({"x": cmp(0.01, 0.02), "y": cmp(0.05, 0.06)})
+    assert d.verdict == "inconclusive" and d.about == "y"
+    # a difference of the SESOI's size whose p survives alone but not Holm's correction over 20 comparisons
+    many = {f"c{i}": cmp(0.0, 0.01) for i in range(19)} | {"big": cmp(0.12, 0.055)}
+    assert decide_all_equivalent(many).verdict == "inconclusive"
+    assert decide_all_equivalent({}, cannot_test="no EM established").reason == "no EM established"
 
 
 def test_stats_helpers():

@@ -14,72 +14,96 @@ from emprobe.analysis.overlap.shifts import run_tables
 from emprobe.analysis.stats.subspace import gram_overlap, overlap, pca_basis
 from emprobe.errors import ConfigError
 
-D, L, N_TRAIN, N_Q = 64, 2, 48, 20
-QUESTIONS = [f"q{i // 2}" for i in range(2 * N_Q)]  # 2 paraphrases per question
+D, L, N_TRAIN, N_Q = 64, 2, 48, 40
 
 
-def _runs(specific: dict[str, bool], seed: int = 0):
-    """Base activations and, per run, tuned activations: every run shifts every prompt along one common
-    direction (+ noise) at layer 0; runs marked ``True`` also shift train and eval prompts inside one shared
-    2-d subspace. Layer 1 gets independent noise shifts only."""
+def _runs(specific: dict[str, float], n_q: int = N_Q, seed: int = 0):
+    """Base activations (4 latent directions + noise) and, per run, tuned activations: every run shifts every
+    prompt along one common direction (+ noise) at layer 0; a run with strength ``s > 0`` also shifts train and
+    eval prompts inside one shared 2-d subspace, by ``s`` times a linear map of the prompt's latent (similar
+    prompts, similar shifts). Layer 1 gets independent noise shifts only."""
     rng = np.random.default_rng(seed)
-    common = 3 * rng.standard_normal(D) / np.sqrt(D)
+    v = np.linalg.qr(rng.standard_normal((D, 4)))[0]
     sub = np.linalg.qr(rng.standard_normal((D, 2)))[0]
-    bt, be = rng.standard_normal((N_TRAIN, L, D)), rng.standard_normal((2 * N_Q, L, D))
+    common, mix = 3 * rng.standard_normal(D) / np.sqrt(D), rng.standard_normal((4, 2))
+    zt, zq = rng.standard_normal((N_TRAIN, 4)), rng.standard_normal((n_q, 4))
+    bt = (3 * zt @ v.T)[:, None, :] + rng.standard_normal((N_TRAIN, L, D))
+    be = (3 * zq @ v.T)[:, None, :] + rng.standard_normal((n_q, L, D))
     runs = {}
-    for name, has_sub in specific.items():
+    for name, strength in specific.items():
         shifted = []
-        for b in (bt, be):
+        for b, z in ((bt, zt), (be, zq)):
             t = b.copy()
-            n = len(b)
-            t[:, 0] += common + 0.15 * rng.standard_normal((n, D))
-            if has_sub:
-                t[:, 0] += (1.0 * rng.standard_normal((n, 2))) @ sub.T
-            t[:, 1] += 0.5 * rng.standard_normal((n, D))
+            t[:, 0] += common + 0.15 * rng.standard_normal((len(b), D)) + strength * (z @ mix) @ sub.T
+            t[:, 1] += 0.5 * rng.standard_normal((len(b), D))
             shifted.append(t)
         runs[name] = tuple(shifted)
-    return bt, be, runs
+    return bt, be, runs, [f"q{i}" for i in range(n_q)]
 
 
-def _result(specific: dict[str, bool], **kw) -> OverlapResult:
-    bt, be, runs = _runs(specific)
-    return overlap_from_activations(bt, be, runs, [0, 1], QUESTIONS, ks=(1, 2, 4), n_random=50, n_boot=300,
+def _result(specific: dict[str, float], n_q: int = N_Q, **kw) -> OverlapResult:
+    bt, be, runs, qs = _runs(specific, n_q)
+    return overlap_from_activations(bt, be, runs, [0, 1], qs, ks=(1, 2, 4), n_random=50, n_boot=300,
                                     n_permutations=200, **kw)
 
 
 def test_specific_subspace_is_separated_from_the_aligned_control(tmp_path):
-    res = _result({"misaligned": True, "control": False})
+    res = _result({"misaligned": 3.0, "control": 0.0})
     assert res.layer == 0 and res.k in (1, 2)  # chosen on the selection half
     t = res.tested()
-    assert t["diff"] > 0.3 and t.diff_ci_low > 0 and t.n_test_questions == N_Q // 2
+    assert t["diff"] > 0.3 and t.diff_ci_low > 0 and t.diff_ci_low <= t["diff"] <= t.diff_ci_high
+    assert t.n_test_questions == N_Q // 2 and res.pair_test["n_questions"] == N_Q // 2
+    assert res.pair_test["pair_diff_ci_low"] > 0  # similar prompts shift alike after misaligned training only
     # the raw shifts of BOTH runs overlap far above random subspaces: the common shift any fine-tune has
     top1 = res.sweep.set_index(["run", "layer", "k", "shifts"]).loc[("control", 0, 1, "raw")]
     assert top1.overlap > 0.9 and top1.z > 10
     assert res.shift_row("control").common_fraction_train > 0.5
     v = res.verdict()
-    assert v.verdict == "supported" and "CI" in v.number
-    assert res.findings()[0].startswith("At layer 0")
+    assert v.verdict == "supported" and "pair-similarity ρ" in v.number
+    assert "SESOI: overlap 0.05, pair ρ 0.1" in v.reason
+    assert "(b) prompts with similar base activations" in v.claim  # the claim as tested
+    assert res.findings()[0].startswith("Claim 3 is supported")
     out = res.save(tmp_path / "ov")
     assert {p.name for p in out.iterdir()} == {"table.parquet", "shifts.parquet", "test.parquet", "selection.parquet",
                                                 "plot.png", "summary.json", "summary.txt"}
     s = json.loads((out / "summary.json").read_text())
-    assert s["verdict"]["verdict"] == "supported" and s["diff_mr_ci_low"] > 0 and s["z"] == s["z"]
+    assert s["verdict"]["verdict"] == "supported" and s["diff_mr_ci_low"] > 0 and s["test_pair_diff_ci_low"] > 0
 
 
 def test_equal_runs_are_not_credited():
-    res = _result({"misaligned": True, "control": True})
+    res = _result({"misaligned": 3.0, "control": 3.0})
     t = res.tested()
-    assert t.diff_ci_low < 0 < t.diff_ci_high or t["diff"] <= 0
-    assert res.verdict().verdict == "not supported"
+    assert t.diff_ci_low < 0 < t.diff_ci_high and res.pair_test["pair_diff_ci_low"] < 0
+    assert res.verdict().verdict != "supported"
     assert res.findings()[0].startswith("The aligned control shows the same overlap")
 
 
+def test_weak_effect_is_inconclusive():
+    """A small specific subspace: the overlap half is shown, the pair-similarity half cannot be told on 20
+    held-out questions, so the claim (both halves) is inconclusive and says which half."""
+    res = _result({"misaligned": 0.3, "control": 0.0})
+    parts = res.parts()
+    assert parts["overlap"].supported and parts["pair similarity"].verdict == "inconclusive"
+    v = res.verdict()
+    assert v.verdict == "inconclusive" and v.reason.startswith("pair similarity:") and "too few held-out" in v.reason
+
+
+def test_null_with_many_questions_is_not_supported():
+    res = _result({"misaligned": 0.0, "control": 0.0}, n_q=160, sesoi=0.1, sesoi_pair_rho=0.3)
+    t = res.tested()
+    assert t.diff_ci_high < 0.1 and t.n_test_questions == 80
+    v = res.verdict()
+    assert v.verdict == "not supported" and "lies below the SESOI" in v.reason
+
+
 def test_no_control_is_inconclusive_and_a_fixed_layer_is_respected():
-    res = _result({"misaligned": True}, layer_select=(1, 2))
+    res = _result({"misaligned": 3.0}, layer_select=(1, 2))
     assert res.layer == 1 and res.k == 2 and res.verdict().verdict == "inconclusive"
     assert res.tested().n_test_questions == N_Q and "fixed a priori" in res.layer_select
-    res0 = _result({"misaligned": True, "control": False}, layer_select=1)
+    res0 = _result({"misaligned": 3.0, "control": 0.0}, layer_select=1)
     assert res0.layer == 1 and "layer 1 fixed" in res0.layer_select
+    with pytest.raises(ConfigError, match="sesoi"):
+        _result({"misaligned": 3.0, "control": 0.0}, sesoi=0.0)
 
 
 def test_gram_overlap_matches_pca_overlap():
@@ -97,8 +121,9 @@ def test_pair_correlation_detects_prompt_dependent_shifts():
     # shift = a fixed linear map of the prompt activation: similar prompts get similar shifts
     m = rng.standard_normal((D, D)) / np.sqrt(D)
     bt, be = rng.standard_normal((64, L, D)), rng.standard_normal((40, L, D))
-    _, shifts = run_tables(bt, be, {"misaligned": (bt + bt @ m, be + be @ m)}, [0, 1], QUESTIONS, ks=(1,),
-                           n_random=20, n_permutations=300)
+    qs = [f"q{i // 2}" for i in range(40)]  # 2 paraphrases per question
+    _, shifts = run_tables(bt, be, {"misaligned": (bt + bt @ m, be + be @ m)}, [0, 1], qs, ks=(1,), n_random=20,
+                           n_permutations=300)
     assert (shifts.pair_rho > 0.3).all() and (shifts.pair_p < 0.01).all()
 
 

@@ -58,6 +58,11 @@ def priors_cmd(
                    "(default: from margin score tables)"),
     layers: str = typer.Option("all", help="layers to use as features (per store's model)"),
     direction: Optional[Path] = typer.Option(None, help="direction for the single-direction predictor"),
+    categories: Optional[Path] = typer.Option(
+        None, help="question categories (CSV/parquet: question_id, category) for the topic control (default: the "
+                   "score table's own categories)"),
+    sesoi: float = typer.Option(0.3, help="smallest true ρ of interest beyond the controls, declared before looking"),
+    n_sim: int = typer.Option(400, help="simulated targets per true ρ (calibration and power)"),
     alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
     n_permutations: int = typer.Option(1000, help="target shuffles for the p-values"),
     n_random: int = typer.Option(50, help="random-feature draws for the control"),
@@ -77,11 +82,15 @@ def priors_cmd(
     from emprobe.analysis.priors import priors
     from emprobe.analysis.priors.inputs import priors_inputs
 
+    from emprobe.io import read_table
+
     inputs = priors_inputs(target, baseline, control_target, base_margin)
     if reliability is not None:
         inputs["reliability"] = reliability
-    print_result(priors(features, **inputs, layers=layers, direction=direction, alpha=alpha,
-                        n_permutations=n_permutations, n_random=n_random, seed=seed), out, overwrite)
+    cats = read_table(categories, "categories table") if categories is not None else None
+    print_result(priors(features, **inputs, categories=cats, layers=layers, direction=direction, alpha=alpha,
+                        sesoi=sesoi, n_sim=n_sim, n_permutations=n_permutations, n_random=n_random, seed=seed), out,
+                 overwrite)
 
 
 def overlap_cmd(
@@ -100,6 +109,8 @@ def overlap_cmd(
     n_random: int = typer.Option(200, help="random subspaces (secondary reference)"),
     n_boot: int = typer.Option(1000, help="bootstrap draws for the misaligned − control CI"),
     n_permutations: int = typer.Option(1000, help="question shuffles for the pair-similarity p"),
+    sesoi: float = typer.Option(0.05, help="smallest misaligned − control mean-removed overlap of interest"),
+    sesoi_pair_rho: float = typer.Option(0.1, help="smallest misaligned − control pair-similarity ρ of interest"),
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0, help="seed of the split, bootstrap and permutations"),
     out: Path = typer.Option(Path("analysis/overlap"), help="output directory"),
@@ -123,7 +134,8 @@ def overlap_cmd(
     print_result(overlap(model, str(adapter), train, questions,
                          control=str(control_adapter) if control_adapter else None, layers=layers,
                          ks=ints(k, "--k"), n_train=n_train, n_random=n_random, n_boot=n_boot,
-                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, layer_select=sel), out,
+                         n_permutations=n_permutations, batch_size=batch_size, seed=seed, layer_select=sel,
+                         sesoi=sesoi, sesoi_pair_rho=sesoi_pair_rho), out,
                  overwrite)
 
 
@@ -139,8 +151,11 @@ def dynamics_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0, help="seed of the bootstrap and permutations"),
     merge: bool = typer.Option(False, help="score each LoRA checkpoint with its adapter merged (faster)"),
-    min_gap: float = typer.Option(0.02, help="smallest margin gap (nats/token) that counts as better aligned: "
-                                              "supported needs every matched-loss CI within ±min_gap"),
+    sesoi_fraction: float = typer.Option(
+        0.25, help="SESOI: this fraction of the established EM-specific rise is the smallest margin gap of interest"),
+    sesoi: Optional[float] = typer.Option(
+        None, "--sesoi", "--min-gap", help="absolute SESOI instead (nats/token; for when no rise is known)"),
+    n_boot: int = typer.Option(2000, help="hierarchical bootstrap draws (runs, then questions)"),
     out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
     overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
@@ -156,7 +171,8 @@ def dynamics_cmd(
     levels = floats(loss_levels, "--loss-levels") if loss_levels else None
     apply_threads(threads)
     print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
-                          loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge, min_gap=min_gap), out,
+                          loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge,
+                          sesoi_fraction=sesoi_fraction, sesoi=sesoi, n_boot=n_boot), out,
                  overwrite)
 
 

@@ -27,6 +27,7 @@ from emprobe.analysis.dynamics.correlations import (
 )
 from emprobe.analysis.dynamics.matched_loss import compare_at_matched_loss
 from emprobe.analysis.dynamics.result import DynamicsResult
+from emprobe.analysis.dynamics.rise import em_rises, seed_noise
 from emprobe.analysis.margins import checkpoint_table, margins, resolve_runs
 from emprobe.errors import ConfigError
 
@@ -61,8 +62,8 @@ def _from_table(df: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame]:
             raise ConfigError(f"dynamics table lacks columns {missing}")
         if not np.all(np.isfinite(df[["val_loss", "margin"]].to_numpy(float))):
             raise ConfigError("NaN or inf in val_loss / margin")
-        long = df.assign(question_id=df.question_id.astype(str))
-        return long, checkpoint_table(long)
+        long = _with_defaults(df.assign(question_id=df.question_id.astype(str)))
+        return long, _checkpoints(long)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ConfigError(f"dynamics table lacks columns {missing} (or question_id + margin per question)")
@@ -92,7 +93,8 @@ def _correlations(ck: pd.DataFrame, n_permutations: int, seed: int) -> pd.DataFr
 
 def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
              n_permutations: int = 1000, loss_levels: Sequence[float] | None = None, batch_size: int = 8,
-             seed: int = 0, merge: bool = False, min_gap: float = 0.02) -> DynamicsResult:
+             seed: int = 0, merge: bool = False, sesoi_fraction: float = 0.25, sesoi: float | None = None,
+             n_boot: int = 2000, min_gap: float | None = None) -> DynamicsResult:
     """Relate in-domain validation loss to off-domain alignment and compare schedules at matched loss.
 
     ``runs_or_table``: a sweep directory, a run (directory or :class:`~emprobe.finetuning.Run`), a list of
@@ -102,24 +104,21 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
     training data is named ``*-aligned`` / ``*_aligned``. ``loss_levels``: matched in-domain loss levels
     (default: the lower end and quartiles of the loss range every schedule reaches); ``merge``: score each
     LoRA checkpoint with its adapter merged into the weights (faster). The unit compared is the table's
-    ``schedule`` (runs of one schedule, e.g. at two learning rates, are averaged where they reach a level);
-    set it to e.g. ``"cosine@0.001"`` in a table to compare schedule x learning-rate variants instead.
-    ``min_gap``: the smallest off-domain margin gap (nats/token) that counts as better aligned; the claim is
-    supported only when every matched-loss gap's CI lies within ``±min_gap`` (practical equivalence).
+    ``schedule``: its runs (seeds, learning rates) are resampled by the hierarchical bootstrap; set it to e.g.
+    ``"cosine@0.001"`` in a table to compare schedule x learning-rate variants instead. A ``seed`` column (or
+    the runs' own seeds) tells seeds apart for the noise floor.
+
+    Claim 1's smallest effect of interest, declared before looking: ``sesoi_fraction`` (default 0.25) of each
+    dataset's established EM-specific rise (misaligned runs' rise over step 0 minus the aligned control's
+    change), or ``sesoi``, an absolute margin gap in nats/token (``min_gap`` is its former name). ``n_boot``:
+    hierarchical bootstrap draws. See :mod:`emprobe.analysis.dynamics.decision` for the verdict.
     """
-    meta: dict[str, Any] = {"questions": getattr(questions, "source", str(questions))}
-    if isinstance(runs_or_table, pd.DataFrame):
-        if runs_or_table.empty:
-            raise ConfigError("dynamics table is empty")
-        long, ck = _from_table(runs_or_table)
-        meta["source"] = "table"
-    else:
-        runs = resolve_runs(runs_or_table)
-        scored = margins(runs, questions, batch_size=batch_size, merge=merge, cache=True)
-        long = scored.loss_margins()
-        ck = checkpoint_table(long)
-        meta.update({"runs": [str(r.path) for r in runs], "checkpoints_scored": scored.meta["checkpoints_scored"],
-                     "checkpoints_reused": scored.meta["checkpoints_reused"]})
+    sesoi = min_gap if sesoi is None else sesoi
+    if not 0 < sesoi_fraction <= 1:
+        raise ConfigError(f"sesoi_fraction must be in (0, 1], got {sesoi_fraction}")
+    if sesoi is not None and not sesoi > 0:
+        raise ConfigError(f"sesoi must be > 0 (nats/token), got {sesoi}")
+    long, ck, meta = _inputs(runs_or_table, questions, batch_size, merge)
     controls = _control_names(_with_defaults(ck), control_runs)
     ck = _with_defaults(ck, controls)
     non = ck[~ck.control]
@@ -127,11 +126,37 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
         raise ConfigError("every run is an aligned-data control: no schedule to compare")
     if long is not None:
         long = _with_defaults(long, controls)
-        non_long = long[~long.control]
-    else:
-        non_long = non.assign(question_id="<mean>", margin=non.ood_score)
-    comparison = compare_at_matched_loss(non_long, loss_levels, per_question=long is not None, seed=seed)
+    every = long if long is not None else ck.assign(question_id="<mean>", margin=ck.ood_score)
+    comparison = compare_at_matched_loss(every[~every.control], loss_levels, n_boot=n_boot, seed=seed)
     return DynamicsResult(checkpoints=ck.reset_index(drop=True), margins=long,
                           correlations=_correlations(ck, n_permutations, seed),
                           best_at_loss=best_alignment_at_loss(non, list(loss_levels) if loss_levels else None),
-                          comparison=comparison, controls=tuple(sorted(controls)), meta=meta, min_gap=min_gap)
+                          comparison=comparison, rises=em_rises(every, n_boot=n_boot, seed=seed),
+                          noise=seed_noise(ck), controls=tuple(sorted(controls)), meta=meta,
+                          sesoi_fraction=sesoi_fraction, sesoi=sesoi)
+
+
+def _inputs(runs_or_table, questions, batch_size: int, merge: bool):
+    """``(long margins or None, checkpoints, meta)`` from a table or from runs (scored here)."""
+    meta: dict[str, Any] = {"questions": getattr(questions, "source", str(questions))}
+    if isinstance(runs_or_table, pd.DataFrame):
+        if runs_or_table.empty:
+            raise ConfigError("dynamics table is empty")
+        long, ck = _from_table(runs_or_table)
+        return long, ck, {**meta, "source": "table"}
+    runs = resolve_runs(runs_or_table)
+    scored = margins(runs, questions, batch_size=batch_size, merge=merge, cache=True)
+    long = scored.loss_margins()
+    seeds = {r.name: r.settings.get("seed") for r in runs}
+    long = _with_defaults(long.assign(seed=long.run.map(seeds)))
+    meta.update({"runs": [str(r.path) for r in runs], "checkpoints_scored": scored.meta["checkpoints_scored"],
+                 "checkpoints_reused": scored.meta["checkpoints_reused"]})
+    return long, _checkpoints(long), meta
+
+
+def _checkpoints(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per checkpoint (``ood_score`` = mean margin), keeping the run's seed when the table has one."""
+    ck = checkpoint_table(long)
+    if "seed" in long.columns:
+        ck["seed"] = ck.run.map(long.drop_duplicates("run").set_index("run").seed)
+    return ck

@@ -9,11 +9,12 @@ loss range that **every** schedule reaches (the intersection of the schedules' r
 where the least-trained schedule's minimum lies, the point the claim is about; its upper end (step 0,
 the same base model for every run) is left out.
 
-Uncertainty is a bootstrap over questions, resampled jointly for every schedule and level of a dataset
-(the comparison is paired by question; expanded percentile intervals, which cover like t-intervals on
-few questions). A schedule is better aligned than another at ``L`` when their
-margin gap's CI excludes 0; the CI of each gap is Bonferroni-widened over all (level, schedule pair)
-comparisons so that "no schedule is better beyond the CI" keeps a 95 % family-wise level.
+Uncertainty is a hierarchical bootstrap (:mod:`emprobe.analysis.stats.hierarchical`): the runs of each schedule
+(seeds, learning rates) resampled, then the questions (one draw shared by every schedule and level of a dataset:
+the comparison is paired by question). Each gap gets a t interval from the bootstrap SE, on Welch–Satterthwaite
+degrees of freedom: its 95 % CI, its 90 % TOST interval (equivalence at 5 %; no Bonferroni widening, since "every
+gap is small" is an intersection–union test) and its two-sided p, Holm-adjusted over every (dataset, level,
+schedule pair) comparison; ``better`` names the better-aligned schedule of a gap whose Holm-adjusted p < 0.05.
 """
 
 from __future__ import annotations
@@ -24,19 +25,22 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from emprobe.analysis.stats import expanded_level
+from emprobe.analysis.stats.hierarchical import hierarchical_bootstrap
+from emprobe.analysis.stats.verdict import holm
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75)  # of the shared range; 0 = where the least-trained schedule ends
+GAP_COLUMNS = ["data", "loss_level", "schedule_a", "schedule_b", "gap", "se", "df", "n_runs", "ci_low", "ci_high",
+               "tost_low", "tost_high", "p", "p_holm", "better"]
 
 
 @dataclass(frozen=True, eq=False)
 class MatchedLoss:
     ranges: pd.DataFrame  # data, schedule, n_runs, loss_min, loss_max, shared_low, shared_high
     matched: pd.DataFrame  # data, loss_level, schedule, n_runs, margin, ci_low, ci_high
-    gaps: pd.DataFrame  # data, loss_level, schedule_a, schedule_b, gap (a - b), ci_low, ci_high, better
+    gaps: pd.DataFrame  # GAP_COLUMNS: gap = a - b, 95% CI, 90% TOST interval, p, Holm p, better
     spread: pd.DataFrame  # data, loss_level, n_schedules, spread, ci_low, ci_high, best, worst
     n_comparisons: int
-    ci_level: float  # the per-gap CI level after the Bonferroni correction
+    runs_per_schedule: int  # the fewest runs behind any schedule at any level (1: no run-to-run noise in the CIs)
 
 
 def first_crossing(losses: np.ndarray, level: float) -> tuple[int, float] | None:
@@ -59,13 +63,16 @@ def _at_level(losses: np.ndarray, margins: np.ndarray, level: float) -> np.ndarr
     return margins[i] if w == 0.0 else (1 - w) * margins[i] + w * margins[i + 1]
 
 
-def _trajectories(g: pd.DataFrame, questions: list[str]) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
-    """``{run: (schedule, val_loss[n_ckpt], margins[n_ckpt, n_q])}`` in step order."""
+def trajectories(g: pd.DataFrame, questions: list[str]) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
+    """``{run: (schedule, val_loss[n_ckpt], margins[n_ckpt, n_q])}`` in step order (one pivot for every run)."""
+    wide = g.pivot_table(index=["run", "step"], columns="question_id", values="margin", aggfunc="mean")[questions]
+    loss = g.groupby(["run", "step"]).val_loss.first().loc[wide.index]
+    sched = g.groupby("run").schedule.first()
+    values, runs = wide.to_numpy(float), wide.index.get_level_values(0).to_numpy()
     out = {}
-    for run, r in g.groupby("run", sort=True):
-        wide = r.groupby(["step", "question_id"]).margin.mean().unstack("question_id").sort_index()
-        loss = r.groupby("step").val_loss.first().loc[wide.index].to_numpy(float)
-        out[str(run)] = (str(r.schedule.iloc[0]), loss, wide[questions].to_numpy(float))
+    for run in sorted(set(runs)):
+        rows = runs == run
+        out[str(run)] = (str(sched.loc[run]), loss.to_numpy(float)[rows], values[rows])
     return out
 
 
@@ -85,74 +92,74 @@ def _levels(traj: dict, levels) -> tuple[pd.DataFrame, list[float]]:
     return ranges, [lo + q * (hi - lo) for q in QUANTILES]
 
 
-def _schedule_matrix(traj: dict, level: float) -> tuple[list[str], np.ndarray, list[int]]:
-    """Schedules reaching ``level``, their mean margins there ``[S, n_q]`` and how many runs each."""
+def _schedule_runs(traj: dict, level: float) -> dict[str, np.ndarray]:
+    """``{schedule: [runs reaching level, n_q]}``: each run's margins at ``level``."""
     by: dict[str, list[np.ndarray]] = {}
     for sched, loss, m in traj.values():
         v = _at_level(loss, m, level)
         if v is not None:
             by.setdefault(sched, []).append(v)
-    names = sorted(by)
-    if not names:
-        return [], np.zeros((0, 0)), []
-    return names, np.stack([np.mean(by[s], axis=0) for s in names]), [len(by[s]) for s in names]
+    return {s: np.stack(by[s]) for s in sorted(by)}
 
 
-def _ci(boots: np.ndarray, level: float, ok: bool, n: int) -> tuple[float, float]:
-    """Expanded percentile interval of bootstrap means over ``n`` questions (NaN when not ``ok``)."""
-    if not ok:
-        return float("nan"), float("nan")
-    level = expanded_level(level, n)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+def _gap_rows(data, level: float, hb, alpha: float) -> list[dict]:
+    rows = []
+    for a, b in combinations(hb.names, 2):
+        c = hb.contrast({a: 1.0, b: -1.0})
+        ci, tost = c.effect(1 - alpha), c.effect(1 - 2 * alpha)
+        rows.append({"data": data, "loss_level": level, "schedule_a": a, "schedule_b": b, "gap": c.estimate,
+                     "se": c.se, "df": c.df, "n_runs": c.n_runs, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
+                     "tost_low": tost.ci_low, "tost_high": tost.ci_high, "p": c.p_value})
+    return rows
 
 
-def compare_at_matched_loss(margins: pd.DataFrame, levels=None, *, per_question: bool = True, n_boot: int = 10000,
+def compare_at_matched_loss(margins: pd.DataFrame, levels=None, *, per_question: bool = True, n_boot: int = 2000,
                             alpha: float = 0.05, seed: int = 0) -> MatchedLoss:
     """Schedules' off-domain margins at matched in-domain loss, per dataset (see the module docstring).
 
     ``margins``: long table of NON-control checkpoints (``run``, ``schedule``, ``data``, ``step``,
     ``val_loss``, ``question_id``, ``margin``). ``per_question=False`` (one pseudo-question per checkpoint):
-    no CI can be formed and every CI is NaN.
+    the CIs cover run-to-run variation only, and are NaN for schedules with a single run.
     """
-    blocks = []  # (data, level, names, A, n_runs)
-    range_frames = []
-    for data, g in margins.groupby("data", sort=True):
+    matched, gaps, spread, range_frames, fewest = [], [], [], [], []
+    for d_i, (data, g) in enumerate(margins.groupby("data", sort=True)):
         questions = sorted(set.intersection(*[set(r.question_id) for _, r in g.groupby("run")]))
-        traj = _trajectories(g, questions)
+        traj = trajectories(g, questions)
         ranges, lv = _levels(traj, levels)
         range_frames.append(ranges.assign(data=data))
-        blocks += [(data, level, *_schedule_matrix(traj, level)) for level in lv]
-    m = sum(len(names) * (len(names) - 1) // 2 for _, _, names, _, _ in blocks)
-    ci_level = 1 - alpha / max(m, 1)
-    rng = np.random.default_rng(seed)
-    matched, gaps, spread, idx_by_data = [], [], [], {}
-    for data, level, names, a, n_runs in blocks:
-        if not names:
-            continue
-        n_q = a.shape[1]
-        ok = per_question and n_q > 1
-        idx = idx_by_data.setdefault(data, rng.integers(0, n_q, size=(n_boot, n_q)))
-        boots = a[:, idx].mean(-1)  # [S, n_boot]
-        means = a.mean(1)
-        for s, name in enumerate(names):
-            matched.append({"data": data, "loss_level": level, "schedule": name, "n_runs": n_runs[s],
-                            "margin": float(means[s]), **dict(zip(("ci_low", "ci_high"),
-                                                                  _ci(boots[s], 1 - alpha, ok, n_q)))})
-        for i, j in combinations(range(len(names)), 2):
-            lo, hi = _ci(boots[i] - boots[j], ci_level, ok, n_q)
-            better = names[i] if hi < 0 else names[j] if lo > 0 else ""
-            gaps.append({"data": data, "loss_level": level, "schedule_a": names[i], "schedule_b": names[j],
-                         "gap": float(means[i] - means[j]), "ci_low": lo, "ci_high": hi, "better": better})
-        if len(names) > 1:
-            lo, hi = _ci(boots.max(0) - boots.min(0), 1 - alpha, ok, n_q)
-            spread.append({"data": data, "loss_level": level, "n_schedules": len(names),
-                           "spread": float(means.max() - means.min()), "ci_low": lo, "ci_high": hi,
-                           "best": names[int(means.argmin())], "worst": names[int(means.argmax())]})
-    cols = {"matched": ["data", "loss_level", "schedule", "n_runs", "margin", "ci_low", "ci_high"],
-            "gaps": ["data", "loss_level", "schedule_a", "schedule_b", "gap", "ci_low", "ci_high", "better"],
-            "spread": ["data", "loss_level", "n_schedules", "spread", "ci_low", "ci_high", "best", "worst"]}
+        draws = np.random.default_rng([seed, d_i]).integers(0, len(questions), (n_boot, len(questions)))
+        for l_i, level in enumerate(lv):
+            groups = _schedule_runs(traj, level)
+            if not groups:
+                continue
+            hb = hierarchical_bootstrap(groups, n_boot, seed + 7919 * d_i + l_i, draws)
+            fewest.append(min(hb.n_runs))
+            for name, k in zip(hb.names, hb.n_runs):
+                e = hb.contrast({name: 1.0}).effect(1 - alpha)
+                matched.append({"data": data, "loss_level": level, "schedule": name, "n_runs": k, "margin": e.estimate,
+                                "ci_low": e.ci_low, "ci_high": e.ci_high})
+            gaps += _gap_rows(data, level, hb, alpha)
+            if len(hb.names) > 1:
+                spread.append(_spread(data, level, hb, alpha))
+    gaps_df = pd.DataFrame(gaps, columns=GAP_COLUMNS[:-2])
+    adj = holm(dict(enumerate(gaps_df.p))) if len(gaps_df) else {}
+    gaps_df["p_holm"] = [adj[i] for i in range(len(gaps_df))]
+    sig = gaps_df.p_holm < alpha
+    gaps_df["better"] = np.where(sig & (gaps_df.gap < 0), gaps_df.schedule_a,
+                                 np.where(sig & (gaps_df.gap > 0), gaps_df.schedule_b, ""))
     ranges = pd.concat(range_frames, ignore_index=True) if range_frames else pd.DataFrame()
-    return MatchedLoss(ranges, pd.DataFrame(matched, columns=cols["matched"]),
-                       pd.DataFrame(gaps, columns=cols["gaps"]), pd.DataFrame(spread, columns=cols["spread"]),
-                       m, ci_level)
+    return MatchedLoss(ranges, pd.DataFrame(matched, columns=["data", "loss_level", "schedule", "n_runs", "margin",
+                                                              "ci_low", "ci_high"]),
+                       gaps_df, pd.DataFrame(spread, columns=["data", "loss_level", "n_schedules", "spread", "ci_low",
+                                                              "ci_high", "best", "worst"]),
+                       len(gaps_df), min(fewest) if fewest else 0)
+
+
+def _spread(data, level: float, hb, alpha: float) -> dict:
+    """Max − min schedule margin with a percentile interval of the joint draws (descriptive)."""
+    boots = hb.joint.max(0) - hb.joint.min(0)
+    ok = np.isfinite(hb.contrast({hb.names[0]: 1.0, hb.names[1]: -1.0}).se)
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2]) if ok else (np.nan, np.nan)
+    return {"data": data, "loss_level": level, "n_schedules": len(hb.names),
+            "spread": float(hb.means.max() - hb.means.min()), "ci_low": float(lo), "ci_high": float(hi),
+            "best": hb.names[int(hb.means.argmin())], "worst": hb.names[int(hb.means.argmax())]}

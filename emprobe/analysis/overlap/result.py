@@ -8,9 +8,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from emprobe.analysis.stats.verdict import Decision, Effect, decide, decide_all
 from emprobe.result import Result, Verdict, control_first, figure_for
 
-CLAIM = "activation shifts on training prompts and eval prompts share a subspace specific to misaligned training"
+CLAIM = ("activation shifts on training prompts and eval prompts share a subspace specific to misaligned training. "
+         "As tested, on eval questions held out from the layer/k choice, against the aligned-data control: (a) the "
+         "top-k subspaces of training- and eval-prompt shifts (common shift removed) overlap more after misaligned "
+         "than after aligned training, and (b) prompts with similar base activations get more similar shifts "
+         "after misaligned than after aligned training (pair-similarity ρ); both by at least their SESOI")
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +37,9 @@ class OverlapResult(Result):
     n_train: int
     n_eval: int
     d_model: int
+    pair_test: dict[str, float] = field(default_factory=dict)  # pair ρ per run on the test rows; misaligned − control
+    sesoi: float = 0.05  # misaligned − control mean-removed overlap
+    sesoi_pair_rho: float = 0.1  # misaligned − control pair-similarity ρ
     meta: dict[str, Any] = field(default_factory=dict)
 
     # ---- lookups -------------------------------------------------------------------------------
@@ -69,6 +77,8 @@ class OverlapResult(Result):
             out.update(overlap_control=c.overlap, pair_rho_control=shc.pair_rho, pair_p_control=shc.pair_p,
                        common_fraction_train_control=shc.common_fraction_train)
         out["n_test_questions"] = int(self.tested().n_test_questions)
+        out.update({f"test_{k}": v for k, v in self.pair_test.items() if k.startswith("pair_")},
+                   sesoi=self.sesoi, sesoi_pair_rho=self.sesoi_pair_rho)
         return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -83,24 +93,32 @@ class OverlapResult(Result):
     @property
     def uncertainty(self) -> str:
         t = self.tested()
-        return (f"paired bootstrap 95% CI over training prompts and {int(t.n_test_questions)} held-out eval "
-                f"questions ({int(t.n_boot)} draws); layer/k {self.layer_select}; permutation p for pair ρ")
+        return (f"paired bootstrap 95% CIs (misaligned − control) over training prompts (subsets for pair ρ) and "
+                f"{int(t.n_test_questions)} held-out eval questions ({int(t.n_boot)} draws); layer/k "
+                f"{self.layer_select}; permutation p for each run's pair ρ")
+
+    def parts(self) -> dict[str, Decision]:
+        """Each half of the claim decided under the one rule (with a control)."""
+        t, pt = self.tested(), self.pair_test
+        wide = f"too few held-out questions ({int(t.n_test_questions)}) to tell"
+        ov = Effect(t["diff"], t.diff_ci_low, t.diff_ci_high)
+        pr = Effect(*(pt.get(k, np.nan) for k in ("pair_diff", "pair_diff_ci_low", "pair_diff_ci_high")))
+        return {"overlap": decide(ov, self.sesoi, wide=wide),
+                "pair similarity": decide(pr, self.sesoi_pair_rho, wide=wide)}
 
     def verdict(self) -> Verdict:
         t = self.tested()
         if not self.has_control:
             return Verdict(CLAIM, "inconclusive", f"mean-removed overlap {t.overlap_misaligned:.3f} (misaligned only)",
                            self.control, self.uncertainty, "no aligned-data control to compare with")
-        number = (f"misaligned − control mean-removed overlap = {t['diff']:+.3f} (95% CI [{t.diff_ci_low:+.3f}, "
-                  f"{t.diff_ci_high:+.3f}]) at layer {self.layer}, k = {self.k}")
-        if not np.isfinite([t["diff"], t.diff_ci_low, t.diff_ci_high]).all():
-            return Verdict(CLAIM, "inconclusive", number, self.control, self.uncertainty,
-                           f"too few held-out prompts for k = {self.k} (no finite difference or CI)")
-        if t["diff"] > 0 and t.diff_ci_low > 0:
-            return Verdict(CLAIM, "supported", number, self.control, self.uncertainty,
-                           "misaligned exceeds the aligned control with a CI excluding 0")
-        why = "the control's overlap is at least the misaligned run's" if t["diff"] <= 0 else "the CI includes 0"
-        return Verdict(CLAIM, "not supported", number, self.control, self.uncertainty, why)
+        pt = self.pair_test
+        number = (f"misaligned − control mean-removed overlap {t['diff']:+.3f} (95% CI [{t.diff_ci_low:+.3f}, "
+                  f"{t.diff_ci_high:+.3f}]), pair-similarity ρ {pt['pair_diff']:+.3f} (95% CI "
+                  f"[{pt['pair_diff_ci_low']:+.3f}, {pt['pair_diff_ci_high']:+.3f}]) at layer {self.layer}, "
+                  f"k = {self.k}")
+        d = decide_all(self.parts())
+        sesoi = f"SESOI: overlap {self.sesoi:g}, pair ρ {self.sesoi_pair_rho:g}"
+        return Verdict(CLAIM, d.verdict, number, self.control, self.uncertainty, f"{d.reason} ({sesoi})")
 
     def findings(self) -> list[str]:
         raw, mr, sh = self.at(), self.at(shifts="mean_removed"), self.shift_row()
@@ -124,7 +142,16 @@ class OverlapResult(Result):
         out.append(f"Secondary reference: random {self.k}-subspaces overlap {raw.random_mean:.4f} ± {raw.random_sd:.4f} "
                    f"(k/d = {self.k / self.d_model:.4f}; z = {raw.z:.1f}) — any fine-tune that moves every prompt "
                    f"alike beats them.")
-        beaten = self.has_control and bool(np.isfinite(t["diff"])) and not (t["diff"] > 0 and t.diff_ci_low > 0)
+        if self.has_control:
+            pt = self.pair_test
+            out.insert(3, f"On the {int(pt['n_questions'])} held-out questions × {int(pt['n_subsets'])} training "
+                          f"subsets: "
+                          f"pair ρ {pt['pair_rho_misaligned']:.3f} misaligned, {pt['pair_rho_control']:.3f} control; "
+                          f"misaligned − control {pt['pair_diff']:+.3f} (paired bootstrap 95% CI "
+                          f"[{pt['pair_diff_ci_low']:+.3f}, {pt['pair_diff_ci_high']:+.3f}]).")
+            v = self.verdict()
+            out.insert(0, f"Claim 3 is {v.verdict}: {v.reason}.")
+        beaten = self.has_control and bool(np.isfinite(t["diff"])) and not t.diff_ci_low > 0
         msg = (f"The aligned control shows the same overlap: misaligned − control mean-removed overlap "
                f"{t['diff']:+.3f} (95% CI [{t.diff_ci_low:+.3f}, {t.diff_ci_high:+.3f}])." if beaten else "")
         return control_first(out, beaten, msg)

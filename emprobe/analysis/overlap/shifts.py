@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from emprobe.analysis.stats import permutation_pvalue, zscore_vs_null
+from emprobe.analysis.stats import paired_row_spearman, permutation_pvalue, zscore_vs_null
 from emprobe.analysis.stats.subspace import (
     cosine,
     gram_overlap,
@@ -37,33 +37,65 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
-def pair_similarity(base_train: np.ndarray, delta_train: np.ndarray, subsets: np.ndarray,
-                    base_eval: np.ndarray, delta_eval: np.ndarray, questions: np.ndarray,
-                    n_permutations: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Spearman ρ over (training subset, eval question) pairs between prompt similarity and shift similarity.
+def training_subsets(n_train: int, n_subsets: int) -> np.ndarray:
+    """The subset of each training prompt (round robin over ``min(n_subsets, n_train)`` subsets)."""
+    return np.arange(n_train) % max(1, min(n_subsets, n_train))
 
-    Prompt similarity = cosine of the subset's and the question's mean base activations, both centred on
-    the mean of all prompts; shift similarity = cosine of their mean deltas. The null shuffles which eval
-    question each shift belongs to.
-    """
+
+def pair_matrices(base_train: np.ndarray, delta_train: np.ndarray, subsets: np.ndarray, base_eval: np.ndarray,
+                  delta_eval: np.ndarray, questions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(prompt similarity, shift similarity)``, each ``[n_subsets, n_questions]``: cosines of the (training subset,
+    eval question) mean base activations (centred on the mean of all prompts), and of their mean shifts."""
     centre = np.concatenate([base_train, base_eval]).mean(0)
     subs, qs = np.unique(subsets), np.unique(questions)
     p_s = _unit_rows(np.stack([base_train[subsets == s].mean(0) for s in subs]) - centre)
     p_q = _unit_rows(np.stack([base_eval[questions == q].mean(0) for q in qs]) - centre)
     d_s = _unit_rows(np.stack([delta_train[subsets == s].mean(0) for s in subs]))
     d_q = _unit_rows(np.stack([delta_eval[questions == q].mean(0) for q in qs]))
-    prompt_sim = (p_s @ p_q.T).ravel()
+    return p_s @ p_q.T, d_s @ d_q.T
+
+
+def pair_similarity(base_train: np.ndarray, delta_train: np.ndarray, subsets: np.ndarray,
+                    base_eval: np.ndarray, delta_eval: np.ndarray, questions: np.ndarray,
+                    n_permutations: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Spearman ρ over (training subset, eval question) pairs between prompt similarity and shift similarity
+    (:func:`pair_matrices`). The null shuffles which eval question each shift belongs to."""
+    prompt, sims = pair_matrices(base_train, delta_train, subsets, base_eval, delta_eval, questions)
+    prompt_sim = prompt.ravel()
     # permuting the eval questions' shifts permutes the columns of the shift-similarity matrix, so its ranks
     # permute with it: every null ρ is one dot product of ranks
     rp = rankdata(prompt_sim) - (len(prompt_sim) + 1) / 2
-    sims = d_s @ d_q.T
     rs = rankdata(sims.ravel()).reshape(sims.shape) - (sims.size + 1) / 2
     den = float(np.linalg.norm(rp) * np.linalg.norm(rs))
     rho = float(rp @ rs.ravel() / den) if den > 0 else 0.0
     rng = np.random.default_rng(seed)
-    perms = np.stack([rng.permutation(len(qs)) for _ in range(n_permutations)])
+    perms = np.stack([rng.permutation(sims.shape[1]) for _ in range(n_permutations)])
     null = rs[:, perms].transpose(1, 0, 2).reshape(n_permutations, -1) @ rp / den if den > 0 else np.zeros(0)
     return {"pair_rho": rho, "pair_p": permutation_pvalue(rho, null), "n_pairs": len(prompt_sim)}
+
+
+def pair_rho_difference(prompt: np.ndarray, shifts: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, float]:
+    """Pair-similarity ρ of each run (``shifts[run]``: ``[n_subsets, n_questions]`` shift similarities, ``prompt``
+    the shared prompt similarities) and misaligned − control with a paired percentile bootstrap CI: training
+    subsets and eval questions resampled, the same draw for both runs."""
+    s, q = prompt.shape
+    rng = np.random.default_rng([seed, 0x9A1E])
+    i_s, i_q = rng.integers(0, s, (n_boot, s)), rng.integers(0, q, (n_boot, q))
+
+    def draws(m: np.ndarray) -> np.ndarray:
+        return m[i_s[:, :, None], i_q[:, None, :]].reshape(n_boot, -1)
+
+    p = draws(prompt)
+    rho = {name: float(paired_row_spearman(prompt.ravel(), m.ravel())[0]) for name, m in shifts.items()}
+    boots = {name: paired_row_spearman(p, draws(m)) for name, m in shifts.items()}
+    out = {f"pair_rho_{name}": v for name, v in rho.items()}
+    if "control" in shifts:
+        diff = boots["misaligned"] - boots["control"]
+        lo, hi = np.quantile(diff, [(1 - level) / 2, 1 - (1 - level) / 2]) if n_boot > 10 else (np.nan, np.nan)
+        out.update(pair_diff=rho["misaligned"] - rho["control"], pair_diff_ci_low=float(lo),
+                   pair_diff_ci_high=float(hi))
+    return {**out, "n_subsets": s, "n_questions": q, "n_boot": n_boot}
 
 
 def check_activations(base_train: np.ndarray, base_eval: np.ndarray, runs: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -84,8 +116,8 @@ def run_tables(base_train: np.ndarray, base_eval: np.ndarray, runs: dict[str, tu
     """The sweep (run × layer × k × raw/mean-removed overlap) and the per-(run, layer) shift table, from
     ``[n, L, d]`` activations aligned with ``layers`` (``runs[name] = (tuned_train, tuned_eval)``)."""
     check_activations(base_train, base_eval, runs)
-    n_train, d = len(base_train), base_train.shape[-1]
-    subsets = np.arange(n_train) % max(1, min(n_subsets, n_train))
+    d = base_train.shape[-1]
+    subsets = training_subsets(len(base_train), n_subsets)
     questions = np.asarray(eval_questions)
     nulls = {k: random_overlap_null(d, k, n_random, seed) for k in ks}
     sweep, shifts = [], []

@@ -2,7 +2,8 @@
 
 The comparison that decides the claim: the overlap of training- and eval-prompt shifts in the misaligned run
 minus the same overlap in the aligned-data control run, on shifts with the common (mean) component removed,
-with a paired bootstrap CI (training prompts and eval questions resampled; the same draw for both runs).
+with a paired bootstrap CI (training prompts and eval questions resampled; the same draw for both runs; the
+percentile interval re-centred on the estimate, since repeated prompts in a resample shift an overlap).
 
 The layer (and k) are chosen without peeking: ``layer_select="heldout"`` splits the eval *questions* in two
 halves (seeded); the half used for selection picks the (layer, k) with the largest misaligned − control
@@ -84,7 +85,11 @@ def compare_runs(grams: dict, n_train: int, rows: np.ndarray, questions: Sequenc
         diff = boots["misaligned"] - boots["control"] if "control" in grams else boots["misaligned"]
         diff = diff[np.isfinite(diff)]
         row["diff"] = row["overlap_misaligned"] - row.get("overlap_control", 0.0) if "control" in grams else float("nan")
-        lo, hi = np.quantile(diff, [0.025, 0.975]) if len(diff) > 10 else (np.nan, np.nan)
+        est = row["diff"] if "control" in grams else row["overlap_misaligned"]
+        # a resample repeats prompts, which shifts a subspace overlap (down, for a planted subspace): the
+        # percentile interval is re-centred on the estimate (its spread kept)
+        shift = est - np.median(diff) if len(diff) > 10 and np.isfinite(est) else 0.0
+        lo, hi = np.clip(np.quantile(diff, [0.025, 0.975]) + shift, -1.0, 1.0) if len(diff) > 10 else (np.nan, np.nan)
         key = "diff" if "control" in grams else "misaligned"
         row.update({f"{key}_ci_low": float(lo), f"{key}_ci_high": float(hi), "n_boot": len(diff)})
         out.append(row)
@@ -111,4 +116,4 @@ def specificity(d_train: dict[str, np.ndarray], d_eval: dict[str, np.ndarray], l
         how = ("chosen on a held-out half of the eval questions" if fixed is None else
                f"layer {fixed} fixed a priori, k chosen on a held-out half of the eval questions")
     tested = compare_runs(grams, n_train, test_rows, questions, layers.index(layer), k, n_boot, seed)
-    return {"selection": selection, "test": tested, "layer": layer, "k": k, "how": how}
+    return {"selection": selection, "test": tested, "layer": layer, "k": k, "how": how, "test_rows": test_rows}

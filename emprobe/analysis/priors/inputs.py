@@ -60,7 +60,8 @@ def _target_from_file(path: Path, thresholds) -> pd.DataFrame:
         col = "margin" if "margin" in table.summary.columns else "em_rate"
         if col not in table.summary.columns:
             raise DataError(f"{path}: score table summary has neither 'margin' nor 'em_rate'")
-        return table.summary[["question_id", col]].rename(columns={col: "target"}).assign(target_kind=col)
+        keep = ["question_id", col] + (["category"] if "category" in table.summary.columns else [])
+        return table.summary[keep].rename(columns={col: "target"}).assign(target_kind=col)
     if not path.is_file():
         raise DataError(f"{path}: no such score table or judged answers file")
     raw = read_table(path, "judged answers table")
@@ -130,6 +131,26 @@ def pair_table(target: Any, control: Any = None) -> pd.DataFrame | None:
         ctrl = control[[*keys, value_column(control, "control")]].set_axis([*keys, "control"], axis=1)
         out = out.merge(ctrl, on=keys)
     return out
+
+
+def question_categories(categories: Any, target: Any) -> pd.Series | None:
+    """Each question's category (topic) as a Series indexed by ``question_id``: from ``categories`` (a mapping,
+    Series, or DataFrame with ``question_id`` and ``category``), else from a ``category`` column of the target
+    table; ``None`` when neither gives one."""
+    src = categories
+    if src is None and isinstance(target, pd.DataFrame) and "category" in target.columns:
+        src = target
+    if src is None:
+        return None
+    if isinstance(src, dict):
+        src = pd.Series(src)
+    if isinstance(src, pd.DataFrame):
+        if not {"question_id", "category"} <= set(src.columns):
+            raise DataError(f"categories table needs question_id and category columns (has {list(src.columns)})")
+        src = src.drop_duplicates("question_id").set_index("question_id").category
+    if not isinstance(src, pd.Series):
+        raise ConfigError(f"categories must be a mapping, Series or DataFrame, got {type(src).__name__}")
+    return src.astype(str).rename_axis("question_id")
 
 
 def model_kind(model: dict[str, Any]) -> str | None:

@@ -1,4 +1,4 @@
-"""The shared statistics of every analysis (one place): tests, bootstrap, reliability, power; subspaces in
+"""The shared statistics of every analysis (one place): tests, bootstrap, reliability; subspaces in
 :mod:`emprobe.analysis.stats.subspace`."""
 
 from emprobe.analysis.stats.core import (
@@ -6,7 +6,6 @@ from emprobe.analysis.stats.core import (
     bootstrap_ci,
     covariate_null_targets,
     expanded_level,
-    min_detectable_rho,
     paired_row_spearman,
     partial_spearman,
     permutation_pvalue,
@@ -20,7 +19,7 @@ from emprobe.analysis.stats.core import (
 )
 
 __all__ = [
-    "auroc", "bootstrap_ci", "covariate_null_targets", "expanded_level", "min_detectable_rho",
+    "auroc", "bootstrap_ci", "covariate_null_targets", "expanded_level",
     "paired_row_spearman", "partial_spearman", "permutation_pvalue", "r2_score", "sign_flip_pvalue",
     "spearman", "spearman_brown", "split_half_reliability", "t_interval", "zscore_vs_null",
 ]

@@ -85,9 +85,11 @@ def sign_flip_pvalue(x: np.ndarray, n: int = 1000, seed: int = 0) -> float:
     return float((1 + (null >= obs - 1e-15).sum()) / (n + 1))
 
 
-# ---- reliability, power and partial correlation (priors / study) -------------------------------------
-def split_half_reliability(table, n_splits: int = 200, seed: int = 0, value: str | None = None) -> dict[str, float]:
-    """Split-half reliability of a per-question mean over its items, Spearman–Brown corrected.
+# ---- reliability and partial correlation (priors / study) -------------------------------------------
+def split_half_reliability(table, n_splits: int = 200, seed: int = 0, value: str | None = None,
+                           n_boot: int = 1000, level: float = 0.95) -> dict[str, float]:
+    """Split-half reliability of a per-question mean over its items, Spearman–Brown corrected, with a bootstrap
+    CI over questions.
 
     ``table``: a long DataFrame with ``question_id``, ``pair`` and one value column (``value``; by default
     the only numeric column besides those). Each split puts a random half of every question's pairs on
@@ -95,23 +97,17 @@ def split_half_reliability(table, n_splits: int = 200, seed: int = 0, value: str
     over ``n_splits`` splits, and ``reliability = 2 r / (1 + r)`` (Spearman–Brown; with an odd number of pairs
     the halves differ in size, and the same true-score model is solved for halves of ``h`` and ``m - h``
     pairs, which reduces to Spearman–Brown for equal halves). ``ceiling_rho = sqrt(reliability)`` bounds
-    how well any predictor can correlate with the (noisy) per-question target. Questions with fewer than
-    two pairs are skipped; with fewer than 3 splittable questions the figures are NaN.
+    how well any predictor can correlate with the (noisy) per-question target. The CI (``reliability_ci_low``,
+    ``reliability_ci_high``; percentile, ``n_boot`` resamples of the questions, each averaging the first 25
+    splits) is what a gate should use: at 30 questions the point estimate's SE is near 0.17; ``ceiling_rho_low``
+    is the ceiling at its lower end. Questions with fewer than two pairs are skipped; with fewer than 3
+    splittable questions the figures are NaN.
     """
-    df = table.copy()
-    if value is None:
-        cand = [c for c in df.columns if c not in ("question_id", "pair") and np.issubdtype(df[c].dtype, np.number)]
-        if len(cand) != 1:
-            raise ConfigError(f"split_half_reliability: name the value column (numeric columns: {cand})")
-        value = cand[0]
-    missing = {"question_id", "pair", value} - set(df.columns)
-    if missing:
-        raise ConfigError(f"reliability table lacks columns {sorted(missing)}")
-    vals = [g[value].to_numpy(float) for _, g in df.groupby("question_id", sort=True)]
-    vals = [v for v in vals if len(v) >= 2]
-    out = {"reliability": float("nan"), "split_half_r": float("nan"), "ceiling_rho": float("nan"),
-           "n_questions": len(vals), "pairs_per_question": float(np.median([len(v) for v in vals])) if vals else 0.0,
-           "n_splits": n_splits}
+    vals = _items_per_question(table, value)
+    nan = float("nan")
+    out = {"reliability": nan, "split_half_r": nan, "ceiling_rho": nan, "reliability_ci_low": nan,
+           "reliability_ci_high": nan, "ceiling_rho_low": nan, "n_questions": len(vals),
+           "pairs_per_question": float(np.median([len(v) for v in vals])) if vals else 0.0, "n_splits": n_splits}
     if len(vals) < 3:
         return out
     _finite(*vals)
@@ -121,14 +117,43 @@ def split_half_reliability(table, n_splits: int = 200, seed: int = 0, value: str
         order = rng.random((n_splits, len(v))).argsort(1)
         h = len(v) // 2
         halves[0, i], halves[1, i] = v[order[:, :h]].mean(1), v[order[:, h:]].mean(1)
-    a = halves[0] - halves[0].mean(0)
-    b = halves[1] - halves[1].mean(0)
-    den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
-    r = float(np.mean(np.divide((a * b).sum(0), den, out=np.zeros(n_splits), where=den > 0)))
     m = int(np.median([len(v) for v in vals]))
+    r = float(_half_r(halves, np.arange(len(vals))[None])[0])
     rel = spearman_brown(r, m // 2, m - m // 2)
     out.update(reliability=rel, split_half_r=r, ceiling_rho=float(np.sqrt(max(rel, 0.0))))
+    if n_boot:
+        idx = rng.integers(0, len(vals), (n_boot, len(vals)))
+        few = halves[:, :, :25]  # the bootstrap averages over fewer splits (their mean varies little)
+        boots = np.concatenate([_half_r(few, idx[i:i + 100]) for i in range(0, n_boot, 100)])
+        rels = np.array([spearman_brown(b, m // 2, m - m // 2) for b in boots])
+        lo, hi = np.nanquantile(rels, [(1 - level) / 2, 1 - (1 - level) / 2])
+        out.update(reliability_ci_low=float(lo), reliability_ci_high=float(hi),
+                   ceiling_rho_low=float(np.sqrt(max(lo, 0.0))))
     return out
+
+
+def _items_per_question(table, value: str | None) -> list[np.ndarray]:
+    """Every question's item values (questions with >= 2 items), from a long ``question_id, pair, value`` table."""
+    df = table
+    if value is None:
+        cand = [c for c in df.columns if c not in ("question_id", "pair") and np.issubdtype(df[c].dtype, np.number)]
+        if len(cand) != 1:
+            raise ConfigError(f"split_half_reliability: name the value column (numeric columns: {cand})")
+        value = cand[0]
+    missing = {"question_id", "pair", value} - set(df.columns)
+    if missing:
+        raise ConfigError(f"reliability table lacks columns {sorted(missing)}")
+    vals = [g[value].to_numpy(float) for _, g in df.groupby("question_id", sort=True)]
+    return [v for v in vals if len(v) >= 2]
+
+
+def _half_r(halves: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``[len(idx)]``: the split-half r averaged over splits, for each row of question indices ``idx``."""
+    a, b = halves[0][idx], halves[1][idx]  # [B, n_q, n_splits]
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    den = np.sqrt((a ** 2).sum(1) * (b ** 2).sum(1))
+    return np.divide((a * b).sum(1), den, out=np.zeros(den.shape), where=den > 0).mean(1)
 
 
 def spearman_brown(r: float, h1: int, h2: int) -> float:
@@ -146,31 +171,23 @@ def spearman_brown(r: float, h1: int, h2: int) -> float:
     return float(1 / (1 + lam / (h1 + h2)))
 
 
-def min_detectable_rho(n: int, alpha: float = 0.05, power: float = 0.5) -> float:
-    """The smallest rank correlation ``n`` items detect at one-sided level ``alpha`` with ``power``.
-
-    Fisher z with the Spearman variance ``1.06 / (n - 3)``: ``tanh((z_{1-alpha} + z_power) * se)``.
-    ``power=0.5`` gives the critical ρ (the observed value needed for p < alpha).
-    """
-    if n < 5:
-        return float("nan")
-    se = np.sqrt(1.06 / (n - 3))
-    return float(np.tanh((_st.norm.ppf(1 - alpha) + _st.norm.ppf(power)) * se))
-
-
 def partial_spearman(x: np.ndarray, y: np.ndarray, covariate: np.ndarray) -> np.ndarray | float:
-    """Rank partial correlation of ``x`` and ``y`` given ``covariate``: the Pearson correlation of their
-    ranks after regressing the covariate's ranks out of each. ``x``/``y`` may be ``[n_rows, n]`` (row-wise)."""
+    """Rank partial correlation of ``x`` and ``y`` given ``covariate`` (``[n]`` or ``[n, c]``: e.g. a base margin
+    and category indicators): the Pearson correlation of their ranks after regressing the covariates' ranks out
+    of each (ranking an indicator column is an affine map of it, so indicators enter as they are).
+    ``x``/``y`` may be ``[n_rows, n]`` (row-wise)."""
     one = np.ndim(x) == 1 and np.ndim(y) == 1
     x, y = np.atleast_2d(np.asarray(x, float)), np.atleast_2d(np.asarray(y, float))
     x, y = np.broadcast_arrays(x, y)
-    z = _st.rankdata(np.asarray(covariate, float))
-    z = (z - z.mean()) / (np.linalg.norm(z - z.mean()) or 1.0)
+    z = np.asarray(covariate, float)
+    z = _st.rankdata(z.reshape(len(z), -1), axis=0)
+    u, sv, _ = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    u = u[:, sv > 1e-9 * max(sv.max(), 1e-300)]  # orthonormal basis of the covariates (collinear ones dropped)
 
     def resid(a: np.ndarray) -> np.ndarray:
         r = _st.rankdata(a, axis=1)
         r = r - r.mean(1, keepdims=True)
-        return r - np.outer(r @ z, z)
+        return r - (r @ u) @ u.T
 
     rx, ry = resid(x), resid(y)
     den = np.linalg.norm(rx, axis=1) * np.linalg.norm(ry, axis=1)
@@ -180,9 +197,9 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariate: np.ndarray) -> np.
 
 def covariate_null_targets(y: np.ndarray, covariate: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``[n, len(y)]`` targets under "y depends on the covariate only" (Freedman–Lane): the covariate's
-    least-squares fit plus its residuals permuted."""
+    least-squares fit plus its residuals permuted (``covariate``: ``[len(y)]`` or ``[len(y), c]``)."""
     y, c = np.asarray(y, float), np.asarray(covariate, float)
-    design = np.c_[np.ones(len(y)), c]
+    design = np.c_[np.ones(len(y)), c.reshape(len(y), -1)]
     fit = design @ np.linalg.lstsq(design, y, rcond=None)[0]
     resid = y - fit
     rng = np.random.default_rng(seed)

@@ -13,7 +13,12 @@ units, and measures the effect with a confidence interval (over questions, and o
 
 A precondition that makes the test meaningless (``cannot_test``) forces "inconclusive" whatever the effect; one that
 only makes a null uninformative (``cannot_reject``: low reliability, low power) blocks "not supported" but lets a
-clear effect through.
+clear effect through; ``wide`` says why a CI that spans both 0 and the SESOI is that wide (too few questions, runs).
+
+A claim made of parts that must all hold (:func:`decide_all`) is supported when every part is and not supported when
+any part is; a claim of no difference in *every* comparison (:func:`decide_all_equivalent`) is supported when every
+TOST interval lies inside its ±SESOI (intersection–union: no correction needed) and not supported when some
+difference of at least the SESOI is shown after Holm's correction over the comparisons.
 
 >>> from emprobe.analysis.stats.verdict import Effect, decide
 >>> decide(Effect(0.30, 0.12, 0.48), sesoi=0.2).verdict
@@ -34,8 +39,10 @@ SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclu
 #: one sentence a report prints above the verdict table
 RULE = ("Each claim declares its smallest effect of interest (SESOI) before looking. Supported: the effect's CI "
         "excludes 0 in the claimed direction (equivalence claims: the 90% TOST interval lies inside ±SESOI). "
-        "Not supported: the CI lies below the SESOI, or an opposite effect is shown. Inconclusive: the data cannot "
-        "tell (reason given).")
+        "Not supported: the CI lies below the SESOI, or an opposite effect is shown (equivalence claims: a "
+        "difference of at least the SESOI is shown, Holm-corrected over the comparisons). Inconclusive: the data "
+        "cannot tell (reason given: too few questions or runs, reliability too low, no EM established). A claim "
+        "with several parts is supported only when every part is.")
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class Decision:
 
     verdict: str
     reason: str
+    about: str = ""  # the part or comparison that decided it (empty for a single effect)
 
     @property
     def supported(self) -> bool:
@@ -78,7 +86,8 @@ class Decision:
 
 
 def decide(effect: Effect, sesoi: float, *, direction: str = "greater", cannot_test: str | None = None,
-           cannot_reject: str | None = None, units: str = "", fmt: str = "+.3f") -> Decision:
+           cannot_reject: str | None = None, wide: str | None = None, units: str = "",
+           fmt: str = "+.3f") -> Decision:
     """Verdict for a claim that an effect exists in ``direction`` (``greater``: positive; ``less``: negative),
     with ``sesoi`` > 0 in the effect's units. See the module docstring for the rule."""
     if not sesoi > 0:
@@ -95,14 +104,14 @@ def decide(effect: Effect, sesoi: float, *, direction: str = "greater", cannot_t
     if e.ci_high < 0:
         return Decision(NOT_SUPPORTED, f"an effect of the opposite sign is shown: {shown}")
     if e.ci_low > 0 and e.ci_high >= sesoi:
-        return Decision(SUPPORTED, f"{shown} excludes 0 (SESOI {sesoi:g}{u})")
+        return Decision(SUPPORTED, f"{shown} excludes 0 (SESOI {sesoi:.4g}{u})")
     if e.ci_high < sesoi:
         if cannot_reject:
-            return Decision(INCONCLUSIVE, f"{shown} lies below the SESOI {sesoi:g}{u}, but {cannot_reject}")
+            return Decision(INCONCLUSIVE, f"{shown} lies below the SESOI {sesoi:.4g}{u}, but {cannot_reject}")
         small = "a real but negligible effect: " if e.ci_low > 0 else ""
-        return Decision(NOT_SUPPORTED, f"{small}{shown} lies below the SESOI {sesoi:g}{u}")
-    why = cannot_reject or "the CI is too wide to tell an effect of interest from none"
-    return Decision(INCONCLUSIVE, f"{shown} includes both 0 and the SESOI {sesoi:g}{u}: {why}")
+        return Decision(NOT_SUPPORTED, f"{small}{shown} lies below the SESOI {sesoi:.4g}{u}")
+    why = cannot_reject or wide or "the CI is too wide to tell an effect of interest from none"
+    return Decision(INCONCLUSIVE, f"{shown} includes both 0 and the SESOI {sesoi:.4g}{u}: {why}")
 
 
 def decide_equivalence(difference: Effect, tost: Effect, sesoi: float, *, cannot_test: str | None = None,
@@ -119,12 +128,60 @@ def decide_equivalence(difference: Effect, tost: Effect, sesoi: float, *, cannot
         return Decision(INCONCLUSIVE, "the difference or its CI could not be estimated")
     if -sesoi < tost.ci_low and tost.ci_high < sesoi:
         return Decision(SUPPORTED, f"the {tost.level:.0%} TOST interval [{tost.ci_low:{fmt}}, {tost.ci_high:{fmt}}] "
-                                   f"lies inside ±{sesoi:g}{u}")
+                                   f"lies inside ±{sesoi:.4g}{u}")
     excludes_zero = difference.ci_low > 0 or difference.ci_high < 0
     if excludes_zero and abs(difference.estimate) >= sesoi:
-        return Decision(NOT_SUPPORTED, f"a difference of {difference.text(fmt)} is at least the SESOI {sesoi:g}{u}")
+        return Decision(NOT_SUPPORTED, f"a difference of {difference.text(fmt)} is at least the SESOI {sesoi:.4g}{u}")
     return Decision(INCONCLUSIVE, f"the {tost.level:.0%} TOST interval [{tost.ci_low:{fmt}}, {tost.ci_high:{fmt}}] "
-                                  f"reaches past ±{sesoi:g}{u}, and no difference of that size is shown")
+                                  f"reaches past ±{sesoi:.4g}{u}, and no difference of that size is shown")
+
+
+def decide_all(parts: dict[str, Decision]) -> Decision:
+    """A claim whose ``parts`` must all hold: supported when every part is, not supported when any part is
+    (the first such part named), inconclusive otherwise (the undecided parts named)."""
+    if not parts:
+        raise ValueError("decide_all needs at least one part")
+    for name, d in parts.items():
+        if d.verdict == NOT_SUPPORTED:
+            return Decision(NOT_SUPPORTED, f"{name}: {d.reason}", name)
+    if all(d.supported for d in parts.values()):
+        return Decision(SUPPORTED, "; ".join(f"{n}: {d.reason}" for n, d in parts.items()))
+    open_ = {n: d for n, d in parts.items() if d.verdict == INCONCLUSIVE}
+    return Decision(INCONCLUSIVE, "; ".join(f"{n}: {d.reason}" for n, d in open_.items()), next(iter(open_)))
+
+
+def decide_all_equivalent(comparisons: dict[str, tuple[Effect, Effect, float, float]], *, alpha: float = 0.05,
+                          cannot_test: str | None = None, units: str = "", fmt: str = "+.3f") -> Decision:
+    """Verdict for "no difference in any comparison": ``comparisons[name] = (difference (95 % CI), TOST interval
+    (90 %), two-sided p of difference != 0, sesoi)``. Supported when every TOST interval lies inside its ±SESOI;
+    not supported when a difference of at least its SESOI has a Holm-adjusted p < ``alpha`` (the largest such
+    named); inconclusive otherwise (the comparison whose TOST interval reaches furthest past its SESOI named)."""
+    if cannot_test:
+        return Decision(INCONCLUSIVE, cannot_test)
+    if not comparisons:
+        return Decision(INCONCLUSIVE, "no comparison could be made")
+    if not all(d.finite and t.finite for d, t, _, _ in comparisons.values()):
+        bad = next(n for n, (d, t, _, _) in comparisons.items() if not (d.finite and t.finite))
+        return Decision(INCONCLUSIVE, f"{bad}: the difference or its CI could not be estimated", bad)
+    adj = holm({n: c[2] for n, c in comparisons.items()})
+    shown = {n: c for n, c in comparisons.items() if adj[n] < alpha and abs(c[0].estimate) >= c[3]}
+    if shown:
+        name = max(shown, key=lambda n: abs(shown[n][0].estimate) / shown[n][3])
+        d, _, _, sesoi = shown[name]
+        return Decision(NOT_SUPPORTED, f"{name}: a difference of {d.text(fmt)} (Holm p = {adj[name]:.3g}) is at least "
+                                       f"the SESOI {sesoi:.4g}{' ' + units if units else ''}", name)
+
+    def reach(c) -> float:  # how far the TOST interval reaches, in SESOI units
+        return max(abs(c[1].ci_low), abs(c[1].ci_high)) / c[3]
+
+    name = max(comparisons, key=lambda n: reach(comparisons[n]))
+    _, t, _, sesoi = comparisons[name]
+    u = f" {units}" if units else ""
+    box = f"the {t.level:.0%} TOST interval [{t.ci_low:{fmt}}, {t.ci_high:{fmt}}] of {name}"
+    if reach(comparisons[name]) < 1:
+        return Decision(SUPPORTED, f"every {t.level:.0%} TOST interval lies inside its ±SESOI (widest: {box} inside "
+                                   f"±{sesoi:.4g}{u})", name)
+    return Decision(INCONCLUSIVE, f"{box} reaches past ±{sesoi:.4g}{u}, and no difference of that size is shown", name)
 
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:
