@@ -151,18 +151,23 @@ def monitor_cmd(
 def explain_cmd(
     rises: Path = typer.Argument(..., help="per-(question, pair) rises table (a study's margins/rises.parquet)"),
     factors: Optional[Path] = typer.Option(None, help="per-question factors table (question_id + numeric columns)"),
+    prior_features: Optional[Path] = typer.Option(
+        None, help="per-question prior features (question_id + numeric columns, e.g. pre-fine-tuning activations): "
+                   "their ridge prediction is stacked as a factor, refit inside every fold"),
     answers: Optional[Path] = typer.Option(None, help="answers table (question_id, base, misaligned)"),
     n_permutations: int = typer.Option(1000, help="shuffles per permutation null"),
     reliability_splits: int = typer.Option(200, help="random half-splits of the pairs for the reliability"),
     alpha: float = typer.Option(1.0, help="ridge penalty (scale-free)"),
+    sesoi: float = typer.Option(0.10, help="smallest out-of-sample R² of interest (declared before looking)"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("analysis/explain"), help="output directory"),
 ) -> None:
     """Why EM hits some questions more: per-question factors' unique contributions vs the reliability ceiling."""
     from emprobe.analysis.explain.compute import explain
 
-    print_result(explain(rises, factors, answers=answers, n_permutations=n_permutations,
-                         reliability_splits=reliability_splits, alpha=alpha, seed=seed), out)
+    print_result(explain(rises, factors, prior_features=prior_features, answers=answers,
+                         n_permutations=n_permutations, reliability_splits=reliability_splits, alpha=alpha,
+                         sesoi=sesoi, seed=seed), out)
 
 
 COMMANDS = {"track": track_cmd, "priors": priors_cmd, "overlap": overlap_cmd, "dynamics": dynamics_cmd, "monitor": monitor_cmd, "explain": explain_cmd}
