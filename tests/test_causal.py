@@ -299,3 +299,21 @@ def test_steer_cli_bad_alpha_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.strip().count("\n") == 0, err
     assert "--alpha" in err and "'a'" in err and not (tmp_path / "o").exists()
+
+
+def test_steer_cli_reads_the_controls_from_the_directions_store(pair, fitted, tiny_model_dir, tmp_path, capsys):
+    from emprobe.cli import main
+
+    d, _ = fitted
+    d.save(tmp_path / "direction")  # its source records the store it was fit on (the controls come from there)
+    main(["steer", "--model", str(tiny_model_dir), "--direction", str(tmp_path / "direction"), "--alpha", "0,4",
+          "--n-questions", "2", "--n-random", "10", "--n-shuffled", "9", "--sesoi", "0.02", "--n-samples", "0",
+          "--out", str(tmp_path / "s")])
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert s["n_controls"] == 19 and s["sesoi"] == 0.02 and s["provenance"] == "disjoint" and "rank_p" in s
+    assert "variance-matched controls" in " ".join(capsys.readouterr().out.lower().split())
+    with pytest.raises(SystemExit) as e:  # too few controls: one line, nothing written
+        main(["steer", "--model", str(tiny_model_dir), "--direction", str(tmp_path / "direction"), "--n-random", "5",
+              "--n-shuffled", "5", "--out", str(tmp_path / "s2")])
+    assert e.value.code == 2 and "at least 19 control directions" in capsys.readouterr().err
+    assert not (tmp_path / "s2").exists()

@@ -20,8 +20,10 @@ def patch_cmd(
     layers: str = typer.Option("0:30:3", help="layers to patch: 'all', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'"),
     spans: str = typer.Option("last_prompt,prompt", help="positions to patch: last_prompt and/or prompt"),
     n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
+    min_fraction: float = typer.Option(0.25, help="smallest share of the gap restored that counts (the SESOI)"),
     batch_size: int = typer.Option(8),
-    seed: int = typer.Option(0, help="seed of the control's shuffles and the bootstrap"),
+    seed: int = typer.Option(0, help="seed of the question halves (cells chosen on one, measured on the other) and "
+                                     "of the control's choice of another question"),
     out: Path = typer.Option(Path("analysis/patch"), help="output directory"),
     threads: Optional[int] = threads_option(),
 ) -> None:
@@ -30,7 +32,8 @@ def patch_cmd(
 
     apply_threads(threads)
     print_result(patch(model, str(adapter), questions, layers=layers, spans=[s for s in spans.split(",") if s],
-                       n_questions=n_questions or None, batch_size=batch_size, seed=seed), out)
+                       n_questions=n_questions or None, min_fraction=min_fraction, batch_size=batch_size,
+                       seed=seed), out)
 
 
 def steer_cmd(
@@ -41,7 +44,13 @@ def steer_cmd(
     adapter: Optional[Path] = typer.Option(None, help="optional LoRA checkpoint"),
     questions: str = questions_option(help="question set with reference answers"),
     raw: bool = typer.Option(False, help="add the raw direction instead of the unit vector"),
-    n_random: int = typer.Option(5, help="random directions of the same norm (>= 5)"),
+    activations: Optional[Path] = typer.Option(
+        None, help="labelled activation store the controls are drawn from (default: the direction's own store)"),
+    n_random: int = typer.Option(10, help="control directions drawn from the activations' covariance"),
+    n_shuffled: int = typer.Option(10, help="control mean differences with shuffled labels (with --n-random: >= 19)"),
+    sesoi: float = typer.Option(0.05, help="smallest margin shift at the largest alpha that counts (nats/token)"),
+    allow_overlap: bool = typer.Option(False, help="score questions the direction was fit on (circular: the verdict "
+                                                   "becomes inconclusive)"),
     n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
     n_samples: int = typer.Option(3, help="answers sampled at alpha 0 and the largest alpha (0 = none)"),
     batch_size: int = typer.Option(8),
@@ -49,13 +58,14 @@ def steer_cmd(
     out: Path = typer.Option(Path("analysis/steer"), help="output directory"),
     threads: Optional[int] = threads_option(),
 ) -> None:
-    """Add alpha * direction at a layer (all positions), sweep alpha, compare with random directions."""
+    """Add alpha * direction at a layer (all positions), sweep alpha, compare with variance-matched control directions."""
     from emprobe.analysis.steer.compute import steer
 
     alphas = floats(alpha, "--alpha")
     apply_threads(threads)
-    print_result(steer(model, str(direction), questions, layer=layer, alphas=alphas, unit=not raw,
-                       n_random=n_random, n_questions=n_questions or None, n_samples=n_samples,
+    print_result(steer(model, str(direction), questions, activations=str(activations) if activations else None,
+                       layer=layer, alphas=alphas, unit=not raw, n_random=n_random, n_shuffled=n_shuffled,
+                       sesoi=sesoi, allow_overlap=allow_overlap, n_questions=n_questions or None, n_samples=n_samples,
                        batch_size=batch_size, seed=seed, adapter=str(adapter) if adapter else None), out)
 
 
@@ -65,7 +75,15 @@ def ablate_cmd(
     model: str = model_option("base model (alias, hub id or directory)"),
     questions: str = questions_option(help="off-domain question set"),
     heldout: str = typer.Option("builtin:risky-finance-heldout", help="in-domain held-out question set"),
-    n_random: int = typer.Option(5, help="random directions (>= 5)"),
+    reference: Optional[Path] = typer.Option(
+        None, help="the aligned-data control's checkpoint to compare with (default: the base model)"),
+    activations: Optional[Path] = typer.Option(
+        None, help="labelled activation store the controls are drawn from (default: the direction's own store)"),
+    n_random: int = typer.Option(10, help="control directions drawn from the activations' covariance"),
+    n_shuffled: int = typer.Option(10, help="control mean differences with shuffled labels (with --n-random: >= 19)"),
+    min_fraction: float = typer.Option(0.25, help="smallest share of the gap removed that counts (the SESOI)"),
+    allow_overlap: bool = typer.Option(False, help="score questions the direction was fit on (circular: the verdict "
+                                                   "becomes inconclusive)"),
     n_questions: int = typer.Option(12, help="questions to use per set (0 = all)"),
     n_samples: int = typer.Option(3, help="answers sampled with and without the ablation (0 = none)"),
     batch_size: int = typer.Option(8),
@@ -73,11 +91,15 @@ def ablate_cmd(
     out: Path = typer.Option(Path("analysis/ablate"), help="output directory"),
     threads: Optional[int] = threads_option(),
 ) -> None:
-    """Project the direction out at every layer of the fine-tuned model; off-domain gain vs in-domain cost."""
+    """Project the direction out at every layer of the fine-tuned and the reference model: difference-in-differences
+    of their margin gap against variance-matched control directions, and the in-domain cost."""
     from emprobe.analysis.ablate.compute import ablate
 
     apply_threads(threads)
-    print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout, n_random=n_random,
+    print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout,
+                        reference=str(reference) if reference else None,
+                        activations=str(activations) if activations else None, n_random=n_random,
+                        n_shuffled=n_shuffled, min_fraction=min_fraction, allow_overlap=allow_overlap,
                         n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size, seed=seed),
                  out)
 
