@@ -13,6 +13,24 @@ import typer
 from emprobe.cli.common import apply_threads, floats, model_option, print_result, questions_option, threads_option
 
 
+def _activations_option():
+    return typer.Option(None, help="labelled activation store the controls are drawn from (default: the direction's "
+                                   "own store)")
+
+
+def _n_random_option():
+    return typer.Option(10, help="control directions drawn from the activations' covariance")
+
+
+def _n_shuffled_option():
+    return typer.Option(10, help="control mean differences with shuffled labels (with --n-random: >= 19)")
+
+
+def _overlap_option():
+    return typer.Option(False, help="score questions the direction was fit on (circular: the verdict becomes "
+                                    "inconclusive)")
+
+
 def patch_cmd(
     adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint (or full fine-tuned model) directory"),
     model: str = model_option("base model (alias, hub id or directory)"),
@@ -44,13 +62,11 @@ def steer_cmd(
     adapter: Optional[Path] = typer.Option(None, help="optional LoRA checkpoint"),
     questions: str = questions_option(help="question set with reference answers"),
     raw: bool = typer.Option(False, help="add the raw direction instead of the unit vector"),
-    activations: Optional[Path] = typer.Option(
-        None, help="labelled activation store the controls are drawn from (default: the direction's own store)"),
-    n_random: int = typer.Option(10, help="control directions drawn from the activations' covariance"),
-    n_shuffled: int = typer.Option(10, help="control mean differences with shuffled labels (with --n-random: >= 19)"),
+    activations: Optional[Path] = _activations_option(),
+    n_random: int = _n_random_option(),
+    n_shuffled: int = _n_shuffled_option(),
     sesoi: float = typer.Option(0.05, help="smallest margin shift at the largest alpha that counts (nats/token)"),
-    allow_overlap: bool = typer.Option(False, help="score questions the direction was fit on (circular: the verdict "
-                                                   "becomes inconclusive)"),
+    allow_overlap: bool = _overlap_option(),
     n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
     n_samples: int = typer.Option(3, help="answers sampled at alpha 0 and the largest alpha (0 = none)"),
     batch_size: int = typer.Option(8),
@@ -77,13 +93,11 @@ def ablate_cmd(
     heldout: str = typer.Option("builtin:risky-finance-heldout", help="in-domain held-out question set"),
     reference: Optional[Path] = typer.Option(
         None, help="the aligned-data control's checkpoint to compare with (default: the base model)"),
-    activations: Optional[Path] = typer.Option(
-        None, help="labelled activation store the controls are drawn from (default: the direction's own store)"),
-    n_random: int = typer.Option(10, help="control directions drawn from the activations' covariance"),
-    n_shuffled: int = typer.Option(10, help="control mean differences with shuffled labels (with --n-random: >= 19)"),
+    activations: Optional[Path] = _activations_option(),
+    n_random: int = _n_random_option(),
+    n_shuffled: int = _n_shuffled_option(),
     min_fraction: float = typer.Option(0.25, help="smallest share of the gap removed that counts (the SESOI)"),
-    allow_overlap: bool = typer.Option(False, help="score questions the direction was fit on (circular: the verdict "
-                                                   "becomes inconclusive)"),
+    allow_overlap: bool = _overlap_option(),
     n_questions: int = typer.Option(12, help="questions to use per set (0 = all)"),
     n_samples: int = typer.Option(3, help="answers sampled with and without the ablation (0 = none)"),
     batch_size: int = typer.Option(8),
