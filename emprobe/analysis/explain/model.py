@@ -61,6 +61,8 @@ class FactorModel:
         ops = (self.ops if ops is None else ops) if prior else None
         y2 = np.atleast_2d(np.asarray(y, np.float64))
         b = max(len(y2), x.shape[0] if x.ndim == 3 else 1, ops.shape[0] if ops is not None and ops.ndim == 4 else 1)
+        if not len(y2):
+            return np.zeros((0, y2.shape[1]))
         y2 = np.broadcast_to(y2, (b, y2.shape[1]))
         n = y2.shape[1]
         step, out = max(1, int(CHUNK // (n * n * (x.shape[-1] + 1)))), []
@@ -127,6 +129,9 @@ def _above_null(r2: float, lo: float, hi: float, null: np.ndarray) -> dict[str, 
 def _drop_one(fm: FactorModel, j: int, y: np.ndarray, perms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predictions without factor ``j``, and with it shuffled by each row of ``perms`` (its column, or for the
     prior factor its features' rows)."""
+    if not len(perms):
+        return fm.predict(y, x=np.delete(fm.x, j, axis=1) if fm.all_names[j] != PRIOR else None,
+                          prior=fm.all_names[j] != PRIOR)[0], np.zeros((0, len(y)))
     if fm.all_names[j] == PRIOR:
         return fm.predict(y, prior=False)[0], fm.predict_shuffled_prior(y, perms)
     shuffled = np.repeat(fm.x[None], len(perms), axis=0)
