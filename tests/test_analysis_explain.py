@@ -1,5 +1,7 @@
-"""`explain` on planted data both ways: a planted factor is credited (and nothing when the target is shuffled),
-the target's reliability matches its known value, and per-question EM agrees across datasets only when shared."""
+"""`explain` on planted data: the nested estimator against brute force (no held-out target reaches its own training
+rows), a planted factor (and planted prior features) credited, the three verdicts (effect → supported, none at a
+large n → not supported, weak → inconclusive), a null with a stacked prior factor whose permutation p is uniform,
+the reliability at its known value, and per-question EM agreeing across datasets only when shared."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import pandas as pd
 import pytest
 
 from emprobe.analysis.explain import ExplainResult, explain
-from emprobe.analysis.explain.model import loqo_ridge_batch, standardise
-from emprobe.analysis.priors.loqo import loqo_ridge_operator
-from emprobe.errors import DataError
+from emprobe.analysis.explain.model import FactorModel, model_fit
+from emprobe.analysis.explain.nested import fold_designs, nested_predict, prior_column, prior_operators
+from emprobe.errors import ConfigError, DataError
 
 N_Q, N_PERM = 60, 200
 CATS = ["wishes", "power", "health", "money"]
@@ -31,35 +33,94 @@ def _rises(per_q: np.ndarray, pair_sd: float, n_pairs: int, rng, qids=None, data
     return df.assign(dataset=dataset) if dataset is not None else df
 
 
-def _planted(seed: int = 0):
+def _planted(seed: int = 0, n: int = N_Q, strength: float = 0.8):
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal(N_Q)
-    rises = _rises(0.8 * z, 0.5, 3, rng)
+    z = rng.standard_normal(n)
+    rises = _rises(strength * z, 0.5, 3, rng)
     qids = sorted(rises.question_id.unique())
-    factors = pd.DataFrame({"question_id": qids, "planted": z, "noise_a": rng.standard_normal(N_Q),
-                            "noise_b": rng.standard_normal(N_Q)})
+    factors = pd.DataFrame({"question_id": qids, "planted": z, "noise_a": rng.standard_normal(n),
+                            "noise_b": rng.standard_normal(n)})
     return rises, factors
 
 
-def test_primal_batch_matches_the_priors_operator():
+def _ridge(xt, yt, lam):
+    mu, ym = xt.mean(0), yt.mean()
+    beta = np.linalg.solve((xt - mu).T @ (xt - mu) + lam * np.eye(xt.shape[1]), (xt - mu).T @ (yt - ym))
+    return lambda x: ym + (x - mu) @ beta
+
+
+# ---- the nested estimator ----------------------------------------------------------------------------
+def test_prior_operators_are_exact_nested_fits():
+    rng = np.random.default_rng(0)
+    n = 10
+    x, y = rng.standard_normal((n, 6)), rng.standard_normal(n)
+    ops = prior_operators(x @ x.T, 1.0)
+    for i in range(n):
+        train = [t for t in range(n) if t != i]
+        xc = x[train] - x[train].mean(0)
+        lam = np.trace(xc @ xc.T) / (n - 1)  # the fold's penalty, held fixed inside it
+        col = ops[i] @ y
+        assert (ops[i][:, i] == 0).all()  # the held-out target never enters its own fold
+        assert col[i] == pytest.approx(_ridge(x[train], y[train], lam)(x[i]), abs=1e-9)
+        for j in train:  # each training row: its leave-one-out prediction within the fold
+            inner = [t for t in train if t != j]
+            assert col[j] == pytest.approx(_ridge(x[inner], y[inner], lam)(x[j]), abs=1e-9)
+
+
+def test_nested_predict_standardises_inside_each_fold():
     rng = np.random.default_rng(1)
-    x, y = standardise(rng.standard_normal((30, 4))), rng.standard_normal(30)
-    ref = loqo_ridge_operator(x, np.arange(30), 0.7) @ y
-    assert np.allclose(loqo_ridge_batch(x[None], y, 0.7)[0], ref, atol=1e-10)
+    n = 12
+    f, xp, y = rng.standard_normal((n, 3)) * [1, 5, 20], rng.standard_normal((n, 4)), rng.standard_normal(n)
+    ops = prior_operators(xp @ xp.T)
+    pred = nested_predict(fold_designs(f, 1, prior_column(ops, y[None])), y[None], 1.0)[0]
+    for i in range(n):
+        train = [t for t in range(n) if t != i]
+        d = np.c_[f, ops[i] @ y]
+        z = (d - d[train].mean(0)) / d[train].std(0)  # training rows' mean and sd only
+        assert pred[i] == pytest.approx(_ridge(z[train], y[train], 4.0)(z[i]), abs=1e-9)
 
 
+def test_no_held_out_target_reaches_its_own_prediction():
+    rng = np.random.default_rng(2)
+    n = 15
+    xp = rng.standard_normal((n, 30))
+    fm = FactorModel(rng.standard_normal((n, 2)), ("a", "b"), xp @ xp.T)
+    y = rng.standard_normal(n)
+    pred = fm.predict(y)[0]
+    for i in (0, 7, 14):
+        moved = y.copy()
+        moved[i] += 100.0
+        assert fm.predict(moved)[0][i] == pytest.approx(pred[i], abs=1e-8)
+
+
+def test_null_with_a_stacked_prior_factor_has_a_uniform_permutation_p():
+    """The issue's leak: a prior prediction stacked from the real target gave p < 0.05 in 19 % of pure-noise
+    runs. Nested, the model's permutation p is uniform: ≤ 7 % below 0.05 over 150 simulated nulls."""
+    rng = np.random.default_rng(20260601)
+    n, sims = 24, 150
+    ps = []
+    for s in range(sims):
+        xp = rng.standard_normal((n, 40))
+        fm = FactorModel(rng.standard_normal((n, 3)), ("base", "a", "b"), xp @ xp.T)
+        ps.append(model_fit(fm, rng.standard_normal(n), n_permutations=99, n_boot=0, seed=s)["p_permutation"])
+    ps = np.array(ps)
+    assert (ps < 0.05).mean() <= 0.07
+    assert 0.35 < np.median(ps) < 0.65 and (ps < 0.5).mean() == pytest.approx(0.5, abs=0.12)
+
+
+# ---- verdicts on planted data ---------------------------------------------------------------------------
 def test_planted_factor_is_ranked_first_and_supported(tmp_path):
     rises, factors = _planted()
     answers = pd.DataFrame({"question_id": factors.question_id, "base": "no", "misaligned": "yes"})
     res = explain(rises, factors, answers=answers, n_permutations=N_PERM, reliability_splits=100)
     assert isinstance(res, ExplainResult)
     top = res.factors.iloc[0]
-    assert top.factor == "planted" and top.ci_low > 0.3 and top.p_permutation < 0.01 and top.delta_r2 > top.null_95
+    assert top.factor == "planted" and top.ci_low > 0.3 and top.p_holm < 0.02 and top.delta_r2 > top.null_95
+    assert (res.factors.p_holm >= res.factors.p_permutation).all()
     assert (res.factors.set_index("factor").drop("planted").ci_low < 0.05).all()
-    assert res.model["r2"] > 0.5 and res.model["p_permutation"] < 0.01
+    assert res.model["r2"] > 0.5 and res.model["r2_ci_low"] > 0.3 and res.model["p_permutation"] < 0.01
     # per-pair noise sd 0.5 over 3 pairs vs per-question sd 0.8: reliability ~ 0.64 / (0.64 + 0.25 / 3) = 0.88
     assert res.reliability["reliability"] == pytest.approx(0.88, abs=0.08)
-    assert res.model["r2"] <= res.reliability["reliability"] + 0.05
     v = res.verdict()
     assert v.verdict == "supported" and "planted" in v.reason
     q = res.questions
@@ -67,6 +128,7 @@ def test_planted_factor_is_ranked_first_and_supported(tmp_path):
     assert (q.em_rise_ci_low < q.em_rise).all() and (q.em_rise < q.em_rise_ci_high).all() and (q.n_pairs == 3).all()
     assert len(res.worst) == 5 and (res.worst.answer_misaligned == "yes").all()
     assert set(res.categories.category) == set(CATS) and res.model["category_p"] > 0.01  # no category effect planted
+    assert abs(res.factors.set_index("factor").rho_control["planted"]) < 0.35  # the control's change: generic only
     f = res.findings()
     assert f[0].startswith("Per-question EM-specific rise over 60 questions") and "planted +" in f[2]
     out = res.save(tmp_path / "explain")
@@ -74,6 +136,43 @@ def test_planted_factor_is_ranked_first_and_supported(tmp_path):
     assert summary["verdict"]["verdict"] == "supported" and summary["top_factor"] == "planted"
     assert {p.name for p in out.iterdir()} >= {"table.parquet", "factors.parquet", "categories.parquet",
                                                 "worst.parquet", "plot.png", "summary.txt"}
+
+
+def test_planted_prior_features_are_credited_through_the_nested_fit():
+    rises, factors = _planted(3)
+    rng = np.random.default_rng(3)
+    prior = pd.DataFrame(rng.standard_normal((N_Q, 40)), index=factors.question_id)
+    prior[0] += 3 * factors.planted.to_numpy()  # the signal sits in the prior features only
+    res = explain(rises, factors[["question_id", "noise_a"]], prior_features=prior, n_permutations=100,
+                  reliability_splits=50)
+    top = res.factors.iloc[0]
+    assert top.factor == "prior_prediction" and top.ci_low > 0 and top.p_holm < 0.05
+    assert res.verdict().verdict == "supported" and "prior_prediction" in res.meta["factors"]
+    assert "prior_prediction" in res.questions.columns
+
+
+def test_no_effect_at_a_large_n_is_not_supported():
+    rng = np.random.default_rng(5)
+    n = 200
+    rises = _rises(rng.standard_normal(n), 0.5, 3, rng)  # reliable per-question EM, unrelated to the factors
+    factors = pd.DataFrame({"question_id": sorted(rises.question_id.unique()), "a": rng.standard_normal(n),
+                            "b": rng.standard_normal(n)})
+    res = explain(rises, factors, n_permutations=100, reliability_splits=20)
+    n_ = res.numbers()  # raw LOQO R² is biased below 0; above its shuffled-target mean the CI straddles 0
+    assert n_["r2_above_null_ci_low"] < 0 < n_["r2_above_null_ci_high"] < 0.10 and res.credited().empty
+    assert res.verdict().verdict == "not supported" and "below the SESOI" in res.verdict().reason
+
+
+def test_weak_effect_is_inconclusive():
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal(40)  # a reliable per-question EM (reliability ~0.98), the factor explains ~8 % of it
+    rises = _rises(0.3 * z + rng.standard_normal(40), 0.3, 3, rng)
+    res = explain(rises, pd.DataFrame({"question_id": sorted(rises.question_id.unique()), "planted": z}),
+                  n_permutations=N_PERM, reliability_splits=50)
+    n_ = res.numbers()
+    assert n_["reliability"] > 0.9 and n_["r2_above_null_ci_low"] < 0 < 0.10 < n_["r2_above_null_ci_high"]
+    v = res.verdict()
+    assert v.verdict == "inconclusive" and "includes both 0 and the SESOI" in v.reason
 
 
 def test_shuffled_target_credits_nothing():
@@ -86,8 +185,7 @@ def test_shuffled_target_credits_nothing():
     # a useless factor costs out-of-sample R² (ΔR² slightly below 0): nothing is credited
     assert planted.ci_low <= 0 and planted.delta_r2 < 0.02 and planted.p_permutation > 0.05
     assert res.credited().empty and res.model["p_permutation"] > 0.05
-    assert res.verdict().verdict == "not supported"  # the shuffled target is still reliable across its pairs
-    assert res.reliability["ceiling_rho"] > 0.5
+    assert res.verdict().verdict != "supported"
 
 
 def test_noisy_target_is_inconclusive_and_said_first():
@@ -130,6 +228,10 @@ def test_bad_inputs_are_one_line_errors():
         explain(rises.drop(columns="em_rise"))
     with pytest.raises(DataError, match="factor 'planted' is missing for 1 question"):
         explain(rises, factors.iloc[1:], n_permutations=10)
+    with pytest.raises(ConfigError, match="prior_features"):  # a stacked prediction from outside leaks the target
+        explain(rises, factors.assign(prior_prediction=factors.planted), n_permutations=10)
+    with pytest.raises(ConfigError, match="sesoi"):
+        explain(rises, factors, sesoi=0.0)
 
 
 def test_cli_explain_writes_the_result(tmp_path, capsys):
@@ -138,20 +240,15 @@ def test_cli_explain_writes_the_result(tmp_path, capsys):
     rises, factors = _planted()
     rises.to_parquet(tmp_path / "rises.parquet", index=False)
     factors.to_csv(tmp_path / "factors.csv", index=False)
+    prior = pd.DataFrame(np.random.default_rng(0).standard_normal((N_Q, 5)), columns=list("abcde"))
+    prior.insert(0, "question_id", factors.question_id)
+    prior.to_parquet(tmp_path / "prior.parquet", index=False)
     main(["explain", str(tmp_path / "rises.parquet"), "--factors", str(tmp_path / "factors.csv"),
+          "--prior-features", str(tmp_path / "prior.parquet"), "--sesoi", "0.05",
           "--n-permutations", "50", "--reliability-splits", "20", "--out", str(tmp_path / "ex")])
     summary = json.loads((tmp_path / "ex" / "summary.json").read_text())
     assert summary["top_factor"] == "planted" and "Per-question EM-specific rise" in capsys.readouterr().out
+    assert summary["sesoi"] == 0.05 and "p_holm_prior_prediction" in summary
     with pytest.raises(SystemExit) as e:
         main(["explain", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "ex2")])
     assert e.value.code == 2 and "no such rises table" in capsys.readouterr().err
-
-
-def test_weighted_batch_holds_bootstrap_copies_out_together():
-    rng = np.random.default_rng(6)
-    x, y = standardise(rng.standard_normal((12, 3))), rng.standard_normal(12)
-    counts = np.bincount(rng.integers(0, 12, 12), minlength=12).astype(float)
-    rows = np.repeat(np.arange(12), counts.astype(int))  # the resample as expanded rows, grouped by question
-    ref = loqo_ridge_operator(x[rows], rows, 1.0) @ y[rows]
-    got = loqo_ridge_batch(x, y, 1.0, counts[None])[0]
-    assert np.allclose(got[rows], ref, atol=1e-9)

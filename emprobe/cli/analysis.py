@@ -209,10 +209,14 @@ def explain_cmd(
                                                       "against it on --questions (ep.margins)"),
     questions: str = questions_option(),
     factors: Optional[Path] = typer.Option(None, help="per-question factors table (question_id + numeric columns)"),
+    prior_features: Optional[Path] = typer.Option(
+        None, help="per-question prior features (question_id + numeric columns, e.g. pre-fine-tuning activations): "
+                   "their ridge prediction is stacked as a factor, refit inside every fold"),
     answers: Optional[Path] = typer.Option(None, help="answers table (question_id, base, misaligned)"),
     n_permutations: int = typer.Option(1000, help="shuffles per permutation null"),
     reliability_splits: int = typer.Option(200, help="random half-splits of the pairs for the reliability"),
     alpha: float = typer.Option(1.0, help="ridge penalty (scale-free)"),
+    sesoi: float = typer.Option(0.10, help="smallest out-of-sample R² of interest (declared before looking)"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("analysis/explain"), help="output directory"),
     overwrite: bool = overwrite_option(),
@@ -226,9 +230,9 @@ def explain_cmd(
     guard_out(out, overwrite)
     from emprobe.analysis.explain.compute import explain
 
-    print_result(explain(rises, factors, control=control, questions=questions, answers=answers,
-                         n_permutations=n_permutations, reliability_splits=reliability_splits, alpha=alpha,
-                         seed=seed), out, overwrite)
+    print_result(explain(rises, factors, control=control, questions=questions, prior_features=prior_features,
+                         answers=answers, n_permutations=n_permutations, reliability_splits=reliability_splits,
+                         alpha=alpha, sesoi=sesoi, seed=seed), out, overwrite)
 
 
 COMMANDS = {"track": track_cmd, "priors": priors_cmd, "overlap": overlap_cmd, "dynamics": dynamics_cmd, "monitor": monitor_cmd, "explain": explain_cmd}

@@ -15,6 +15,24 @@ from emprobe.cli.common import (apply_threads, check_threads, floats, guard_out,
 from emprobe.validate import check_args, check_as
 
 
+def _activations_option():
+    return typer.Option(None, help="labelled activation store the controls are drawn from (default: the direction's "
+                                   "own store)")
+
+
+def _n_random_option():
+    return typer.Option(10, help="control directions drawn from the activations' covariance")
+
+
+def _n_shuffled_option():
+    return typer.Option(10, help="control mean differences with shuffled labels (with --n-random: >= 19)")
+
+
+def _overlap_option():
+    return typer.Option(False, help="score questions the direction was fit on (circular: the verdict becomes "
+                                    "inconclusive)")
+
+
 def patch_cmd(
     adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint (or full fine-tuned model) directory"),
     model: str = model_option("base model (alias, hub id or directory)"),
@@ -22,8 +40,10 @@ def patch_cmd(
     layers: str = typer.Option("0:30:3", help="layers to patch: 'all', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'"),
     spans: str = typer.Option("last_prompt,prompt", help="positions to patch: last_prompt and/or prompt"),
     n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
+    min_fraction: float = typer.Option(0.25, help="smallest share of the gap restored that counts (the SESOI)"),
     batch_size: int = typer.Option(8),
-    seed: int = typer.Option(0, help="seed of the control's shuffles and the bootstrap"),
+    seed: int = typer.Option(0, help="seed of the question halves (cells chosen on one, measured on the other) and "
+                                     "of the control's choice of another question"),
     out: Path = typer.Option(Path("analysis/patch"), help="output directory"),
     overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
@@ -37,7 +57,8 @@ def patch_cmd(
 
     apply_threads(threads)
     print_result(patch(model, str(adapter), questions, layers=layers, spans=[s for s in spans.split(",") if s],
-                       n_questions=n_questions or None, batch_size=batch_size, seed=seed), out, overwrite)
+                       n_questions=n_questions or None, min_fraction=min_fraction, batch_size=batch_size,
+                       seed=seed), out, overwrite)
 
 
 def steer_cmd(
@@ -48,7 +69,11 @@ def steer_cmd(
     adapter: Optional[Path] = typer.Option(None, help="optional LoRA checkpoint"),
     questions: str = questions_option(help="question set with reference answers"),
     raw: bool = typer.Option(False, help="add the raw direction instead of the unit vector"),
-    n_random: int = typer.Option(5, help="random directions of the same norm (>= 5)"),
+    activations: Optional[Path] = _activations_option(),
+    n_random: int = _n_random_option(),
+    n_shuffled: int = _n_shuffled_option(),
+    sesoi: float = typer.Option(0.05, help="smallest margin shift at the largest alpha that counts (nats/token)"),
+    allow_overlap: bool = _overlap_option(),
     n_questions: int = typer.Option(12, help="questions to use (0 = all)"),
     n_samples: int = typer.Option(3, help="answers sampled at alpha 0 and the largest alpha (0 = none)"),
     batch_size: int = typer.Option(8),
@@ -57,7 +82,7 @@ def steer_cmd(
     overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
-    """Add alpha * direction at a layer (all positions), sweep alpha, compare with random directions."""
+    """Add alpha * direction at a layer (all positions), sweep alpha, compare with variance-matched control directions."""
     alphas = floats(alpha, "--alpha")
     check_threads(threads)
     check_args(direction=direction, model=model, adapter=adapter, questions=questions, n_random=n_random,
@@ -66,8 +91,9 @@ def steer_cmd(
     from emprobe.analysis.steer.compute import steer
 
     apply_threads(threads)
-    print_result(steer(model, str(direction), questions, layer=layer, alphas=alphas, unit=not raw,
-                       n_random=n_random, n_questions=n_questions or None, n_samples=n_samples,
+    print_result(steer(model, str(direction), questions, activations=str(activations) if activations else None,
+                       layer=layer, alphas=alphas, unit=not raw, n_random=n_random, n_shuffled=n_shuffled,
+                       sesoi=sesoi, allow_overlap=allow_overlap, n_questions=n_questions or None, n_samples=n_samples,
                        batch_size=batch_size, seed=seed, adapter=str(adapter) if adapter else None), out, overwrite)
 
 
@@ -77,7 +103,13 @@ def ablate_cmd(
     model: str = model_option("base model (alias, hub id or directory)"),
     questions: str = questions_option(help="off-domain question set"),
     heldout: str = typer.Option("builtin:risky-finance-heldout", help="in-domain held-out question set"),
-    n_random: int = typer.Option(5, help="random directions (>= 5)"),
+    reference: Optional[Path] = typer.Option(
+        None, help="the aligned-data control's checkpoint to compare with (default: the base model)"),
+    activations: Optional[Path] = _activations_option(),
+    n_random: int = _n_random_option(),
+    n_shuffled: int = _n_shuffled_option(),
+    min_fraction: float = typer.Option(0.25, help="smallest share of the gap removed that counts (the SESOI)"),
+    allow_overlap: bool = _overlap_option(),
     n_questions: int = typer.Option(12, help="questions to use per set (0 = all)"),
     n_samples: int = typer.Option(3, help="answers sampled with and without the ablation (0 = none)"),
     batch_size: int = typer.Option(8),
@@ -86,17 +118,22 @@ def ablate_cmd(
     overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
-    """Project the direction out at every layer of the fine-tuned model; off-domain gain vs in-domain cost."""
+    """Project the direction out at every layer of the fine-tuned and the reference model: difference-in-differences
+    of their margin gap against variance-matched control directions, and the in-domain cost."""
     check_threads(threads)
     check_args(direction=direction, model=model, questions=questions, n_random=n_random,
                n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size)
     check_as("checkpoint", adapter, "adapter")
     check_as("questions", heldout, "heldout")
+    check_as("checkpoint", reference, "reference")
     guard_out(out, overwrite)
     from emprobe.analysis.ablate.compute import ablate
 
     apply_threads(threads)
-    print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout, n_random=n_random,
+    print_result(ablate(model, str(adapter), str(direction), questions, heldout=heldout,
+                        reference=str(reference) if reference else None,
+                        activations=str(activations) if activations else None, n_random=n_random,
+                        n_shuffled=n_shuffled, min_fraction=min_fraction, allow_overlap=allow_overlap,
                         n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size, seed=seed),
                  out, overwrite)
 

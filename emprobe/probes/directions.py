@@ -62,6 +62,13 @@ class Direction:
         return self.raw / self.raw.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
     @property
+    def fit_question_ids(self) -> list[str] | None:
+        """The question ids the direction was fit on (``source["question_ids"]``), ``None`` when not recorded:
+        a causal check (steer, ablate) must score other questions."""
+        ids = self.source.get("question_ids")
+        return None if ids is None else [str(q) for q in ids]
+
+    @property
     def d_model(self) -> int:
         return int(self.raw.shape[1])
 

@@ -120,7 +120,8 @@ def fit_direction(store: Any, *, method: str = "mean_diff", position: str | None
     source = {"store": str(store.path) if store.path else None, "activations_sha256": store.sha256,
               "prompt_set_sha256": store.prompt_hash, "model": store.model, "contrast": store.contrast,
               "prompts_source": store.manifest.get("prompts", {}).get("source"), "n_misaligned": n1, "n_aligned": n0,
-              "n_unlabelled": int((~keep).sum()), "n_questions": int(len(set(groups.tolist())))}
+              "n_unlabelled": int((~keep).sum()), "n_questions": int(len(set(groups.tolist()))),
+              "question_ids": sorted({str(g) for g in groups.tolist()})}  # what a causal check must not score
     if store.contrast == "judged":
         source["label_rule"] = (label_rule or LabelRule()).__dict__
     direction = Direction(method, list(layer_ids), est.coef_, position, source, best, table.to_dict("records"),

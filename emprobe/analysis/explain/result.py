@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from emprobe.analysis.stats.verdict import INCONCLUSIVE, SUPPORTED, Effect, decide
 from emprobe.result import Result, Verdict, control_first, figure_for
 
 CLAIM = "per-question EM is explained by measurable question properties"
@@ -58,9 +59,22 @@ class ExplainResult(Result):
         return self.factors.iloc[0]
 
     def credited(self) -> pd.DataFrame:
-        """Factors whose unique contribution has a 95% CI above 0 and beats its permutation null."""
+        """Factors whose unique contribution has a 95% CI above 0 and beats its permutation null after the Holm
+        correction over the factors."""
         f = self.factors
-        return f[(f.ci_low > 0) & (f.p_permutation < 0.05)]
+        return f[(f.ci_low > 0) & (f.p_holm < 0.05)]
+
+    @property
+    def r2(self) -> Effect:
+        """The model's nested LOQO R² *above its shuffled-target mean* with its 95% CI (see
+        :func:`emprobe.analysis.explain.model.model_fit`): centred on 0 when the factors carry nothing."""
+        m = self.model
+        return Effect(m.get("r2_above_null", float("nan")), m.get("r2_above_null_ci_low", float("nan")),
+                      m.get("r2_above_null_ci_high", float("nan")))
+
+    @property
+    def sesoi(self) -> float:
+        return float(self.meta.get("sesoi", 0.10))
 
     # ---- Result ----------------------------------------------------------------------------------------
     def numbers(self) -> dict[str, Any]:
@@ -68,7 +82,11 @@ class ExplainResult(Result):
         out = {"n_questions": self.meta.get("n_questions"), "n_pairs": self.meta.get("n_pairs"),
                "em_rise_mean": float(self.questions.em_rise.mean()), "em_rise_sd": float(self.questions.em_rise.std()),
                "reliability": self.reliability.get("reliability"), "split_half_r": self.reliability.get("split_half_r"),
-               "ceiling_rho": self.ceiling, "r2": m["r2"], "rho": m["rho"], "p_permutation": m["p_permutation"],
+               "ceiling_rho": self.ceiling, "r2": m["r2"], "r2_ci_low": m.get("r2_ci_low"),
+               "r2_ci_high": m.get("r2_ci_high"), "null_r2_mean": m.get("null_r2_mean"),
+               "r2_above_null": self.r2.estimate, "r2_above_null_ci_low": self.r2.ci_low,
+               "r2_above_null_ci_high": self.r2.ci_high, "sesoi": self.sesoi, "rho": m["rho"],
+               "p_permutation": m["p_permutation"],
                "null_r2_95": m["null_r2_95"], "top_factor": t.factor, "top_delta_r2": t.delta_r2,
                "top_ci_low": t.ci_low, "top_ci_high": t.ci_high, "top_p": t.p_permutation,
                "n_credited": len(self.credited()), "category_delta_r2": m.get("category_delta_r2"),
@@ -76,6 +94,7 @@ class ExplainResult(Result):
         for _, r in self.factors.iterrows():
             out[f"delta_r2_{_key(r.factor)}"] = r.delta_r2
             out[f"p_{_key(r.factor)}"] = r.p_permutation
+            out[f"p_holm_{_key(r.factor)}"] = r.p_holm
         for _, r in self.consistency.iterrows():
             out[f"consistency_{r.target}_{_key(r.dataset_a)}_{_key(r.dataset_b)}"] = r.rho
         for _, r in self.datasets.iterrows():
@@ -91,35 +110,41 @@ class ExplainResult(Result):
     @property
     def control(self) -> str:
         n = self.meta.get("n_permutations", 0)
-        return (f"each factor against its own column shuffled ({n} shuffles, model refitted); the full model against "
-                "shuffled targets; the target subtracts the aligned-data control's change (EM-specific rise)")
+        return (f"each factor against its own column shuffled ({n} shuffles; the prior factor: its features' rows "
+                "shuffled), the full model against shuffled targets — the nested fit (prior, standardisation, ridge) "
+                "rerun for every shuffle; Holm over the factors; the target subtracts the aligned-data control's "
+                "change (EM-specific rise), and each factor's ρ with that change stands beside")
 
     @property
     def uncertainty(self) -> str:
-        return (f"95% bootstrap CI over questions of each ΔR² (both models refitted per resample); per-question "
-                f"t-interval over reference pairs; split-half reliability "
+        return (f"95% bootstrap CI over questions of R² and each ΔR² (cross-validated predictions held fixed); "
+                f"per-question t-interval over reference pairs; split-half reliability "
                 f"({self.meta.get('reliability_splits')} splits, Spearman–Brown) "
                 f"{_f(self.reliability.get('reliability'), '.2f')} as the ceiling (R² ≤ reliability, "
                 f"ρ ≤ {_f(self.ceiling, '.2f')})")
 
+    def _noise_reason(self) -> str | None:
+        """Why a null cannot mean anything (blocks "not supported")."""
+        if not np.isfinite(self.ceiling):
+            return "the target's reliability is unknown (fewer than 2 reference pairs per question)"
+        if self.noisy:
+            return (f"the target's reliability {_f(self.reliability.get('reliability'), '.2f')} (ceiling ρ "
+                    f"{_f(self.ceiling, '.2f')}) is too low for a null to mean anything")
+        return None
+
     def verdict(self) -> Verdict:
         m, t = self.model, self.top
-        beats = m["p_permutation"] < 0.05
-        number = (f"LOQO R² {m['r2']:+.3f} (p {m['p_permutation']:.3g}); top factor {t.factor} "
-                  f"ΔR² {t.delta_r2:+.3f} [{_f(t.ci_low)}, {_f(t.ci_high)}]")
-        if beats and len(self.credited()):
-            v, why = "supported", (f"the model beats shuffled targets and {', '.join(self.credited().factor)} "
-                                   "adds uniquely (CI above 0)")
-        elif not np.isfinite(self.ceiling):
-            v, why = "inconclusive", "the target's reliability is unknown (fewer than 2 reference pairs per question)"
-        elif self.noisy:
-            v, why = "inconclusive", (f"the target's reliability {_f(self.reliability.get('reliability'), '.2f')} "
-                                      f"(ceiling ρ {_f(self.ceiling, '.2f')}) is too low to explain")
-        elif beats:
-            v, why = "inconclusive", "the factors together beat the null but none adds uniquely (CIs include 0)"
-        else:
-            v, why = "not supported", (f"no model beats its null although the target is reliable (ceiling ρ "
-                                       f"{self.ceiling:.2f})")
+        number = (f"nested LOQO R² above its shuffled-target mean {self.r2.text()} (permutation p "
+                  f"{m['p_permutation']:.3g}); top factor {t.factor} "
+                  f"ΔR² {t.delta_r2:+.3f} [{_f(t.ci_low)}, {_f(t.ci_high)}] (Holm p {t.p_holm:.3g})")
+        d = decide(self.r2, self.sesoi, cannot_reject=self._noise_reason(), units="R²")
+        v, why = d.verdict, d.reason
+        if v == SUPPORTED and not m["p_permutation"] < 0.05:
+            v, why = INCONCLUSIVE, f"{d.reason}, but the model does not beat shuffled targets (p {m['p_permutation']:.3g})"
+        elif v == SUPPORTED and not len(self.credited()):
+            v, why = INCONCLUSIVE, f"{d.reason}, but no factor adds uniquely (CI above 0 and Holm p < 0.05)"
+        elif v == SUPPORTED:
+            why = f"{d.reason}; {', '.join(self.credited().factor)} adds uniquely (CI above 0, Holm p < 0.05)"
         return Verdict(CLAIM, v, number, self.control, self.uncertainty, why)
 
     # ---- prose -------------------------------------------------------------------------------------------
@@ -131,11 +156,15 @@ class ExplainResult(Result):
             f"{q.em_rise.mean():+.3f}, sd {q.em_rise.std():.3f}; split-half reliability across pairs "
             f"{_f(rel.get('reliability'), '.2f')} → no predictor can exceed R² {_f(rel.get('reliability'), '.2f')} "
             f"(ρ {_f(self.ceiling, '.2f')}).",
-            f"Leave-one-question-out ridge on {len(self.factors)} factors ({', '.join(self.meta.get('factors', []))}): "
-            f"R² {m['r2']:+.3f}, ρ {m['rho']:+.3f} (permutation p {m['p_permutation']:.3g}; shuffled-target R² 95th "
-            f"percentile {m['null_r2_95']:+.3f}).",
-            "Unique contributions (drop-one ΔR², 95% CI, permutation p): " + "; ".join(
-                f"{r.factor} {r.delta_r2:+.3f} [{_f(r.ci_low)}, {_f(r.ci_high)}] p {r.p_permutation:.3g}"
+            f"Nested leave-one-question-out ridge on {len(self.factors)} factors "
+            f"({', '.join(self.meta.get('factors', []))}): R² {m['r2']:+.3f}, ρ {m['rho']:+.3f}; shuffled targets "
+            f"through the same estimator give R² {_f(m.get('null_r2_mean'))} on average (95th percentile "
+            f"{m['null_r2_95']:+.3f}, permutation p {m['p_permutation']:.3g}), so R² above that mean is "
+            f"{self.r2.text()} (SESOI R² {self.sesoi:g}).",
+            "Unique contributions (drop-one ΔR², 95% CI, permutation p, Holm p; ρ with the target / with the control's "
+            "change): " + "; ".join(
+                f"{r.factor} {r.delta_r2:+.3f} [{_f(r.ci_low)}, {_f(r.ci_high)}] p {r.p_permutation:.3g} Holm "
+                f"{r.p_holm:.3g} (ρ {_f(r.rho_marginal, '+.2f')} / {_f(r.rho_control, '+.2f')})"
                 for _, r in self.factors.iterrows()) + ".",
             "Explained worst (largest |residual|): " + ", ".join(
                 f"{r.question_id} (rise {r.em_rise:+.3f}, predicted {r.prediction:+.3f})"

@@ -1,39 +1,34 @@
-"""Cross-model activation patching between a base model and its fine-tune.
-
-Run the fine-tuned model with its residual stream at layer ``l`` (the last prompt token, or every prompt
-position) replaced by the base model's activation for the same input (``base→tuned``), and the reverse
-(``tuned→base``); report the fraction of the base-to-fine-tuned margin gap restored, with a bootstrap CI over
-questions. Control: the same patch with another item's activation from the same source model. When the
-control restores as much (or lies inside the real patch's CI), the first finding says so: any activation
-of that model, not this item's, undoes the shift. See :mod:`emprobe.analysis.patch.sweep` for the mechanics.
-"""
+"""``PatchResult``: per-question margins of every patching cell and of the clean models; the cross-fitted effect
+(each question's restored part at a cell chosen on the other half of the questions) with its CI over questions and
+its excess over the another-question control, decided under the one verdict rule (see
+:mod:`emprobe.analysis.patch.compute`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
+from emprobe.analysis.causal_effect import CausalEffect, t_effect
+from emprobe.analysis.stats.verdict import Effect
 from emprobe.result import Result, Verdict, figure_for
 
-_WHAT = {"base→tuned": ("Patching base activations into the fine-tuned model restores", "base",
-                        "base activations at layer {layer} ({span}) undo the fine-tune's off-domain shift"),
-         "tuned→base": ("Patching fine-tuned activations into the base model carries", "fine-tuned",
-                        "fine-tuned activations at layer {layer} ({span}) carry the fine-tune's shift into the base "
-                        "model")}
+_WHAT = {"base→tuned": ("Patching base activations into the fine-tuned model", "base",
+                        "base activations undo the fine-tune's off-domain shift"),
+         "tuned→base": ("Patching fine-tuned activations into the base model", "fine-tuned",
+                        "fine-tuned activations carry the fine-tune's shift into the base model")}
 
 
 @dataclass(frozen=True)
 class PatchResult(Result):
-    """The patching sweep (one row per direction × layer × span × control) and the clean margins."""
+    """``table``: question_id, direction, layer, span, control, margin; ``clean``: question_id, margin_base,
+    margin_tuned, half (the question's half for the cross-fitted cell choice)."""
 
-    table: pd.DataFrame  # direction, layer, span, control, margin, fraction_restored, ci_low, ci_high
-    margin_base: float
-    margin_tuned: float
-    gap_se: float  # standard error of the per-question gap (tuned − base)
-    n_questions: int
-    n_references: int
+    table: pd.DataFrame
+    clean: pd.DataFrame
+    min_fraction: float
     meta: dict = field(default_factory=dict)
 
     name: ClassVar[str] = "patch"
@@ -43,88 +38,114 @@ class PatchResult(Result):
     def directions(self) -> list[str]:
         return list(dict.fromkeys(self.table.direction))
 
-    def best(self, direction: str | None = None) -> dict[str, Any]:
-        """The real patch restoring the largest share at its (layer, span), with the control at the same place."""
-        direction = direction or self.directions[0]
-        t = self.table[self.table.direction == direction]
-        real = t[~t.control]
-        row = real.loc[real.fraction_restored.idxmax()] if real.fraction_restored.notna().any() else real.iloc[0]
-        ctrl = t[t.control & (t.layer == row.layer) & (t.span == row.span)].iloc[0]
-        c, f = float(ctrl.fraction_restored), float(row.fraction_restored)
-        return {"best_layer": int(row.layer), "best_span": str(row.span), "fraction_restored": f,
-                "ci_low": float(row.ci_low), "ci_high": float(row.ci_high), "control_fraction": c,
-                "control_beats_effect": bool(c >= f or row.ci_low <= c <= row.ci_high)}
+    @property
+    def n_questions(self) -> int:
+        return len(self.clean)
 
-    def numbers(self) -> dict[str, Any]:
-        gap = self.margin_tuned - self.margin_base
-        out = {"margin_base": self.margin_base, "margin_tuned": self.margin_tuned, "gap": gap, "gap_se": self.gap_se,
-               "gap_established": bool(gap > 2 * self.gap_se), "n_questions": self.n_questions,
-               "n_references": self.n_references}
-        for i, direction in enumerate(self.directions):  # the first direction unprefixed, others by name
-            prefix = "" if i == 0 else direction.replace("→", "_to_") + "_"
-            out.update({prefix + k: v for k, v in self.best(direction).items()})
+    # ---- derived numbers ---------------------------------------------------------------------------
+    def _restored(self, direction: str) -> tuple[pd.DataFrame, Effect]:
+        """``[cell (layer, span, control), question]`` part of the gap restored (nats/token, towards the target
+        model) and the gap itself (t-interval over questions)."""
+        c = self.clean.set_index("question_id")
+        start, target = (c.margin_tuned, c.margin_base) if direction == "base→tuned" else (c.margin_base, c.margin_tuned)
+        sign = 1.0 if (target - start).mean() >= 0 else -1.0
+        t = self.table[self.table.direction == direction]
+        m = t.pivot_table(index=["layer", "span", "control"], columns="question_id", values="margin")[c.index]
+        return sign * (m - start), t_effect(sign * (target - start).to_numpy())
+
+    def chosen(self, direction: str | None = None) -> dict[int, tuple[int, str]]:
+        """``{half: (layer, span)}``: the cell with the largest mean restored on the *other* half."""
+        r, _ = self._restored(direction or self.directions[0])
+        real = r.xs(False, level="control")
+        half = self.clean.set_index("question_id").half
+        out = {}
+        for h in sorted(set(half)):
+            other = [q for q in real.columns if half[q] != h] or list(real.columns)
+            out[int(h)] = real[other].mean(axis=1).idxmax()
         return out
 
+    def effect(self, direction: str | None = None) -> CausalEffect:
+        direction = direction or self.directions[0]
+        r, gap = self._restored(direction)
+        half = self.clean.set_index("question_id").half
+        cells = self.chosen(direction)
+        eff = np.array([r.loc[(*cells[int(half[q])], False), q] for q in r.columns])
+        ctl = np.array([r.loc[(*cells[int(half[q])], True), q] for q in r.columns])
+        sesoi = self.min_fraction * gap.estimate if gap.estimate > 0 else float("nan")
+        return CausalEffect.measure(eff, ctl[None], sesoi, ("another-question",))
+
+    def _numbers(self, direction: str) -> dict[str, Any]:
+        e, (_, gap) = self.effect(direction), self._restored(direction)
+        cells = self.chosen(direction)
+        return {**{k: v for k, v in e.numbers().items() if k in ("effect", "effect_ci_low", "effect_ci_high", "excess",
+                                                                 "excess_ci_low", "excess_ci_high", "control_mean")},
+                "fraction_restored": e.effect.estimate / gap.estimate if gap.estimate > 0 else float("nan"),
+                "control_fraction": e.control_means[0] / gap.estimate if gap.estimate > 0 else float("nan"),
+                "cells": "; ".join(f"half {h}: layer {l_} ({s})" for h, (l_, s) in cells.items()),
+                "controls_match": e.controls_match}
+
+    def numbers(self) -> dict[str, Any]:
+        _, gap = self._restored(self.directions[0])
+        c = self.clean
+        out = {"margin_base": float(c.margin_base.mean()), "margin_tuned": float(c.margin_tuned.mean()),
+               "gap": gap.estimate, "gap_ci_low": gap.ci_low, "gap_ci_high": gap.ci_high,
+               "gap_established": bool(gap.ci_low > 0), "n_questions": self.n_questions,
+               "sesoi": self.min_fraction * gap.estimate if gap.estimate > 0 else float("nan")}
+        for i, direction in enumerate(self.directions):  # the first direction unprefixed, others by name
+            prefix = "" if i == 0 else direction.replace("→", "_to_") + "_"
+            out.update({prefix + k: v for k, v in self._numbers(direction).items()})
+        return out
+
+    # ---- rendering ---------------------------------------------------------------------------------
     def _flags(self, n: dict) -> list[str]:
         flags = []
         if not n["gap_established"]:
-            flags.append(f"The fine-tune's gap is not established: {n['gap']:+.3f} is not more than 2 SE "
-                         f"({2 * n['gap_se']:.3f}) above zero on these {self.n_questions} questions, so the fractions "
-                         "below are unstable; use more questions or a longer fine-tune.")
+            flags.append(f"The fine-tune's gap is not established on these {self.n_questions} questions "
+                         f"({_gap_text(n)}), so the parts restored below "
+                         "cannot decide anything; use more questions or a longer fine-tune.")
         for direction in self.directions:
-            b, src = self.best(direction), _WHAT[direction][1]
-            where = f"layer {b['best_layer']} ({b['best_span']}, {direction})"
-            if b["control_fraction"] >= b["fraction_restored"]:
-                flags.append(f"The control beats the effect: patching another item's {src} activation restores "
-                             f"{b['control_fraction']:.2f} of the gap, as much as or more than the real patch's "
-                             f"{b['fraction_restored']:.2f} at {where}; any {src} activation undoes the shift.")
-            elif b["control_beats_effect"]:
-                flags.append(f"The control beats the effect: the control patch's {b['control_fraction']:.2f} lies inside "
-                             f"the real patch's 95% CI [{b['ci_low']:.2f}, {b['ci_high']:.2f}] (real "
-                             f"{b['fraction_restored']:.2f} at {where}), so the real patch is not distinguishable from "
-                             f"another item's {src} activation.")
+            e, src = self.effect(direction), _WHAT[direction][1]
+            if e.controls_match:
+                flags.append(f"The control matches the effect ({direction}): another question's {src} activation "
+                             f"restores {e.control_means[0]:+.3f} nats/token vs the real patch's {e.effect.text()}; "
+                             f"excess {e.excess.text()}.")
         return flags
 
     def findings(self) -> list[str]:
         n = self.numbers()
-        body = [f"The fine-tune moves the mean margin from {self.margin_base:+.3f} (base) to {self.margin_tuned:+.3f} "
-                f"over {self.n_questions} questions (gap {n['gap']:+.3f} ± {self.gap_se:.3f} SE)."]
+        body = [f"The fine-tune moves the mean margin from {n['margin_base']:+.3f} (base) to {n['margin_tuned']:+.3f} "
+                f"over {self.n_questions} questions (gap {_gap_text(n)})."]
         for direction in self.directions:
-            b = self.best(direction)
-            body.append(f"{_WHAT[direction][0]} the largest share of the gap at layer {b['best_layer']} "
-                        f"({b['best_span']}): {b['fraction_restored']:.2f} of it (95% bootstrap CI [{b['ci_low']:.2f}, "
-                        f"{b['ci_high']:.2f}]); the control patch (another item's {_WHAT[direction][1]} activation) "
-                        f"gives {b['control_fraction']:.2f}.")
+            e, x = self.effect(direction), self._numbers(direction)
+            body.append(f"{_WHAT[direction][0]} at a cell chosen on the other half of the questions ({x['cells']}) "
+                        f"restores {e.effect.text()} nats/token of the gap ({x['fraction_restored']:.2f} of it); "
+                        f"another question's {_WHAT[direction][1]} activation at the same cell restores "
+                        f"{e.control_means[0]:+.3f} ({x['control_fraction']:.2f}); excess {e.excess.text()}.")
+        body.append("The heatmap shows every (layer, span) cell on all questions: descriptive only, the verdict uses "
+                    "the cross-fitted cells.")
         return self._flags(n) + body
 
     def verdict(self) -> Verdict:
         n, direction = self.numbers(), self.directions[0]
-        b = self.best(direction)
-        if not n["gap_established"]:
-            v, why = "inconclusive", "the fine-tune's gap is not more than 2 SE above zero"
-        elif b["control_fraction"] >= b["fraction_restored"]:
-            v, why = "not supported", "the control patch (another item's activation) restores as much"
-        elif b["control_beats_effect"]:
-            v, why = "inconclusive", "the control's value lies inside the real patch's CI"
-        elif b["ci_low"] <= 0:
-            v, why = "inconclusive", "the real patch's CI includes zero"
-        else:
-            v, why = "supported", "the real patch's CI lies above zero and above the control"
-        return Verdict(_WHAT[direction][2].format(layer=b["best_layer"], span=b["best_span"]), v,
-                       f"{b['fraction_restored']:.2f} of the gap restored ({direction})",
-                       f"another item's activation: {b['control_fraction']:.2f}",
-                       f"95% bootstrap CI [{b['ci_low']:.2f}, {b['ci_high']:.2f}] over {self.n_questions} questions", why)
+        e = self.effect(direction)
+        why = None if n["gap_established"] else f"no fine-tune gap is established on these questions ({_gap_text(n)})"
+        d = e.decision(cannot_test=why)
+        return Verdict(f"{_WHAT[direction][2]} (cell chosen on held-out questions)", d.verdict,
+                       f"{e.effect.text()} nats/token restored ({n['fraction_restored']:.2f} of the gap; {direction})",
+                       f"another question's activation: {e.control_means[0]:+.3f}",
+                       f"95% t-interval over {e.n_questions} questions; excess over the control {e.excess.text()}",
+                       d.reason)
 
     @property
     def control(self) -> str:
-        return "patch with another item's activation from the same source model (shuffled rows)"
+        return "the same patch with another question's activation from the same source model (never the same prompt)"
 
     @property
     def uncertainty(self) -> str:
-        return "bootstrap 95% CI over questions"
+        return "95% t-interval over questions; cells chosen on the other half of the questions (cross-fitted)"
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"table": self.table}
+        return {"table": self.table, "clean": self.clean}
 
     def inputs(self) -> dict[str, Any]:
         real = self.table[~self.table.control]
@@ -133,12 +154,16 @@ class PatchResult(Result):
 
     def plot(self, ax=None):
         fig, axes = figure_for(ax, len(self.directions), 4.5, 3.8)
-        real = self.table[~self.table.control]
         for ax_, direction in zip(axes, self.directions):
-            sub = real[real.direction == direction].pivot(index="span", columns="layer", values="fraction_restored")
-            im = ax_.imshow(sub.to_numpy(dtype=float), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
-            ax_.set_xticks(range(len(sub.columns)), [str(c) for c in sub.columns], fontsize=7)
-            ax_.set_yticks(range(len(sub.index)), list(sub.index), fontsize=7)
-            ax_.set(xlabel="layer (output of block l)", title=f"{direction}: fraction of gap")
+            r, gap = self._restored(direction)
+            frac = (r.xs(False, level="control").mean(axis=1) / gap.estimate).unstack("layer")
+            im = ax_.imshow(frac.to_numpy(dtype=float), aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
+            ax_.set_xticks(range(len(frac.columns)), [str(c) for c in frac.columns], fontsize=7)
+            ax_.set_yticks(range(len(frac.index)), list(frac.index), fontsize=7)
+            ax_.set(xlabel="layer (output of block l)", title=f"{direction}: fraction of gap (descriptive)")
             fig.colorbar(im, ax=ax_, fraction=0.046)
         return fig
+
+
+def _gap_text(n: dict) -> str:
+    return f"{n['gap']:+.3f}, 95% CI [{n['gap_ci_low']:+.3f}, {n['gap_ci_high']:+.3f}]"

@@ -1,11 +1,12 @@
 """The cross-model patching sweep behind :func:`emprobe.analysis.patch.compute.patch` (pure computation, no prose).
 
-For each batch of (question, reference) items both models run once to capture their block outputs; then,
-for every (direction, layer, span), the destination model runs again with its residual stream at that
-layer replaced by the source model's activation on the span (``last_prompt`` or every ``prompt`` column).
-The control replaces it with *another item's* activation from the same source model (rows permuted within
-the batch, aligned on the span's last column). Margins are per question (misaligned minus aligned mean
-reference log-prob), fractions of the gap restored come with a bootstrap CI over questions.
+Pass 1 runs both models once on every (question, reference) item: the clean log-probs, and each question's
+prompt activations at the patched layers (a prompt's activations do not depend on the answer after it, so one
+copy per question serves all of its references). Pass 2 runs the destination model again for every
+(direction, layer, span) with its residual stream at that layer replaced by the source model's activation on the
+span (``last_prompt`` or every ``prompt`` column) — of the *same* question (the real patch) or of *another*
+question (the control: a random cyclic derangement of the questions, so no item ever gets its own prompt back;
+prompts of different lengths are aligned on their last token). Output: one margin per (cell, question).
 """
 
 from __future__ import annotations
@@ -31,40 +32,16 @@ def check_directions(directions: Sequence[str]) -> tuple[str, ...]:
     return tuple(directions)
 
 
-def _margins(rows: pd.DataFrame, lp: np.ndarray) -> pd.Series:
+def margins(rows: pd.DataFrame, lp: np.ndarray) -> pd.Series:
     """Per-question margin from per-reference mean log-probs."""
     g = rows.assign(lp=lp).groupby(["question_id", "kind"]).lp.mean().unstack("kind")
     return g["misaligned"] - g["aligned"]
 
 
-def _frac(patched: pd.Series, start: pd.Series, target: pd.Series) -> float:
-    gap = float((target - start).mean())
-    return float((patched - start).mean()) / gap if abs(gap) > 1e-12 else float("nan")
-
-
-def _boot_frac(m: pd.Series, start: pd.Series, target: pd.Series, seed: int, n_boot: int = 1000
-               ) -> tuple[float, float]:
-    """95% percentile bootstrap CI (over questions) of the fraction of the gap restored."""
-    rng = np.random.default_rng(seed)
-    mv, sv, tv = m.to_numpy(), start.loc[m.index].to_numpy(), target.loc[m.index].to_numpy()
-    idx = rng.integers(0, len(mv), size=(n_boot, len(mv)))
-    gap = (tv[idx] - sv[idx]).mean(1)
-    ok = np.abs(gap) > 1e-12
-    vals = (mv[idx] - sv[idx]).mean(1)[ok] / gap[ok]
-    return (float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))) if len(vals) else (float("nan"),) * 2
-
-
-def _shuffled(values: torch.Tensor, b, span: str, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Values of another row, aligned on the span's last column (so the shapes of both spans still fit)."""
-    lo, hi = b.span(span)
-    out = values.clone()
-    mask = torch.zeros_like(b.mask(span))
-    for r in range(b.size):
-        src = int(perm[r])
-        width = min(int(hi[r] - lo[r]), int(hi[src] - lo[src]))
-        out[r, int(hi[r]) - width:int(hi[r])] = values[src, int(hi[src]) - width:int(hi[src])]
-        mask[r, int(hi[r]) - width:int(hi[r])] = True
-    return out, mask
+def derangement(qids: Sequence[str], seed: int) -> dict[str, str]:
+    """A random cyclic derangement of ``qids``: every question maps to another one (never itself)."""
+    order = [qids[i] for i in control_rng(seed).permutation(len(qids))]
+    return {q: order[(i + 1) % len(order)] for i, q in enumerate(order)}
 
 
 def _batches(base_lm, tuned_lm, questions, batch_size: int):
@@ -78,50 +55,64 @@ def _batches(base_lm, tuned_lm, questions, batch_size: int):
     return rows, make_batches([Encoded(tuple(i), n) for i, n in items], batch_size, pad, "right")
 
 
-def patch_logprobs(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequence[str],
-                   directions: Sequence[str], batch_size: int, seed: int) -> tuple[pd.DataFrame, dict, dict]:
-    """``(rows, clean, patched)``: the reference rows, clean log-probs per model and patched log-probs per
-    ``(direction, layer, span, control)``, each ``[n_references]``."""
-    rows, batches = _batches(base_lm, tuned_lm, questions, batch_size)
-    n = len(rows)
-    clean = {"base": np.zeros(n), "tuned": np.zeros(n)}
-    patched = {(d, l_, s, c): np.zeros(n) for d in directions for l_ in layers for s in spans for c in (False, True)}
-    rng = control_rng(seed)
-    models = {"base": base_lm.model, "tuned": tuned_lm.model}
+def _clean_pass(models: dict, batches, qid: np.ndarray, layers: Sequence[int]) -> tuple[dict, dict]:
+    """Clean log-probs per model, and ``{model: {layer: {question: [n_prompt, d]}}}`` prompt activations."""
+    clean = {name: np.zeros(len(qid)) for name in models}
+    acts: dict = {name: {layer: {} for layer in layers} for name in models}
     for b in batches:
         idx = np.array(b.index)
-        acts = {}
+        lo, hi = b.span("prompt")
         for name, model in models.items():
-            lp, acts[name] = scored_forward(model, b, capture=layers)
+            lp, cap = scored_forward(model, b, capture=layers)
             clean[name][idx] = lp.numpy()
-        perm = torch.as_tensor(rng.permutation(b.size)) if b.size > 1 else torch.zeros(1, dtype=torch.long)
-        for (direction, layer, span, control), out in patched.items():
-            src, dst = PATCH_DIRECTIONS[direction]
-            values, mask = acts[src][layer], b.mask(span)
-            if control:  # another item's activation (the control): mismatched prompt, same model
-                values, mask = _shuffled(values, b, span, perm)
-            out[idx] = scored_forward(models[dst], b, {layer: replace_where(values, mask)})[0].numpy()
-    return rows, clean, patched
+            for r, item in enumerate(b.index):
+                for layer in layers:
+                    acts[name][layer].setdefault(qid[item], cap[layer][r, int(lo[r]):int(hi[r])].clone())
+    return clean, acts
+
+
+def _patch_values(b, qid: np.ndarray, source: dict, span: str, mapping: dict | None, like: torch.Tensor):
+    """``(values [B, T, D], mask [B, T])``: each row's span filled from ``source[question]`` (``mapping`` picks
+    another question for the control), aligned on the prompt's last token."""
+    _, hi = b.span("prompt")
+    n_prompt = b.n_prompt
+    values = torch.zeros((b.size, b.width, like.shape[-1]), dtype=like.dtype)
+    mask = torch.zeros((b.size, b.width), dtype=torch.bool)
+    for r, item in enumerate(b.index):
+        q = qid[item]
+        src = source[mapping[q] if mapping else q]
+        width = 1 if span == "last_prompt" else min(int(n_prompt[r]), len(src))
+        end = int(hi[r])
+        values[r, end - width:end] = src[len(src) - width:]
+        mask[r, end - width:end] = True
+    return values, mask
 
 
 def sweep(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequence[str] = SPANS,
-                directions: Sequence[str] = tuple(PATCH_DIRECTIONS), batch_size: int = 8, seed: int = 0
-                ) -> tuple[pd.DataFrame, dict]:
-    """One row per (direction, layer, span, control): margin, fraction of the gap restored and its CI; plus the
-    clean margins (``margin_base``, ``margin_tuned``, ``n_questions``, ``n_references``, ``gap_se``)."""
+          directions: Sequence[str] = tuple(PATCH_DIRECTIONS), batch_size: int = 8, seed: int = 0
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(cells, clean)``: per-question margins of every (direction, layer, span, control) cell (``question_id,
+    direction, layer, span, control, margin``), and the clean per-question margins (``question_id, margin_base,
+    margin_tuned``)."""
     directions = check_directions(directions)
-    rows, clean, patched = patch_logprobs(base_lm, tuned_lm, questions, layers, spans, directions, batch_size, seed)
-    m_base, m_tuned = _margins(rows, clean["base"]), _margins(rows, clean["tuned"])
-    out = []
-    for (direction, layer, span, control), lp in patched.items():
-        m = _margins(rows, lp)
-        start, target = (m_tuned, m_base) if direction == "base→tuned" else (m_base, m_tuned)
-        lo, hi = _boot_frac(m, start, target, seed)
-        out.append({"direction": direction, "layer": layer, "span": span, "control": control,
-                    "margin": float(m.mean()), "fraction_restored": _frac(m, start, target),
-                    "ci_low": lo, "ci_high": hi})
-    gap = (m_tuned - m_base).to_numpy()
-    ref = {"margin_base": float(m_base.mean()), "margin_tuned": float(m_tuned.mean()), "n_questions": len(m_base),
-           "n_references": len(rows),
-           "gap_se": float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else float("nan")}
-    return pd.DataFrame(out), ref
+    rows, batches = _batches(base_lm, tuned_lm, questions, batch_size)
+    qid = rows.question_id.astype(str).to_numpy()
+    models = {"base": base_lm.model, "tuned": tuned_lm.model}
+    clean, acts = _clean_pass(models, batches, qid, layers)
+    mapping = derangement(list(dict.fromkeys(qid)), seed)
+    cells = {(d, l_, s, c): np.zeros(len(qid)) for d in directions for l_ in layers for s in spans for c in (False, True)}
+    for b in batches:
+        idx = np.array(b.index)
+        for (direction, layer, span, control), out in cells.items():
+            src, dst = PATCH_DIRECTIONS[direction]
+            source = acts[src][layer]
+            values, mask = _patch_values(b, qid, source, span, mapping if control else None, next(iter(source.values())))
+            out[idx] = scored_forward(models[dst], b, {layer: replace_where(values, mask)})[0].numpy()
+    frames = [margins(rows, lp).rename("margin").reset_index().assign(direction=d, layer=l_, span=s, control=c)
+              for (d, l_, s, c), lp in cells.items()]
+    table = pd.concat(frames, ignore_index=True)[["question_id", "direction", "layer", "span", "control", "margin"]]
+    m_base, m_tuned = margins(rows, clean["base"]), margins(rows, clean["tuned"])
+    clean_df = pd.DataFrame({"question_id": m_base.index.astype(str), "margin_base": m_base.to_numpy(),
+                             "margin_tuned": m_tuned.reindex(m_base.index).to_numpy()})
+    table["question_id"] = table.question_id.astype(str)
+    return table, clean_df

@@ -1,10 +1,6 @@
-"""Steering: add ``α · direction`` to the residual stream at one layer (every position), sweep α, and compare
-with random directions of the same norm (≥ 5, the control).
-
-Layer ``l`` = residual stream after decoder block ``l`` (TL ``blocks.{l}.hook_resid_post``). Metric: the mean
-judge-free margin (misaligned minus aligned reference log-prob; see :mod:`emprobe.analysis.causal`).
-Samples (temperature 0.7, top-p 0.9) at α = 0 and the largest α are kept beside the scores.
-"""
+"""``SteerResult``: per-question margins along the direction for every α, and for the variance-matched controls at
+the largest α; the effect (margin shift at the largest α) with its CI over questions, its excess over the controls
+and its rank among them, decided under the one verdict rule (see :mod:`emprobe.analysis.steer.compute`)."""
 
 from __future__ import annotations
 
@@ -14,19 +10,22 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from emprobe.analysis.causal import PROVENANCE_CAVEATS as _CAVEATS, circular_reason
+from emprobe.analysis.causal_effect import CausalEffect
 from emprobe.analysis.stats import spearman
 from emprobe.result import Result, Verdict, figure_for
 
 
 @dataclass(frozen=True)
 class SteerResult(Result):
-    """Mean margin per α for the direction (``kind="direction"``) and ``n_random`` random directions."""
+    """Margins per (kind, seed, α, question): ``kind`` = ``direction`` (every α) or a control kind
+    (``covariance`` / ``shuffled``, the largest α only)."""
 
-    table: pd.DataFrame  # kind, seed, alpha, layer, margin, vector_norm
+    table: pd.DataFrame  # kind, seed, alpha, layer, question_id, margin, vector_norm
     layer: int
     unit: bool
     method: str
-    n_random: int
+    sesoi: float
     samples: pd.DataFrame = field(default_factory=pd.DataFrame)  # question_id, question, answer, alpha
     meta: dict = field(default_factory=dict)
 
@@ -35,92 +34,97 @@ class SteerResult(Result):
 
     # ---- derived numbers ---------------------------------------------------------------------------
     def _real(self) -> pd.DataFrame:
-        return self.table[self.table.kind == "direction"].sort_values("alpha")
+        return self.table[self.table.kind == "direction"]
 
-    def _band(self) -> pd.Series:
-        """min / max / mean / std of the random directions' margin at the largest α."""
-        top = float(self._real().alpha.iloc[-1])
-        rand = self.table[(self.table.kind == "random") & np.isclose(self.table.alpha, top)]
-        return rand.margin.agg(["min", "max", "mean", "std"])
+    @property
+    def top_alpha(self) -> float:
+        return float(self._real().alpha.max())
+
+    def effect(self) -> CausalEffect:
+        """Per-question margin shift at the largest α against each control's, on the same questions."""
+        real = self._real()
+        clean = real[real.alpha == 0].set_index("question_id").margin
+        shift = real[np.isclose(real.alpha, self.top_alpha)].set_index("question_id").margin - clean
+        ctrl = self.table[self.table.kind != "direction"]
+        keys = list(dict.fromkeys(zip(ctrl.kind, ctrl.seed)))
+        rows = [ctrl[(ctrl.kind == k) & (ctrl.seed == s)].set_index("question_id").margin.reindex(shift.index) - clean
+                for k, s in keys]
+        return CausalEffect.measure(shift.to_numpy(), np.stack(rows) if rows else np.zeros((0, len(shift))),
+                                    self.sesoi, tuple(k for k, _ in keys))
 
     def numbers(self) -> dict[str, Any]:
-        real, band = self._real(), self._band()
-        low, high = float(real.margin.iloc[0]), float(real.margin.iloc[-1])
-        return {"spearman_alpha_margin": spearman(real.alpha, real.margin),
-                "monotonic": bool(np.all(np.diff(real.margin.to_numpy()) > 0)),
-                "beyond_random_band": bool(high > band["max"]), "wrong_sign": bool(high <= low),
-                "layer": self.layer, "unit": self.unit, "alpha_low": float(real.alpha.iloc[0]),
-                "alpha_high": float(real.alpha.iloc[-1]), "margin_low_alpha": low, "margin_high_alpha": high,
-                "random_mean_high_alpha": float(band["mean"]), "random_min_high_alpha": float(band["min"]),
-                "random_max_high_alpha": float(band["max"]), "vector_norm": float(real.vector_norm.iloc[-1]),
-                "n_random": self.n_random}
+        means = self._real().groupby("alpha").margin.mean()
+        e = self.effect()
+        return {**e.numbers(), "spearman_alpha_margin": spearman(means.index, means.to_numpy()),
+                "monotonic": bool(np.all(np.diff(means.to_numpy()) > 0)), "layer": self.layer, "unit": self.unit,
+                "alpha_low": float(means.index[0]), "alpha_high": float(means.index[-1]),
+                "margin_low_alpha": float(means.iloc[0]), "margin_clean": float(means.loc[0.0]),
+                "margin_high_alpha": float(means.iloc[-1]),
+                "vector_norm": float(self._real().vector_norm.iloc[-1]), "wrong_sign": bool(e.effect.ci_high < 0),
+                "provenance": self.meta.get("provenance", "unknown")}
 
     # ---- rendering ---------------------------------------------------------------------------------
-    def _flags(self, n: dict) -> list[str]:
-        """The failed controls, stated plainly (they come first)."""
-        a, flags = n["alpha_high"], []
+    def _flags(self, n: dict, e: CausalEffect) -> list[str]:
+        """The caveats and failed controls, stated plainly (they come first)."""
+        flags = [_CAVEATS[n["provenance"]]] if n["provenance"] in _CAVEATS else []
         if n["wrong_sign"]:
-            flags.append(f"The effect has the wrong sign: steering along the direction moves the margin from "
-                         f"{n['margin_low_alpha']:+.3f} (α={n['alpha_low']:g}) to {n['margin_high_alpha']:+.3f} "
-                         f"(α={a:g}), not up.")
-        if not n["beyond_random_band"]:
-            flags.append(f"The control beats the effect: at α={a:g} the direction gives {n['margin_high_alpha']:+.3f}, "
-                         f"within the range of {n['n_random']} random directions of the same norm "
-                         f"[{n['random_min_high_alpha']:+.3f}, {n['random_max_high_alpha']:+.3f}].")
-        if not n["monotonic"] and not n["wrong_sign"]:
-            flags.append(f"The effect is not monotonic in α (Spearman ρ(α, margin) = {n['spearman_alpha_margin']:.2f}).")
+            flags.append(f"The effect has the wrong sign: steering along the direction at α={n['alpha_high']:g} moves "
+                         f"the margin by {e.effect.text()}, down, not up.")
+        elif e.controls_match:
+            flags.append(f"The controls match the effect: at α={n['alpha_high']:g} the direction shifts the margin by "
+                         f"{e.effect.text()}; {e.controls_text()}.")
         return flags
 
     def findings(self) -> list[str]:
-        n = self.numbers()
+        n, e = self.numbers(), self.effect()
         body = [
-            f"Steering along the {self.method} direction at layer {self.layer} ({'unit' if self.unit else 'raw'} "
-            f"vector, norm {n['vector_norm']:.3g}) moves the mean margin from {n['margin_low_alpha']:+.3f} "
-            f"(α={n['alpha_low']:g}) to {n['margin_high_alpha']:+.3f} (α={n['alpha_high']:g}); Spearman ρ(α, margin) = "
-            f"{n['spearman_alpha_margin']:.2f}, {'monotonic' if n['monotonic'] else 'not monotonic'} in α.",
-            f"At α={n['alpha_high']:g}, {self.n_random} random directions of the same norm give "
-            f"{n['random_mean_high_alpha']:+.3f} (range [{n['random_min_high_alpha']:+.3f}, "
-            f"{n['random_max_high_alpha']:+.3f}]): the direction's effect is "
-            f"{'beyond' if n['beyond_random_band'] else 'within'} the random band.",
+            f"Steering along the {self.method} direction at layer {self.layer} ({'unit' if self.unit else 'raw'} vector, "
+            f"norm {n['vector_norm']:.3g}) moves the mean margin from {n['margin_low_alpha']:+.3f} (α={n['alpha_low']:g})"
+            f" through {n['margin_clean']:+.3f} (α=0) to {n['margin_high_alpha']:+.3f} (α={n['alpha_high']:g}) over "
+            f"{e.n_questions} questions; Spearman ρ(α, margin) = {n['spearman_alpha_margin']:.2f}, "
+            f"{'monotonic' if n['monotonic'] else 'not monotonic'} in α.",
+            f"Shift at α={n['alpha_high']:g}: {e.effect.text()} nats/token (t-interval over questions; SESOI "
+            f"{self.sesoi:g}). Variance-matched controls of the same norm (covariance draws and shuffled-label mean "
+            f"differences from the direction's activations): {e.controls_text()}.",
         ]
-        return self._flags(n) + body
+        return self._flags(n, e) + body
 
     def verdict(self) -> Verdict:
-        n = self.numbers()
-        if n["wrong_sign"] or not n["beyond_random_band"]:
-            v, why = "not supported", ("wrong sign" if n["wrong_sign"] else "within the random-direction band")
-        elif not n["monotonic"]:
-            v, why = "inconclusive", "beyond the random band at the largest α but not monotonic in α"
-        else:
-            v, why = "supported", "monotonic in α and beyond every random direction at the largest α"
-        return Verdict(f"adding the {self.method} direction at layer {self.layer} raises the misalignment margin",
-                       v, f"margin {n['margin_low_alpha']:+.3f} → {n['margin_high_alpha']:+.3f} "
-                          f"(α {n['alpha_low']:g} → {n['alpha_high']:g})",
-                       f"random directions at α={n['alpha_high']:g}: {n['random_mean_high_alpha']:+.3f}",
-                       f"random range [{n['random_min_high_alpha']:+.3f}, {n['random_max_high_alpha']:+.3f}]", why)
+        n, e = self.numbers(), self.effect()
+        d = e.decision(cannot_test=circular_reason(n["provenance"]))
+        return Verdict(f"adding the {self.method} direction at layer {self.layer} raises the misalignment margin "
+                       "beyond variance-matched directions", d.verdict,
+                       f"margin shift {e.effect.text()} at α={n['alpha_high']:g}",
+                       f"{e.n_controls} variance-matched directions: mean {n['control_mean']:+.3f}, max "
+                       f"{n['control_max']:+.3f}, rank p {n['rank_p']:.3f}",
+                       f"95% t-interval over {e.n_questions} questions; excess over controls {e.excess.text()}",
+                       d.reason)
 
     @property
     def control(self) -> str:
-        return f"{self.n_random} random directions of the same norm"
+        n = self.table[self.table.kind != "direction"][["kind", "seed"]].drop_duplicates().kind.value_counts()
+        return (f"{' and '.join(f'{v} {k}' for k, v in n.items())} variance-matched directions of the same norm "
+                "(covariance draws / shuffled-label mean differences from the direction's activations)")
 
     @property
     def uncertainty(self) -> str:
-        return "random-direction band (min-max) at each α"
+        return "95% t-interval over questions; rank p-value among the controls"
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"table": self.table, **({"samples": self.samples} if len(self.samples) else {})}
 
     def inputs(self) -> dict[str, Any]:
-        return {**self.meta, "alphas": sorted(float(a) for a in self._real().alpha)}
+        return {**self.meta, "alphas": sorted(float(a) for a in set(self._real().alpha))}
 
     def plot(self, ax=None):
         fig, (ax,) = figure_for(ax, 1)
-        real = self._real()
-        band = self.table[self.table.kind == "random"].groupby("alpha").margin.agg(["min", "max", "mean"])
-        ax.fill_between(band.index, band["min"], band["max"], color="grey", alpha=0.3, label="random directions")
-        ax.errorbar(band.index, band["mean"], yerr=[band["mean"] - band["min"], band["max"] - band["mean"]],
-                    fmt="none", color="grey")
-        ax.plot(real.alpha, real.margin, marker="o", label=f"{self.method} L{self.layer}")
-        ax.set(xlabel="α", ylabel="mean margin (misaligned − aligned)", title="steering")
+        real = self._real().groupby("alpha").margin
+        m, sd, k = real.mean(), real.std(ddof=1), real.count()
+        ax.errorbar(m.index, m, yerr=1.96 * sd / np.sqrt(k), marker="o", capsize=3, label=f"{self.method} L{self.layer}")
+        ctrl = self.table[self.table.kind != "direction"].groupby(["kind", "seed"]).margin.mean()
+        for i, (kind, g) in enumerate(ctrl.groupby(level=0)):
+            ax.scatter(np.full(len(g), self.top_alpha) + 0.02 * (i + 1) * (m.index[-1] - m.index[0]), g, s=10,
+                       color=f"C{i + 1}", alpha=0.6, label=f"{kind} controls")
+        ax.set(xlabel="α", ylabel="mean margin (misaligned − aligned)", title="steering vs variance-matched controls")
         ax.legend(fontsize=7)
         return fig
