@@ -23,7 +23,7 @@ _API = {
     # loading
     "load_model": "emprobe.models:load_model", "load_questions": "emprobe.data:load_questions",
     "load_dataset": "emprobe.data:load_chat_dataset", "load_prompts": "emprobe.probes:load_prompts",
-    "load_run": "emprobe.finetuning:load_run", "Direction": "emprobe.probes:Direction",
+    "load_run": "emprobe.finetuning:load_run", "load_results": "emprobe.evaluation.external:load_results", "Direction": "emprobe.probes:Direction",
     "ActivationStore": "emprobe.probes:ActivationStore", "FinetuneConfig": "emprobe.finetuning:FinetuneConfig",
     # stages
     "finetune": "emprobe.api:finetune", "evaluate": "emprobe.evaluation:evaluate", "extract": "emprobe.api:extract",
