@@ -38,8 +38,10 @@ def track_cmd(
 
 
 def priors_cmd(
-    features: list[Path] = typer.Option(..., "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
-    target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet"),
+    features: Optional[list[Path]] = typer.Option(
+        None, "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
+    target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet; with "
+                                          "--prompts: FILE[:score] of a run evaluated elsewhere"),
     baseline: Optional[Path] = typer.Option(None, help="baseline target (the base model's scores): predict the rise over it"),
     control_target: Optional[Path] = typer.Option(
         None, help="the aligned-data control's scores: the target becomes rise − control change (EM-specific)"),
@@ -48,18 +50,40 @@ def priors_cmd(
     reliability: Optional[Path] = typer.Option(
         None, help="per-pair rises (CSV/parquet: question_id, pair, rise[, control]) for the target's reliability "
                    "(default: from margin score tables)"),
-    layers: str = typer.Option("all", help="layers to use as features (per store's model)"),
+    layers: Optional[str] = typer.Option(None, help="layers to use as features (per store's model; default all, "
+                                                    "with --prompts the last)"),
     direction: Optional[Path] = typer.Option(None, help="direction for the single-direction predictor"),
     alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
-    n_permutations: int = typer.Option(1000, help="target shuffles for the p-values"),
-    n_random: int = typer.Option(50, help="random-feature draws for the control"),
+    n_permutations: Optional[int] = typer.Option(None, help="target shuffles for the p-values (default 1000; "
+                                                            "200 with --prompts)"),
+    n_random: Optional[int] = typer.Option(None, help="random-feature draws for the control (default 50; 3 with "
+                                                      "--prompts)"),
     seed: int = typer.Option(0, help="seed of the shuffles and random features"),
     out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
+    prompts: Optional[str] = typer.Option(
+        None, "--prompts", help="external target: one prompt per question id (chat JSONL with metadata.question_id "
+                                "or a question set); --target is then a run evaluated elsewhere"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="with --prompts: model whose prompt "
+                                                                    "activations are the features"),
+    estimator: str = typer.Option("ridge", help="with --prompts: ridge | paper (PCA energies + Lasso, as the paper)"),
+    pca_on: str = typer.Option("eval", help="with --estimator paper: fit the PCA on the eval or the train prompts"),
+    train_prompts: Optional[str] = typer.Option(None, help="with --pca-on train: the fine-tuning data"),
+    sesoi: float = typer.Option(0.05, help="with --prompts: smallest R² margin over category and text that counts"),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
     from emprobe.analysis.priors import priors
     from emprobe.analysis.priors.inputs import priors_inputs
 
+    if prompts is not None:
+        from emprobe.cli.external import external_priors_cmd
+
+        return external_priors_cmd(target, prompts, model, features, layers, estimator, pca_on, train_prompts,
+                                   sesoi, n_permutations, n_random, seed, threads, out)
+    if not features:
+        from emprobe.errors import ConfigError
+
+        raise ConfigError("--features is required (or --prompts with --model for a target evaluated elsewhere)")
     inputs = priors_inputs(target, baseline, control_target, base_margin)
     if reliability is not None:
         inputs["reliability"] = reliability
@@ -102,7 +126,14 @@ def overlap_cmd(
 
 
 def dynamics_cmd(
-    sweep_dir: Path = typer.Argument(..., help="directory of runs (emprobe finetune sweep) or one run"),
+    sweep_dir: Optional[list[Path]] = typer.Argument(
+        None, help="directory of runs (emprobe finetune sweep) or one run (with --results: more result files)"),
+    results: Optional[str] = typer.Option(
+        None, "--results", help="evaluations made elsewhere (glob, folder, files or runs.yaml: em-generalization "
+                                "eval_*.json, per-sample CSVs, emprobe score tables): claim 1 on them"),
+    score: str = typer.Option("aligned", help="with --results: aligned | harmless | coherent | em_rate | margin"),
+    sesoi: Optional[float] = typer.Option(
+        None, help="with --results: smallest score gap of interest (default 5 points on 0-100; 0.02 for margin)"),
     questions: str = questions_option(help="off-domain question set (margin score)"),
     control_runs: Optional[str] = typer.Option(
         None, help="aligned-data control runs, comma-separated names (default: runs trained on *-aligned data)"),
@@ -120,9 +151,15 @@ def dynamics_cmd(
 ) -> None:
     """In-domain validation loss vs off-domain alignment; schedules compared at matched loss (claim 1)."""
     from emprobe.analysis.dynamics.compute import dynamics
+    from emprobe.cli.external import one_sweep_dir, result_paths
 
     controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
     levels = floats(loss_levels, "--loss-levels") if loss_levels else None
+    if results is not None:
+        print_result(dynamics(results=result_paths(results, sweep_dir), score=score, sesoi=sesoi, loss_levels=levels,
+                              seed=seed), out)
+        return
+    sweep_dir = one_sweep_dir(sweep_dir)
     apply_threads(threads)
     print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
                           loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge, min_gap=min_gap), out)

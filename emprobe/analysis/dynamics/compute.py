@@ -94,10 +94,15 @@ def _correlations(ck: pd.DataFrame, n_permutations: int, seed: int) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
-def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
+def dynamics(runs_or_table: Any = None, *, results: Any = None, score: str = "aligned", sesoi: float | None = None,
+             questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
              n_permutations: int = 1000, loss_levels: Sequence[float] | None = None, batch_size: int = 8,
-             seed: int = 0, merge: bool = False, min_gap: float = 0.02) -> DynamicsResult:
+             seed: int = 0, merge: bool = False, min_gap: float = 0.02):
     """Relate in-domain validation loss to off-domain alignment and compare schedules at matched loss.
+
+    ``results``: evaluations made elsewhere instead of runs (files, a folder, a glob, a ``runs.yaml`` or
+    :func:`ep.load_results <emprobe.evaluation.external.load_results>` output): claim 1 on them in ``score``'s units
+    with ``sesoi`` (:func:`~emprobe.analysis.dynamics.external.external_dynamics`; ``loss_levels`` and ``seed`` apply).
 
     ``runs_or_table``: a sweep directory, a run (directory or :class:`~emprobe.finetuning.Run`), a list of
     runs, or a DataFrame of checkpoints (see the module docstring). Runs are scored with the margin on
@@ -111,6 +116,12 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
     ``min_gap``: the smallest off-domain margin gap (nats/token) that counts as better aligned; the claim is
     supported only when every matched-loss gap's CI lies within ``±min_gap`` (practical equivalence).
     """
+    if results is not None:
+        from emprobe.analysis.dynamics.external import external_dynamics
+
+        return external_dynamics(results, score=score, sesoi=sesoi, loss_levels=loss_levels, seed=seed)
+    if runs_or_table is None:
+        raise ConfigError("dynamics needs runs (a sweep directory, runs or a table) or results=")
     meta: dict[str, Any] = {"questions": getattr(questions, "source", str(questions))}
     if isinstance(runs_or_table, pd.DataFrame):
         if runs_or_table.empty:
