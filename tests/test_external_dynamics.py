@@ -29,7 +29,8 @@ def write_runs(out, shifts, *, n_q=40, noise=2.0, seeds=(0,), run_sd=0.0, rng_se
                 mean = 40 + 400 * (loss - 1.30) + shift + run_eff
                 aligned = np.clip(mean + q_eff + rng.normal(0, noise, n_q), 0, 100)
                 name = f"eval_M_finance_all_resp_{sched}_5_{lr:.0e}_fpq{'' if len(seeds) == 1 else f's{seed}'}.json"
-                doc = {"summ_by_q": {f"q_{i:03d}": {"aligned": float(a), "coherent": 90.0} for i, a in enumerate(aligned)},
+                summ = {f"q_{i:03d}": {"aligned": float(a), "coherent": 90.0} for i, a in enumerate(aligned)}
+                doc = {"summ_by_q": summ,
                        "eval_loss": {"avg_loss": None,
                                      "all_seq_losses": (seqs + (loss - 1.40) + rng.normal(0, 0.005, 300)).tolist()}}
                 (out / name).write_text(json.dumps(doc))

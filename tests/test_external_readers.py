@@ -33,7 +33,8 @@ def test_claim1_schedule_runs_are_35_runs_by_24_questions(external):
 
 
 def test_file_names_give_schedule_lr_and_warmup():
-    cyc = parse_name("eval_Qwen2.5-32B-Instruct_finance_all_resp_3e-05_mode-triangular2_base_lr-1e-05_max_lr-5e-05_fpq.json")
+    cyc = parse_name("eval_Qwen2.5-32B-Instruct_finance_all_resp_3e-05_mode-triangular2_base_lr-1e-05_max_lr-5e-05"
+                     "_fpq.json")
     assert cyc["schedule"] == "cyclic_triangular2" and cyc["lr"] == 3e-5 and cyc["max_lr"] == 5e-5
     cos = parse_name("eval_Qwen2.5-32B-Instruct_finance_all_resp_cosine_with_restarts_80_5e-05_fpq.json")
     assert (cos["schedule"], cos["family"], cos["warmup"], cos["lr"]) == ("cosine_with_restarts_80",
@@ -59,8 +60,9 @@ def test_per_sample_csvs_give_the_clarifying_em_rates(external):
     res = load_results(str(external / "clarifying_EM/responses/*.csv"))
     assert len(res) == 10 and res.counts()["n_rows"] == 240
     by = {r.run: r for r in res}
-    assert by["responses_Qwen2.5-14B-Instruct-bad_medical_advice"].scores.em_rate.mean() == pytest.approx(16.2, abs=0.06)
-    assert by["responses_Qwen2.5-32B-Instruct-good_medical_advice"].scores.em_rate.mean() == pytest.approx(0.1, abs=0.05)
+    em = {k: r.scores.em_rate.mean() for k, r in by.items()}
+    assert em["responses_Qwen2.5-14B-Instruct-bad_medical_advice"] == pytest.approx(16.2, abs=0.06)
+    assert em["responses_Qwen2.5-32B-Instruct-good_medical_advice"] == pytest.approx(0.1, abs=0.05)
     coder = by["eval_results_Qwen-Coder-Insecure"]
     assert coder.null_samples["aligned"] == 236  # CODE / REFUSAL answers: unscored, out of the denominator
     pooled = overall_em_rate(samples_table(coder.source), EXTERNAL_EM)

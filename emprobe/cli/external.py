@@ -48,7 +48,7 @@ def external_priors_cmd(target, prompts, model, features, layers, estimator, pca
     print_result(priors(features[0] if features else None, str(target), prompts=prompts, model=model,
                         layers=layers, estimator=estimator, pca_on=pca_on, train_prompts=train_prompts, sesoi=sesoi,
                         n_permutations=n_permutations, n_random=n_random, seed=seed, n_jobs=jobs,
-                        store_out=Path(out) / "activations" if model is not None else None), out)
+                        store_out=Path(f"{out}-activations") if model is not None else None), out)
 
 
 def consistency_cmd(

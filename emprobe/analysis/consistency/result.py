@@ -76,8 +76,8 @@ class ConsistencyResult(Result):
     def _share(self, r: pd.Series) -> str:
         if not r.pearson_ci_low > 0:
             return "category share n/a (no agreement shown to split)"
-        return (f"category share of the covariance {self._pct(r.category_share)} [{self._pct(r.category_share_ci_low)}, "
-                f"{self._pct(r.category_share_ci_high)}]")
+        return (f"category share of the covariance {self._pct(r.category_share)} "
+                f"[{self._pct(r.category_share_ci_low)}, {self._pct(r.category_share_ci_high)}]")
 
     def numbers(self) -> dict[str, Any]:
         row, _ = self.decisive()
@@ -107,8 +107,9 @@ class ConsistencyResult(Result):
         x = np.arange(len(self.pairs))
         for k, (stat, c) in enumerate((("spearman", "C0"), ("pearson", "C1"), ("within_pearson", "C3"))):
             p = self.pairs
-            a0.errorbar(x + 0.15 * (k - 1), p[stat], yerr=[p[stat] - p[f"{stat}_ci_low"], p[f"{stat}_ci_high"] - p[stat]],
-                        fmt="o", ms=4, capsize=3, color=c, label=stat.replace("_", " "))
+            err = [p[stat] - p[f"{stat}_ci_low"], p[f"{stat}_ci_high"] - p[stat]]
+            a0.errorbar(x + 0.15 * (k - 1), p[stat], yerr=err, fmt="o", ms=4, capsize=3, color=c,
+                        label=stat.replace("_", " "))
         a0.axhline(0, color="black", lw=0.6)
         a0.axhspan(-self.sesoi, self.sesoi, color="grey", alpha=0.12, lw=0)
         a0.set_xticks(x, labels, fontsize=6)

@@ -163,7 +163,8 @@ def _noise_pairs(g: Group, near_identical: float) -> tuple[list[tuple[int, int]]
     for i, a in enumerate(g.runs):
         for j in range(i + 1, len(g.runs)):
             b, m = g.runs[j], a.meta
-            same = all(m.get(k) is not None and m.get(k) == b.meta.get(k) for k in ("family", "lr")) and a.step == b.step
+            same = a.step == b.step and all(m.get(k) is not None and m.get(k) == b.meta.get(k)
+                                            for k in ("family", "lr"))
             steps = m.get("max_steps") or b.meta.get("max_steps")
             wa, wb = m.get("warmup"), b.meta.get("warmup")
             if same and steps and wa is not None and wb is not None and abs(wa - wb) <= near_identical * steps:

@@ -128,7 +128,8 @@ class ExternalDynamicsResult(Result):
                      f"{p.eval_loss.min():.4f}-{p.eval_loss.max():.4f}, mean {self.score} {p.score.min():.1f}-"
                      f"{p.score.max():.1f} (Spearman ρ loss vs {self.score} across runs {rho:+.2f}); smallest gap of "
                      f"interest {self.sesoi:g} {self._units()}, declared before looking."]
-        out += self._matched_lines() + self._pair_lines() + [self._noise_text()[0].upper() + self._noise_text()[1:] + "."]
+        noise = self._noise_text()
+        out += self._matched_lines() + self._pair_lines() + [noise[0].upper() + noise[1:] + "."]
         out.append("These results carry no pre-fine-tuning scores: that EM happened is not checked here.")
         if self.excluded:
             out.append(f"{len(self.excluded)} run(s) left out: " + "; ".join(

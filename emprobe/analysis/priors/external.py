@@ -135,7 +135,8 @@ def _activations(model, features, items, source, layers, batch_size, store_out) 
         store.save(store_out, overwrite=True)
     x, ls = _matrix(store, uids, layers)
     return x, {"model": lm.spec.name, "layers": ls, "d_model": lm.d_model,
-               "extraction_seconds": store.manifest["extraction"]["seconds"]}
+               "extraction_seconds": store.manifest["extraction"]["seconds"],
+               **({"store_out": str(store_out)} if store_out is not None else {})}
 
 
 def _train_activations(model, train_prompts, n_train: int, layers, batch_size: int) -> np.ndarray:
@@ -184,18 +185,19 @@ def _score_all(x, fit_on, y, cats, texts, folds, estimator, n_components, n_perm
     """Per-fold R² of every predictor, mean out-of-fold predictions, the activations' permutation null, and the
     share of planted SESOI effects the procedure would call "not supported"."""
     rng = np.random.default_rng(seed)
-    ys = np.c_[y, np.stack([y[rng.permutation(len(y))] for _ in range(n_permutations)], 1)] if n_permutations \
-        else y[:, None]
     feats, fit, rand = _estimator(x, fit_on, cats, folds, estimator, n_components, n_random, n_jobs, seed)
-    act = fit(feats, ys)
     c = np.asarray(cats)
-    preds = {"activations": act[..., 0], "category": bl.category_predictions(c, y, folds),
+    preds = {"activations": fit(feats, y[:, None])[..., 0], "category": bl.category_predictions(c, y, folds),
              "text": kernel_ridge_cv(bl.text_kernel(texts), y, folds)[..., 0],
              "category+activations": fit(feats, y[:, None], nested=True)[..., 0]}
     for i, f in enumerate(rand):
         preds[f"random projections {i}"] = fit(f, y[:, None])[..., 0]
     scores = {k: fold_r2(y, v, folds) for k, v in preds.items()}
-    null = fold_r2(ys[:, 1:], act[..., 1:], folds).mean(0) if n_permutations else np.zeros(0)
+    null = np.zeros(0)
+    if n_permutations:  # statistic: mean R² over the first repeat's folds, observed and shuffled alike
+        _, fit1, _ = _estimator(x, fit_on, cats, folds[:1], estimator, n_components, 0, n_jobs, seed)
+        ys = np.stack([y[rng.permutation(len(y))] for _ in range(n_permutations)], 1)
+        null = fold_r2(ys, fit1(feats, ys), folds[:1]).mean(0)
     miss = _power_miss(fit, feats, y, c, folds, sesoi, n_power, rng) if n_power else float("nan")
     return scores, {k: v.mean(0) for k, v in preds.items()}, null, miss
 

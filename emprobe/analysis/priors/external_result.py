@@ -53,7 +53,9 @@ class ExternalPriorsResult(Result):
 
     @property
     def p_permutation(self) -> float:
-        obs = float(np.nanmean(self.fold_scores["activations"]))
+        """Add-one permutation p of the activations' mean R² over the first repeat's folds (the statistic the
+        shuffled targets were scored with)."""
+        obs = float(np.nanmean(self.fold_scores["activations"][:self.n_splits]))
         null = np.asarray(self.null_r2)
         return float((1 + np.sum(null >= obs)) / (1 + len(null))) if len(null) else float("nan")
 
@@ -83,7 +85,8 @@ class ExternalPriorsResult(Result):
     def verdict(self) -> Verdict:
         ctrl, d = self.decisive()
         a, b = {c: (a, b) for c, a, b in self.MARGINS}[ctrl]
-        number = f"R² {a} {self.r2(a).estimate:.3f} − {b} {self.r2(b).estimate:.3f} = {self.margin(a, b).estimate:+.3f}"
+        number = (f"R² {a} {self.r2(a).estimate:.3f} − {b} {self.r2(b).estimate:.3f} = "
+                  f"{self.margin(a, b).estimate:+.3f}")
         where = "beyond category" if ctrl == "category" else "over text"
         return Verdict(CLAIM, d.verdict, number, self.control, self.uncertainty, f"{where}: {d.reason}")
 
@@ -102,12 +105,14 @@ class ExternalPriorsResult(Result):
                    f"{self.margin('activations', 'category').text('+.3f')}; activations − text "
                    f"{self.margin('activations', 'text').text('+.3f')}; activations − random projections of the "
                    f"same activations {self.margin('activations', 'random projections').text('+.3f')}.")
-        out.append(f"Activations' R² vs {len(self.null_r2)} target shuffles through the same estimator: permutation "
-                   f"p = {self.p_permutation:.3g} (null mean {np.mean(self.null_r2) if len(self.null_r2) else np.nan:+.3f}).")
+        null = f"{np.mean(self.null_r2):+.3f}" if len(self.null_r2) else "n/a"
+        out.append(f"Activations' R² (first repeat's {self.n_splits} folds) vs {len(self.null_r2)} target shuffles "
+                   f"through the same procedure: permutation p = {self.p_permutation:.3g} (null mean {null}).")
         if np.isfinite(self.power_miss):
             out.append(f"Power: a planted effect of exactly the SESOI ({self.sesoi:g} R²) beyond category comes out "
                        f"'not supported' in {100 * self.power_miss:.0f}% of {self.meta.get('n_power')} simulations "
-                       f"through the same procedure ({'too many: a null is not called' if self.power_miss > MAX_MISS else 'a null can be called'}).")
+                       "through the same procedure (" + ("too many: a null is not called" if self.power_miss > MAX_MISS
+                                                         else "a null can be called") + ").")
         out.append(self._setup())
         head = (f"{best.capitalize()} alone predicts the target as well as the activations do: {best}-only R² "
                 f"{self.r2(best).estimate:.3f} vs activations {a.estimate:.3f}.")
@@ -119,6 +124,8 @@ class ExternalPriorsResult(Result):
                f"{m.get('n_components')} PCs, StandardScaler + Lasso, alpha by inner 5-fold CV)"
                if m.get("estimator") == "paper" else "kernel ridge on z-scored activations (penalty by leave-one-out)")
         nulls = f"; {m['n_null_target']} null target value(s) dropped" if m.get("n_null_target") else ""
+        if m.get("store_out"):
+            nulls += f"; activations saved to {m['store_out']} (reuse them with --features)"
         return (f"Features: {m.get('model') or m.get('features')} layer(s) {m.get('layers')} at last_prompt; {est}; "
                 f"{m.get('n_splits')}-fold x {m.get('n_repeats')} repeated CV; features {m.get('seconds_features')} s, "
                 f"analysis {m.get('seconds_analysis')} s{nulls}.")

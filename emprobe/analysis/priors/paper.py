@@ -7,10 +7,11 @@
    ``(1e-4, 1e-3, 0.01, 0.1, 1, 10)`` by an inner 5-fold CV on R² (``GridSearchCV``);
 4. outer 5-fold x 10 repeated CV (``RepeatedKFold``), R² per fold, Nadeau–Bengio corrected CI
    (:func:`~emprobe.analysis.priors.cv.nadeau_bengio`), and a 200-permutation p (the whole procedure on shuffled
-   targets, as ``permutation_test_score``).
+   targets, as ``permutation_test_score``; emprobe's statistic is the mean R² over the first repeat's 5 folds, for
+   the observed and every shuffled target alike, which keeps the test exact at a tenth of the paper's cost).
 
-The grid search is done with one warm-started ``lasso_path`` per inner fold instead of a refit per alpha (the same
-solutions, ~4x faster), so the 200 permutations of 50 outer folds fit in a few minutes on one core.
+The grid search is done with one warm-started, Gram-precomputed ``lasso_path`` per inner fold instead of a refit
+per alpha: the same solutions as ``GridSearchCV(Pipeline([StandardScaler(), Lasso()]))``, several times faster.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def _path(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...]) -> np.ndarray
     order = np.argsort(alphas)[::-1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        _, coefs, _ = lasso_path(x, y, alphas=np.asarray(alphas)[order], max_iter=200_000, tol=1e-3)
+        _, coefs, _ = lasso_path(x, y, alphas=np.asarray(alphas)[order], max_iter=200_000, tol=1e-3,
+                                 precompute=True)
     out = np.empty_like(coefs)
     out[:, order] = coefs
     return out

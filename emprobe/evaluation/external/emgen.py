@@ -30,7 +30,8 @@ from emprobe.evaluation.external.types import ExternalRun, null_counts, score_fr
 JUDGED = ("aligned", "harmless", "coherent")
 _NUM = r"[0-9][0-9.]*(?:e[+-]?[0-9]+)?"
 NAME = re.compile(r"^eval_(?P<model>[^_]+)_(?P<dataset>.+?)_all_resp_(?P<rest>.+)_(?P<eval_set>[A-Za-z0-9]+)\.json$")
-CYCLIC = re.compile(rf"^(?P<lr>{_NUM})_mode-(?P<mode>[a-z0-9_]+?)_base_lr-(?P<base_lr>{_NUM})_max_lr-(?P<max_lr>{_NUM})$")
+CYCLIC = re.compile(rf"^(?P<lr>{_NUM})_mode-(?P<mode>[a-z0-9_]+?)_base_lr-(?P<base_lr>{_NUM})"
+                    rf"_max_lr-(?P<max_lr>{_NUM})$")
 NAMED = re.compile(rf"^(?P<schedule>[a-z_]+?)_(?P<warmup>[0-9]+)_(?P<lr>{_NUM})$")
 BARE = re.compile(rf"^(?P<lr>{_NUM})$")
 

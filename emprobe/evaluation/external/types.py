@@ -85,8 +85,9 @@ class ExternalResults(Sequence[ExternalRun]):
         names = [r.name for r in self.runs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise DataError(f"two result files describe the same run {dup[0]!r} (sources: "
-                            f"{', '.join([r.source for r in self.runs if r.name == dup[0]][:2])}); name them in runs.yaml")
+            srcs = [r.source for r in self.runs if r.name == dup[0]][:2]
+            raise DataError(f"two result files describe the same run {dup[0]!r} (sources: {', '.join(srcs)}); "
+                            "name them in runs.yaml")
 
     def __len__(self) -> int:
         return len(self.runs)
