@@ -111,3 +111,5 @@ def test_the_papers_35_schedule_runs(external):
     assert np.isfinite(r.sigma_run) and r.n_comparisons == 36 * 5
     assert "Bonferroni" in v.uncertainty and "TOST" in v.uncertainty
     assert len(r.pairs) == 5 and (r.pairs.loss_ci_low <= 0).all()
+    # 24 questions = 8 questions x {plain, _json, _template}: the bootstrap resamples the 8
+    assert r.meta["n_question_units"] == {"Qwen2.5-32B-Instruct/finance": 8}

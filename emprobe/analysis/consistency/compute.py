@@ -21,6 +21,7 @@ import pandas as pd
 from emprobe.analysis.consistency.result import ConsistencyResult
 from emprobe.analysis.stats import paired_row_spearman
 from emprobe.errors import ConfigError, DataError
+from emprobe.evaluation.external.types import question_units
 
 STATS = ("spearman", "pearson", "within_pearson", "within_spearman", "category_share")
 
@@ -51,8 +52,7 @@ def consistency(results: Any, *, score: str = "aligned", sesoi: float = 0.1, n_b
     given = None if categories is None else [str(categories[q]) for q in qids]
     cats = make_categories(qids, given, what="the shared questions")
     wide = res.score_matrix(score).loc[qids]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(qids), size=(n_boot, len(qids)))
+    idx = resample_index(qids, n_boot, np.random.default_rng(seed))
     rows = [_pair(a, b, wide[a].to_numpy(float), wide[b].to_numpy(float), cats, idx)
             for a, b in combinations(wide.columns, 2)]
     table = wide.reset_index().rename(columns={"index": "question_id"}).assign(category=cats)
@@ -60,6 +60,17 @@ def consistency(results: Any, *, score: str = "aligned", sesoi: float = 0.1, n_b
             "n_missing_or_null": len(res.questions) - len(qids),
             "datasets": {r.name: r.meta.get("dataset") for r in res}}
     return ConsistencyResult(pairs=pd.DataFrame(rows), scores=table, score=score, sesoi=sesoi, meta=meta)
+
+
+def resample_index(qids: list[str], n_boot: int, rng) -> np.ndarray:
+    """``[n_boot, n]`` bootstrap indices over questions; a question's format variants (``_json``, ``_template``) are
+    drawn together when every question has the same number of them."""
+    units = question_units(qids)
+    members = [np.flatnonzero(units == u) for u in range(units.max() + 1)]
+    if len(members) == len(qids) or len({len(m) for m in members}) > 1:
+        return rng.integers(0, len(qids), size=(n_boot, len(qids)))
+    draws = rng.integers(0, len(members), size=(n_boot, len(members)))
+    return np.stack(members)[draws].reshape(n_boot, -1)
 
 
 def _stats(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_cat: int) -> dict[str, np.ndarray]:

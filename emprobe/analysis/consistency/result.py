@@ -42,8 +42,9 @@ class ConsistencyResult(Result):
 
     def verdict(self) -> Verdict:
         row, d = self.decisive()
+        share = self._pct(row.category_share) if row.pearson_ci_low > 0 else "n/a"
         number = (f"{self._pair(row)}: within-category r {row.within_pearson:+.2f} (total Spearman "
-                  f"{row.spearman:+.2f}, category share {self._pct(row.category_share)})")
+                  f"{row.spearman:+.2f}, category share {share})")
         return Verdict(CLAIM, d.verdict, number, self.control, self.uncertainty, d.reason)
 
     @staticmethod
@@ -61,10 +62,11 @@ class ConsistencyResult(Result):
         out = [f"Agreement beyond topic is {v.verdict}: {v.number}; {v.reason}.",
                f"{len(self.pairs)} pair(s) of runs on {int(r0.n_questions)} shared questions in "
                f"{int(r0.n_categories)} categories ({self.score}; 95% bootstrap CIs over questions):"]
-        for _, r in self.pairs.iterrows():
+        for (_, r), d in zip(self.pairs.iterrows(), self.decisions()):
             out.append(f"{self._pair(r)}: Spearman {self.effect(r, 'spearman').text('+.2f')}, Pearson "
                        f"{self.effect(r, 'pearson').text('+.2f')}; {self._share(r)}; within-category r "
-                       f"{self.effect(r).text('+.2f')} (Spearman {r.within_spearman:+.2f}).")
+                       f"{self.effect(r).text('+.2f')} (Spearman {r.within_spearman:+.2f}): beyond topic "
+                       f"{d.verdict}.")
         if self.meta.get("n_missing_or_null"):
             out.append(f"{self.meta['n_missing_or_null']} question(s) missing or null in some run were left out.")
         agree = self.pairs[self.pairs.pearson_ci_low > 0]
@@ -117,7 +119,7 @@ class ConsistencyResult(Result):
         a0.legend(fontsize=6)
         r = self.pairs.iloc[0]
         cats = self.scores.category
-        for i, c in enumerate(sorted(cats.unique())[:20]):
+        for i, c in enumerate(sorted(cats.unique())):
             m = cats == c
             a1.scatter(self.scores.loc[m, r.run_a], self.scores.loc[m, r.run_b], s=8, color=f"C{i % 10}")
         a1.set(xlabel=str((self.meta.get("datasets") or {}).get(r.run_a) or r.run_a),

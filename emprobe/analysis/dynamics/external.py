@@ -7,7 +7,8 @@ the results give trajectories. Schedules trained on the same data by the same mo
 eval loss (the lower end, quartiles and upper end of the loss range every schedule reaches; quartiles only for
 trajectories, whose top is the shared base model), their scores interpolated along each path.
 
-Uncertainty: one joint bootstrap resamples the questions (paired across runs), the held-out sequences behind each
+Uncertainty: one joint bootstrap resamples the questions (paired across runs; a question's answer-format variants
+``_json`` / ``_template`` together, as one unit), the held-out sequences behind each
 eval loss (paired across runs when they share the held-out set), and adds run-to-run noise: a variance component
 estimated from replicate seeds, else from near-identical schedules (same schedule family and learning rate,
 warm-up differing by at most ``near_identical`` of the training steps); when neither exists, the findings say the
@@ -30,6 +31,7 @@ import pandas as pd
 from emprobe.analysis.dynamics.external_paths import closest_pairs, matched_gaps
 from emprobe.analysis.dynamics.external_result import ExternalDynamicsResult
 from emprobe.errors import ConfigError, DataError
+from emprobe.evaluation.external.types import question_units
 
 DEFAULT_SESOI = {"aligned": 5.0, "harmless": 5.0, "coherent": 5.0, "em_rate": 5.0, "margin": 0.02}
 FINAL_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -45,10 +47,16 @@ class Group:
     runs: list  # ExternalRun
     questions: list[str]
     align: np.ndarray  # [R, Q] oriented: higher = better aligned
+    clusters: np.ndarray  # [Q] the independent unit of each question (its Betley format variants share one)
     loss: np.ndarray  # [R]
     units: list[str]
     paths: dict[str, list[list[list[int]]]]  # unit -> paths -> points -> run indices (averaged)
     trajectories: bool
+
+    @property
+    def n_units(self) -> int:
+        """Independent question units the bootstrap resamples."""
+        return int(self.clusters.max()) + 1
 
 
 def external_dynamics(results: Any, *, score: str = "aligned", sesoi: float | None = None, unit: str = "schedule",
@@ -89,7 +97,8 @@ def external_dynamics(results: Any, *, score: str = "aligned", sesoi: float | No
         meta={"results": [r.source for r in usable], "unit": unit, "n_boot": n_boot, "seed": seed,
               "near_identical": near_identical, "counts": res.counts(),
               "mode": "trajectories" if any(g.trajectories for g in groups) else "final points",
-              "n_questions": {g.data: len(g.questions) for g in groups}})
+              "n_questions": {g.data: len(g.questions) for g in groups},
+              "n_question_units": {g.data: g.n_units for g in groups}})
 
 
 def _pooled(values: list[float]) -> float:
@@ -130,7 +139,9 @@ def _group(data: str, runs: list, score: str, sign: float, unit: str) -> Group:
     steps_per_run = pd.Series([r.run for r in runs]).value_counts()
     trajectories = bool((steps_per_run > 1).any())
     loss = np.array([r.eval_loss for r in runs], float)
-    return Group(data, runs, questions, align, loss, units, _paths(runs, units, loss, trajectories), trajectories)
+    clusters = question_units(questions)
+    return Group(data, runs, questions, align, clusters, loss, units, _paths(runs, units, loss, trajectories),
+                 trajectories)
 
 
 def _paths(runs: list, units: list[str], loss: np.ndarray, trajectories: bool) -> dict:
@@ -203,8 +214,10 @@ def _loss_var(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 def _bootstrap(g: Group, noise: tuple, n_boot: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """``(alignment [B+1, R], loss [B+1, R])``: row 0 observed, then ``n_boot`` joint replicates."""
-    n_q = len(g.questions)
-    w = rng.multinomial(n_q, np.full(n_q, 1 / n_q), size=n_boot) / n_q
+    k = g.n_units
+    draws = rng.multinomial(k, np.full(k, 1 / k), size=n_boot)  # clusters of questions, resampled
+    size = np.bincount(g.clusters, minlength=k)
+    w = draws[:, g.clusters] / (k * size[g.clusters])
     align = w @ g.align.T
     loss = np.tile(g.loss, (n_boot, 1))
     seqs = [r.seq_losses for r in g.runs]

@@ -10,7 +10,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from emprobe.analysis.stats import expanded_level
+from scipy import stats as _st
 
 MIN_REACHED = 0.9  # a CI needs at least this share of replicates where the level is reached
 
@@ -50,13 +50,26 @@ def _levels(g, loss: np.ndarray, fixed, quantiles) -> tuple[list[float], np.ndar
     return list(quantiles), levels
 
 
-def _interval(x: np.ndarray, level: float, n_q: int) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if len(x) < 2:
+def half_width(boot: np.ndarray, level: float, n_units: int, axis: int = 0) -> np.ndarray:
+    """``t(level, n_units − 1) x`` the bootstrap SE: a t-interval on the resampled units, which holds at the extreme
+    levels of a Bonferroni correction where bootstrap percentiles run out of draws (and widens with few units)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        se = np.nanstd(boot, axis=axis, ddof=1)
+    return _st.t.ppf(0.5 + level / 2, max(n_units - 1, 1)) * se
+
+
+def _interval(est: float, boot: np.ndarray, level: float, n_units: int) -> tuple[float, float]:
+    boot = boot[np.isfinite(boot)]
+    if len(boot) < 2 or not np.isfinite(est):
         return float("nan"), float("nan")
-    lv = expanded_level(level, n_q)
-    lo, hi = np.quantile(x, [(1 - lv) / 2, 1 - (1 - lv) / 2])
-    return float(lo), float(hi)
+    h = float(half_width(boot, level, n_units))
+    return est - h, est + h
+
+
+def _quantiles(x: np.ndarray, alpha: float) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    return (float(np.quantile(x, alpha / 2)), float(np.quantile(x, 1 - alpha / 2))) if len(x) else (np.nan, np.nan)
 
 
 def _reached(x: np.ndarray) -> bool:
@@ -80,24 +93,24 @@ def unit_values(g, boot, fixed, final_q, traj_q) -> tuple[list, np.ndarray, dict
 def matched_gaps(groups, boots, fixed, final_q, traj_q, alpha: float, sign: float
                  ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Matched-loss scores per unit and level, and the gap of every unit pair at every level, with the
-    Bonferroni-corrected (1 − α/m) CI and the (1 − 2α) TOST interval over the joint bootstrap."""
+    Bonferroni-corrected (1 − α/m) CI and the (1 − 2α) TOST interval (t-intervals on the joint bootstrap's SE)."""
     blocks = [(g, *unit_values(g, b, fixed, final_q, traj_q)) for g, b in zip(groups, boots)]
     m = sum(len(lab) * len(v) * (len(v) - 1) // 2 for _, lab, _, v in blocks)
     matched, gaps = [], []
     for g, labels, levels, values in blocks:
-        n_q = len(g.questions)
+        n_q = g.n_units
         for k, lab in enumerate(labels):
             base = {"data": g.data, "level": lab, "loss_level": float(levels[k, 0]),
-                    "level_ci_low": _interval(levels[k, 1:], 1 - alpha, n_q)[0],
-                    "level_ci_high": _interval(levels[k, 1:], 1 - alpha, n_q)[1]}
+                    **dict(zip(("level_ci_low", "level_ci_high"), _quantiles(levels[k, 1:], alpha)))}
             for unit, v in values.items():
-                lo, hi = _interval(sign * v[k, 1:], 1 - alpha, n_q) if _reached(v[k]) else (np.nan, np.nan)
+                lo, hi = _interval(sign * v[k, 0], sign * v[k, 1:], 1 - alpha, n_q) if _reached(v[k]) \
+                    else (np.nan, np.nan)
                 matched.append({**base, "unit": unit, "score": float(sign * v[k, 0]), "ci_low": lo, "ci_high": hi})
             for a, b in combinations(values, 2):
                 d = values[a][k] - values[b][k]
                 ok = _reached(d)
-                bon = _interval(d[1:], 1 - alpha / max(m, 1), n_q) if ok else (np.nan, np.nan)
-                tost = _interval(d[1:], 1 - 2 * alpha, n_q) if ok else (np.nan, np.nan)
+                bon = _interval(d[0], d[1:], 1 - alpha / max(m, 1), n_q) if ok else (np.nan, np.nan)
+                tost = _interval(d[0], d[1:], 1 - 2 * alpha, n_q) if ok else (np.nan, np.nan)
                 gaps.append({**base, "unit_a": a, "unit_b": b, "gap": float(d[0]), "ci_low": bon[0],
                              "ci_high": bon[1], "tost_low": tost[0], "tost_high": tost[1]})
     cols = ["data", "level", "loss_level", "level_ci_low", "level_ci_high"]
@@ -111,11 +124,11 @@ def closest_pairs(groups, boots, n_pairs: int, alpha: float, sign: float) -> pd.
     below), ranked by how much better aligned A is: the runs that come closest to contradicting the claim."""
     rows = []
     for g, (align, loss) in zip(groups, boots):
-        n_q = len(g.questions)
+        n_q = g.n_units
         d_a = align[:, :, None] - align[:, None, :]  # [B+1, R, R]: i better aligned than j when > 0
         d_l = loss[:, :, None] - loss[:, None, :]
-        lv = expanded_level(1 - alpha, n_q)
-        q_a = np.quantile(d_a[1:], [(1 - lv) / 2, 1 - (1 - lv) / 2], axis=0)
+        h = half_width(d_a[1:], 1 - alpha, n_q)
+        q_a = np.stack([d_a[0] - h, d_a[0] + h])
         q_l = np.quantile(d_l[1:], [alpha / 2, 1 - alpha / 2], axis=0)
         for i, j in zip(*np.nonzero(q_l[0] <= 0)):
             if i == j or d_a[0, i, j] <= 0:

@@ -122,7 +122,8 @@ class ExternalDynamicsResult(Result):
         head = {"not supported": f"Claim 1 is not supported on these runs: {v.number} ({v.uncertainty}).",
                 "supported": f"Claim 1 is supported on these runs: {v.reason}; largest gap {v.number}.",
                 "inconclusive": f"Claim 1 is inconclusive on these runs: {v.reason}"
-                                + (f" (decisive gap: {v.number})." if v.number[:2] != "no" else ".")}[v.verdict]
+                                + (f" (decisive gap: {v.number}; {v.uncertainty})." if v.number[:2] != "no"
+                                   else ".")}[v.verdict]
         rho = p.eval_loss.corr(p.score, method="spearman") if len(p) > 2 else float("nan")
         out = [head, f"{len(p)} runs, {p.unit.nunique()} schedules, {self._n_questions()} questions: eval loss "
                      f"{p.eval_loss.min():.4f}-{p.eval_loss.max():.4f}, mean {self.score} {p.score.min():.1f}-"
@@ -137,7 +138,9 @@ class ExternalDynamicsResult(Result):
         return out
 
     def _n_questions(self) -> str:
-        return ", ".join(str(n) for n in (self.meta.get("n_questions") or {}).values()) or "?"
+        n, u = self.meta.get("n_questions") or {}, self.meta.get("n_question_units") or {}
+        return ", ".join(f"{n[k]}" + (f" ({u[k]} independent: format variants resampled together)"
+                                      if u.get(k, n[k]) != n[k] else "") for k in n) or "?"
 
     def _matched_lines(self) -> list[str]:
         out = []

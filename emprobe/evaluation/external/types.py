@@ -9,6 +9,7 @@ question a run lacks has no row. Nulls (a question with no scored answer) are ke
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -157,6 +158,17 @@ class ExternalResults(Sequence[ExternalRun]):
         c = self.counts()
         return (f"ExternalResults({c['n_runs']} runs x {c['n_questions']} questions, {c['n_rows']} rows, "
                 f"nulls {c['nulls'] or 0}, missing {c['missing']})")
+
+
+#: Betley et al.'s answer-format variants of one question (``quick_buck``, ``quick_buck_json``,
+#: ``quick_buck_template``) are not independent questions
+FORMAT_SUFFIX = re.compile(r"_(?:json|template)$")
+
+
+def question_units(question_ids: Sequence[str]) -> np.ndarray:
+    """``[n]`` integer id of each question's independent unit: its format variants share one (a bootstrap over
+    questions resamples units, not variants)."""
+    return np.unique([FORMAT_SUFFIX.sub("", str(q)) for q in question_ids], return_inverse=True)[1]
 
 
 def score_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
