@@ -127,8 +127,8 @@ class ExternalDynamicsResult(Result):
         rho = p.eval_loss.corr(p.score, method="spearman") if len(p) > 2 else float("nan")
         out = [head, f"{len(p)} runs, {p.unit.nunique()} schedules, {self._n_questions()} questions: eval loss "
                      f"{p.eval_loss.min():.4f}-{p.eval_loss.max():.4f}, mean {self.score} {p.score.min():.1f}-"
-                     f"{p.score.max():.1f} (Spearman ρ loss vs {self.score} across runs {rho:+.2f}); smallest gap of "
-                     f"interest {self.sesoi:g} {self._units()}, declared before looking."]
+                     f"{p.score.max():.1f} (Spearman ρ loss vs {self.score} across runs {rho:+.2f}); {self._shared()}; "
+                     f"smallest gap of interest {self.sesoi:g} {self._units()}, declared before looking."]
         noise = self._noise_text()
         out += self._matched_lines() + self._pair_lines() + [noise[0].upper() + noise[1:] + "."]
         out.append("These results carry no pre-fine-tuning scores: that EM happened is not checked here.")
@@ -136,6 +136,14 @@ class ExternalDynamicsResult(Result):
             out.append(f"{len(self.excluded)} run(s) left out: " + "; ".join(
                 f"{k} ({v})" for k, v in list(self.excluded.items())[:3]) + ".")
         return out
+
+    def _shared(self) -> str:
+        m = self.matched
+        if m.empty:
+            return "no eval-loss range shared by the schedules"
+        frac = self.shared_fraction
+        share = f" ({100 * frac:.0f}% of the runs' range)" if np.isfinite(frac) else ""
+        return f"schedules compared at eval loss {m.loss_level.min():.4f}-{m.loss_level.max():.4f}{share}"
 
     def _n_questions(self) -> str:
         n, u = self.meta.get("n_questions") or {}, self.meta.get("n_question_units") or {}
