@@ -25,7 +25,7 @@ _API = {
     # loading
     "load_model": "emprobe.models:load_model", "load_questions": "emprobe.data:load_questions",
     "load_dataset": "emprobe.data:load_chat_dataset", "load_prompts": "emprobe.probes:load_prompts",
-    "load_run": "emprobe.finetuning:load_run", "Direction": "emprobe.probes:Direction",
+    "load_run": "emprobe.finetuning:load_run", "load_results": "emprobe.evaluation.external:load_results", "Direction": "emprobe.probes:Direction",
     "ActivationStore": "emprobe.probes:ActivationStore", "FinetuneConfig": "emprobe.finetuning:FinetuneConfig",
     # stages
     "finetune": "emprobe.finetuning:finetune", "evaluate": "emprobe.evaluation:evaluate",
@@ -37,6 +37,7 @@ _API = {
     "steer": "emprobe.analysis.steer:steer", "ablate": "emprobe.analysis.ablate:ablate", "Result": "emprobe.result:Result",
     "Verdict": "emprobe.result:Verdict", "explain": "emprobe.analysis.explain:explain",
     "margins": "emprobe.analysis.margins:margins",
+    "consistency": "emprobe.analysis.consistency:consistency",
     # studies
     "study": "emprobe.studies:study", "demo": "emprobe.studies:demo", "StudyConfig": "emprobe.studies:StudyConfig",
     "StudyResult": "emprobe.studies:StudyResult",

@@ -46,8 +46,10 @@ def track_cmd(
 
 
 def priors_cmd(
-    features: list[Path] = typer.Option(..., "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
-    target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet"),
+    features: Optional[list[Path]] = typer.Option(
+        None, "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
+    target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet; with "
+                                          "--prompts: FILE[:score] of a run evaluated elsewhere"),
     baseline: Optional[Path] = typer.Option(None, help="baseline target (the base model's scores): predict the rise over it"),
     control_target: Optional[Path] = typer.Option(
         None, help="the aligned-data control's scores: the target becomes rise − control change (EM-specific)"),
@@ -56,22 +58,36 @@ def priors_cmd(
     reliability: Optional[Path] = typer.Option(
         None, help="per-pair rises (CSV/parquet: question_id, pair, rise[, control]) for the target's reliability "
                    "(default: from margin score tables)"),
-    layers: str = typer.Option("all", help="layers to use as features (per store's model)"),
+    layers: Optional[str] = typer.Option(None, help="layers to use as features (per store's model; default all, "
+                                                    "with --prompts the last)"),
     direction: Optional[Path] = typer.Option(None, help="direction for the single-direction predictor"),
     categories: Optional[Path] = typer.Option(
         None, help="question categories (CSV/parquet: question_id, category) for the topic control (default: the "
                    "score table's own categories)"),
-    sesoi: float = typer.Option(0.3, help="smallest true ρ of interest beyond the controls, declared before looking"),
+    sesoi: Optional[float] = typer.Option(
+        None, help="smallest effect of interest, declared before looking: the true ρ beyond the controls (default "
+                   "0.3); with --prompts the R² margin over category and text (default 0.05)"),
     n_sim: int = typer.Option(400, help="simulated targets per true ρ (calibration and power)"),
     alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
-    n_permutations: int = typer.Option(1000, help="target shuffles for the p-values"),
-    n_random: int = typer.Option(50, help="random-feature draws for the control"),
+    n_permutations: Optional[int] = typer.Option(None, help="target shuffles for the p-values (default 1000; "
+                                                            "200 with --prompts)"),
+    n_random: Optional[int] = typer.Option(None, help="random-feature draws for the control (default 50; 3 with "
+                                                      "--prompts)"),
     seed: int = typer.Option(0, help="seed of the shuffles and random features"),
     out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
     overwrite: bool = overwrite_option(),
+    prompts: Optional[str] = typer.Option(
+        None, "--prompts", help="external target: one prompt per question id (chat JSONL with metadata.question_id "
+                                "or a question set); --target is then a run evaluated elsewhere"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="with --prompts: model whose prompt "
+                                                                    "activations are the features"),
+    estimator: str = typer.Option("ridge", help="with --prompts: ridge | paper (PCA energies + Lasso, as the paper)"),
+    pca_on: str = typer.Option("eval", help="with --estimator paper: fit the PCA on the eval or the train prompts"),
+    train_prompts: Optional[str] = typer.Option(None, help="with --pca-on train: the fine-tuning data"),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
-    for f in features:
+    for f in features or []:
         check_as("store", f, "features")
     for name, table in (("target", target), ("baseline", baseline), ("control_target", control_target),
                         ("base_margin", base_margin), ("reliability", reliability)):
@@ -82,6 +98,16 @@ def priors_cmd(
     from emprobe.analysis.priors import priors
     from emprobe.analysis.priors.inputs import priors_inputs
 
+    if prompts is not None:
+        from emprobe.cli.external import external_priors_cmd
+
+        return external_priors_cmd(target, prompts, model, features, layers, estimator, pca_on, train_prompts,
+                                   0.05 if sesoi is None else sesoi, n_permutations, n_random, seed, threads, out,
+                                   overwrite)
+    if not features:
+        from emprobe.errors import ConfigError
+
+        raise ConfigError("`features` is required (or --prompts with --model for a target evaluated elsewhere)")
     from emprobe.io import read_table
 
     inputs = priors_inputs(target, baseline, control_target, base_margin)
@@ -89,8 +115,8 @@ def priors_cmd(
         inputs["reliability"] = reliability
     cats = read_table(categories, "categories table") if categories is not None else None
     print_result(priors(features, **inputs, categories=cats, layers=layers, direction=direction, alpha=alpha,
-                        sesoi=sesoi, n_sim=n_sim, n_permutations=n_permutations, n_random=n_random, seed=seed), out,
-                 overwrite)
+                        sesoi=0.3 if sesoi is None else sesoi, n_sim=n_sim, n_permutations=n_permutations,
+                        n_random=n_random, seed=seed), out, overwrite)
 
 
 def overlap_cmd(
@@ -140,7 +166,12 @@ def overlap_cmd(
 
 
 def dynamics_cmd(
-    sweep_dir: Path = typer.Argument(..., help="directory of runs (emprobe finetune sweep) or one run"),
+    sweep_dir: Optional[list[Path]] = typer.Argument(
+        None, help="directory of runs (emprobe finetune sweep) or one run (with --results: more result files)"),
+    results: Optional[str] = typer.Option(
+        None, "--results", help="evaluations made elsewhere (glob, folder, files or runs.yaml: em-generalization "
+                                "eval_*.json, per-sample CSVs, emprobe score tables): claim 1 on them"),
+    score: str = typer.Option("aligned", help="with --results: aligned | harmless | coherent | em_rate | margin"),
     questions: str = questions_option(help="off-domain question set (margin score)"),
     control_runs: Optional[str] = typer.Option(
         None, help="aligned-data control runs, comma-separated names (default: runs trained on *-aligned data)"),
@@ -154,7 +185,9 @@ def dynamics_cmd(
     sesoi_fraction: float = typer.Option(
         0.25, help="SESOI: this fraction of the established EM-specific rise is the smallest margin gap of interest"),
     sesoi: Optional[float] = typer.Option(
-        None, "--sesoi", "--min-gap", help="absolute SESOI instead (nats/token; for when no rise is known)"),
+        None, "--sesoi", "--min-gap", help="absolute SESOI instead (nats/token; for when no rise is known); with "
+                                           "--results the smallest score gap of interest (default 5 points on "
+                                           "0-100; 0.02 for margin)"),
     n_boot: int = typer.Option(2000, help="hierarchical bootstrap draws (runs, then questions)"),
     out: Path = typer.Option(Path("analysis/dynamics"), help="output directory"),
     overwrite: bool = overwrite_option(),
@@ -162,13 +195,21 @@ def dynamics_cmd(
 ) -> None:
     """In-domain validation loss vs off-domain alignment; schedules compared at matched loss (claim 1)."""
     check_threads(threads)
-    check_args(questions=questions, n_permutations=n_permutations, batch_size=batch_size, min_gap=min_gap)
-    check_as("sweep", sweep_dir, "sweep_dir")
+    check_args(questions=questions, n_permutations=n_permutations, batch_size=batch_size)
+    if sesoi is not None:
+        check_as("min_gap", sesoi, "sesoi")
     guard_out(out, overwrite)
     from emprobe.analysis.dynamics.compute import dynamics
+    from emprobe.cli.external import one_sweep_dir, result_paths
 
     controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
     levels = floats(loss_levels, "--loss-levels") if loss_levels else None
+    if results is not None:
+        print_result(dynamics(results=result_paths(results, sweep_dir), score=score, sesoi=sesoi, loss_levels=levels,
+                              seed=seed), out, overwrite)
+        return
+    sweep_dir = one_sweep_dir(sweep_dir)
+    check_as("sweep", sweep_dir, "sweep_dir")
     apply_threads(threads)
     print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
                           loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge,

@@ -91,11 +91,16 @@ def _correlations(ck: pd.DataFrame, n_permutations: int, seed: int) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
-def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
+def dynamics(runs_or_table: Any = None, *, results: Any = None, score: str = "aligned", sesoi: float | None = None,
+             questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
              n_permutations: int = 1000, loss_levels: Sequence[float] | None = None, batch_size: int = 8,
-             seed: int = 0, merge: bool = False, sesoi_fraction: float = 0.25, sesoi: float | None = None,
-             n_boot: int = 2000, min_gap: float | None = None) -> DynamicsResult:
+             seed: int = 0, merge: bool = False, sesoi_fraction: float = 0.25, n_boot: int = 2000,
+             min_gap: float | None = None):
     """Relate in-domain validation loss to off-domain alignment and compare schedules at matched loss.
+
+    ``results``: evaluations made elsewhere instead of runs (files, a folder, a glob, a ``runs.yaml`` or
+    :func:`ep.load_results <emprobe.evaluation.external.load_results>` output): claim 1 on them in ``score``'s units
+    with ``sesoi`` (:func:`~emprobe.analysis.dynamics.external.external_dynamics`; ``loss_levels`` and ``seed`` apply).
 
     ``runs_or_table``: a sweep directory, a run (directory or :class:`~emprobe.finetuning.Run`), a list of
     runs, or a DataFrame of checkpoints (see the module docstring). Runs are scored with the margin on
@@ -113,6 +118,12 @@ def dynamics(runs_or_table, *, questions: Any = "builtin:em-core", control_runs:
     change), or ``sesoi``, an absolute margin gap in nats/token (``min_gap`` is its former name). ``n_boot``:
     hierarchical bootstrap draws. See :mod:`emprobe.analysis.dynamics.decision` for the verdict.
     """
+    if results is not None:
+        from emprobe.analysis.dynamics.external import external_dynamics
+
+        return external_dynamics(results, score=score, sesoi=sesoi, loss_levels=loss_levels, seed=seed)
+    if runs_or_table is None:
+        raise ConfigError("dynamics needs runs (a sweep directory, runs or a table) or `results`")
     sesoi = min_gap if sesoi is None else sesoi
     if not 0 < sesoi_fraction <= 1:
         raise ConfigError(f"sesoi_fraction must be in (0, 1], got {sesoi_fraction}")

@@ -57,10 +57,11 @@ from emprobe.errors import ConfigError, DataError
 __all__ = ["load_target", "priors"]
 
 
-def priors(features: Any, target: Any, *, control: Any = None, base_margin: Any = None, categories: Any = None,
-           reliability: Any = None, layers: str | Sequence[int] | None = None, direction: Any = None,
-           alpha: float = 1.0, sesoi: float = 0.3, n_sim: int = 400, n_permutations: int = 1000, n_random: int = 50,
-           seed: int = 0) -> PriorsResult:
+def priors(features: Any = None, target: Any = None, *, control: Any = None, base_margin: Any = None,
+           categories: Any = None, reliability: Any = None, layers: str | Sequence[int] | None = None,
+           direction: Any = None, alpha: float = 1.0, sesoi: float | None = None, n_sim: int = 400,
+           n_permutations: int | None = None, n_random: int | None = None, seed: int = 0, prompts: Any = None,
+           model: Any = None, estimator: str = "ridge", **external: Any):
     """Leave-one-question-out prediction of per-question EM from pre-fine-tuning activations, with controls.
 
     ``features``: ``{name: store}`` or stores / store directories (named by their model's kind);
@@ -72,14 +73,34 @@ def priors(features: Any, target: Any, *, control: Any = None, base_margin: Any 
     ``reliability``: a long ``[question_id, pair, value(, control)]`` table of per-pair rises, or a known
     reliability (a number); default: built from ``target`` and ``control`` when they are per-pair tables;
     ``direction``: a :class:`~emprobe.probes.Direction` (or directory) for the single-direction predictor.
-    ``sesoi``: the smallest correlation of interest (true ρ beyond the controls), declared before looking;
-    ``n_sim``: simulated targets per true ρ for the calibration and the power.
+    ``sesoi``: the smallest correlation of interest (true ρ beyond the controls, default 0.3), declared before
+    looking; ``n_sim``: simulated targets per true ρ for the calibration and the power. ``n_permutations``
+    defaults to 1000 and ``n_random`` to 50.
+
+    With ``prompts`` (one prompt per question id) the target is a per-question score measured elsewhere
+    (``FILE[:score]``, see :func:`~emprobe.analysis.priors.external.external_priors`, which takes the other
+    options, e.g. ``pca_on``; ``sesoi`` is then the R² margin over the baselines, default 0.05): the prompt
+    activations of ``model`` (or the store ``features``) at ``layers`` (default the last) by ``estimator``
+    (``ridge`` | ``paper``) against category-only, text-only and random-projection baselines on the same folds
+    (200 permutations and 3 random draws by default).
     """
+    if prompts is not None:
+        from emprobe.analysis.priors.external import external_priors
+
+        if sesoi is not None:
+            external["sesoi"] = sesoi
+        return external_priors(target, prompts=prompts, model=model, features=features, layers=layers or "-1",
+                               estimator=estimator, n_permutations=200 if n_permutations is None else n_permutations,
+                               n_random=3 if n_random is None else n_random, seed=seed, **external)
+    if external or model is not None:
+        raise ConfigError(f"`{next(iter(external), 'model')}` applies to an external target: give `prompts` too")
+    sesoi = 0.3 if sesoi is None else sesoi
     if not 0 < sesoi < 1:
         raise ConfigError(f"sesoi must be a correlation in (0, 1), got {sesoi}")
     with threadpool_limits(1):  # many small (n x n) solves: BLAS threads only contend
         return _priors(features, target, control, base_margin, categories, reliability, layers, direction, alpha,
-                       sesoi, n_sim, n_permutations, n_random, seed)
+                       sesoi, n_sim, 1000 if n_permutations is None else n_permutations,
+                       50 if n_random is None else n_random, seed)
 
 
 def _priors(features, target, control, base_margin, categories, reliability, layers, direction, alpha, sesoi,
