@@ -39,6 +39,9 @@ from emprobe.models.edits import Edit, add_vector, intervene, project_out
 
 #: per-step values the trainer logs beside the loss (``train_log.jsonl``)
 LOG_KEYS = ("kl_to_base",)
+#: each mitigation's switch (a ``FinetuneConfig`` field) and its short name
+OPTIONS = {"kl_to_base": "kl", "interleave": "interleave", "inoculation_prompt": "inoculation",
+           "steer_during_training": "steer", "ablate_during_training": "ablate"}
 #: the on-disk Direction format (:mod:`emprobe.probes.directions`), read here without importing probes
 DIRECTION_TENSORS, DIRECTION_META = "direction.safetensors", "direction.json"
 
@@ -67,6 +70,11 @@ def validate_mitigations(cfg) -> None:
         raise ConfigError(f"--steer-alpha must be finite, got {cfg.steer_alpha}")
     if cfg.direction_layer is not None and not (cfg.steer_during_training or cfg.ablate_during_training):
         raise ConfigError("--direction-layer needs --steer-during-training or --ablate-during-training")
+
+
+def mitigation_label(settings: dict[str, Any]) -> str:
+    """``"none"``, or the mitigations a run's settings enable joined by ``+`` (e.g. ``"kl+steer"``)."""
+    return "+".join(short for key, short in OPTIONS.items() if settings.get(key)) or "none"
 
 
 def inoculate(dataset, prompt: str | None):
