@@ -143,7 +143,7 @@ def test_ablation_removes_the_direction_from_training_forwards(tiny_model_dir, t
     class Projection(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
             self.h = decoder_layers(model)[1].register_forward_pre_hook(
-                lambda m, a, k: seen.append((model.training, float(((a[0] if a else k["hidden_states"]) @ unit)
+                lambda m, a, k: seen.append((model.training, float(((a[0] if a else k["hidden_states"]).detach() @ unit)
                                                                     .abs().max()))), with_kwargs=True)
 
         def on_train_end(self, args, state, control, **kw):

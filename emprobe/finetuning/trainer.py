@@ -122,11 +122,13 @@ def _response_trainer_class():
         only the LM head skips prompt positions.
         """
 
-        def __init__(self, *args: Any, mitigations: Mitigations, n_primary: int, **kwargs: Any) -> None:
+        mitigations = Mitigations()  # set per run by finetune(): training-time mitigations (none by default)
+        n_primary = 0  # rows of the training data before any interleaved rows
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.model_accepts_loss_kwargs = True  # the trainer counts response tokens over the accumulated batch
             self.loss_is_scaled_for_ga = True
-            self.mitigations, self.n_primary = mitigations, n_primary
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             with self.mitigations.training_forward(model):  # training-time edits (none unless configured)
@@ -269,8 +271,8 @@ def finetune(cfg: FinetuneConfig | None = None, *, callbacks: Sequence[Any] = ()
                               prep.val, cfg.batch_size, pad_id, say, prep.total)
     mit = prep.mitigations
     trainer = _response_trainer_class()(model=model, args=args, train_dataset=mit.train_dataset(prep.train),
-                                        data_collator=PadCollator(pad_id), callbacks=[traj, bar, *callbacks],
-                                        mitigations=mit, n_primary=len(prep.train))
+                                        data_collator=PadCollator(pad_id), callbacks=[traj, bar, *callbacks])
+    trainer.mitigations, trainer.n_primary = mit, len(prep.train)
     for cb in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(cb)
     say(f"{f'resuming at step {plan.resume_step}' if plan.mode == 'resume' else 'training'}: {prep.spec.name} on "
