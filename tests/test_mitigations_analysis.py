@@ -16,8 +16,8 @@ STEPS = (0, 5, 10, 15, 20)
 
 def _runs(n_q: int, removed: float, *, rise: float = 0.5, noise: float = 0.05, seeds=(0,), run_sd: float = 0.0,
           slow: float = 0.8, control_change: float = 0.0, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A planted study: ``none`` runs whose margin rises by ``rise·(2 − loss)`` per question as the in-domain loss falls
-    from 2 to 1; ``kl`` runs that reach only ``2 − slow`` and keep ``1 − removed`` of that rise; an aligned control
+    """A planted study: ``none`` runs whose margin rises by ``rise·(2 − loss)`` per question as the in-domain loss
+    falls from 2 to 1; ``kl`` runs that reach only ``2 − slow`` and keep ``1 − removed`` of that rise; an aligned control
     that moves every margin by ``control_change`` over training. Returns (long table, held-out table)."""
     rng = np.random.default_rng(seed)
     base = rng.normal(0, 0.3, n_q)

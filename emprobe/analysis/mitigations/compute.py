@@ -42,7 +42,8 @@ def _normalise(df: pd.DataFrame, name: str = "table") -> pd.DataFrame:
         raise ConfigError(f"mitigations {name} is empty")
     if not np.all(np.isfinite(df[["val_loss", "margin"]].to_numpy(float))):
         raise ConfigError(f"NaN or inf in the mitigations {name}'s val_loss / margin")
-    out = df.assign(run=df.run.astype(str), mitigation=df.mitigation.astype(str), question_id=df.question_id.astype(str))
+    out = df.assign(run=df.run.astype(str), mitigation=df.mitigation.astype(str),
+                    question_id=df.question_id.astype(str))
     if "data" not in out.columns:
         out["data"] = out["dataset"].astype(str) if "dataset" in out.columns else "?"
     if "unit" not in out.columns:
@@ -154,7 +155,8 @@ def _effects(long: pd.DataFrame, heldout: pd.DataFrame | None, reference: str, s
                 continue
             row = {"data": data, "mitigation": name, "n_runs": len(mit), "n_questions": len(qs),
                    "ci_level": level, "has_control": bool(ctl), **_compare(ref, mit, ctl, base, n_boot, level, rng)}
-            cost = unit_difference(per_unit(ref, [final[t.run] for t in ref]), per_unit(mit, [final[t.run] for t in mit]))
+            last = [per_unit(runs, [final[t.run] for t in runs]) for runs in (ref, mit)]
+            cost = unit_difference(*last)
             row.update(dict(zip(("loss_cost", "loss_cost_ci_low", "loss_cost_ci_high"), cost)),
                        val_loss_reference=float(np.mean([final[t.run] for t in ref])),
                        val_loss_mitigation=float(np.mean([final[t.run] for t in mit])))

@@ -43,7 +43,8 @@ class Trajectory:
         i, w = hit
         if w == 0.0:
             return self.margins[i], float(self.steps[i])
-        return (1 - w) * self.margins[i] + w * self.margins[i + 1], float((1 - w) * self.steps[i] + w * self.steps[i + 1])
+        step = float((1 - w) * self.steps[i] + w * self.steps[i + 1])
+        return (1 - w) * self.margins[i] + w * self.margins[i + 1], step
 
     def at_step(self, step: float) -> np.ndarray:
         """Margins linearly interpolated in training steps (clamped to the run's checkpoints)."""
