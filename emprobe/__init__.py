@@ -38,6 +38,7 @@ _API = {
     "Verdict": "emprobe.result:Verdict", "explain": "emprobe.analysis.explain:explain",
     "margins": "emprobe.analysis.margins:margins",
     "consistency": "emprobe.analysis.consistency:consistency",
+    "mitigations": "emprobe.analysis.mitigations:mitigations",
     # studies
     "study": "emprobe.studies:study", "demo": "emprobe.studies:demo", "StudyConfig": "emprobe.studies:StudyConfig",
     "StudyResult": "emprobe.studies:StudyResult",

@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 
 from emprobe.finetuning.dataset import TokenizedDataset, response_loss
 from emprobe.finetuning.dist import barrier
+from emprobe.finetuning.mitigations import LOG_KEYS
 from emprobe.finetuning.rundir import RunWriter
 
 
@@ -62,7 +63,8 @@ class TrajectoryCallback(TrainerCallback):
                "learning_rate": float(logs.get("learning_rate", float("nan"))),
                "grad_norm": float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
                "epoch": round(float(state.epoch or 0.0), 6), "tokens": int(state.num_input_tokens_seen or 0),
-               "time": round(time.perf_counter() - self.t0, 3)}
+               "time": round(time.perf_counter() - self.t0, 3),
+               **{k: float(logs[k]) for k in LOG_KEYS if k in logs}}  # e.g. kl_to_base
         self.writer.add_log_row(row)
         return control
 

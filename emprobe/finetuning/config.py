@@ -55,6 +55,15 @@ class FinetuneConfig:
 
     Run directory: ``out`` must be new or empty unless ``resume`` (continue from the last complete
     checkpoint; a complete run is left as is) or ``overwrite`` (delete it first).
+
+    Mitigations of emergent misalignment (each off by default; see :mod:`emprobe.finetuning.mitigations`):
+    ``kl_to_base`` (β) adds β·KL(base ‖ tuned) over the next-token distributions at the response positions of
+    the off-domain chat set ``kl_data`` (``kl_batch_size`` conversations per micro-batch; LoRA only: the base side
+    is the same model with its adapter disabled); ``interleave`` (a chat dataset) supplies
+    ``interleave_fraction`` of every batch; ``inoculation_prompt`` is a system prompt added to the training
+    conversations only (never to validation); ``steer_during_training`` (a Direction directory) adds
+    ``steer_alpha`` × its raw vector at ``direction_layer`` (default: its best layer) in training forwards only;
+    ``ablate_during_training`` (a Direction directory) projects its unit vector out there in training forwards only.
     """
 
     model: str = DEFAULT_MODEL
@@ -95,6 +104,17 @@ class FinetuneConfig:
     dtype: str = "float32"
     device: str = "auto"
     chat_template: str | None = None
+    # mitigations (emprobe.finetuning.mitigations); each off by default
+    kl_to_base: float = 0.0
+    kl_data: str | None = None
+    kl_batch_size: int | None = None
+    interleave: str | None = None
+    interleave_fraction: float = 0.25
+    inoculation_prompt: str | None = None
+    steer_during_training: str | None = None
+    steer_alpha: float = 1.0
+    ablate_during_training: str | None = None
+    direction_layer: int | None = None
     # operational
     threads: int | None = None
     resume: bool = False
@@ -105,6 +125,10 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         self.save_steps = _int_list(self.save_steps, "save_steps")
+        for name in ("steer_during_training", "ablate_during_training"):  # a loaded Direction: its directory
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                setattr(self, name, str(getattr(value, "path", None) or value))
         if isinstance(self.targets, (list, tuple)):
             self.targets = ",".join(self.targets)
         if self.layers is not None and not isinstance(self.layers, str):
@@ -208,12 +232,19 @@ class FinetuneConfig:
             self.checkpoint_steps(self.max_steps)  # explicit steps beyond `max_steps` fail before any loading
         if self.full and self.layers:
             raise ConfigError("`layers` restricts a LoRA adapter; it does not apply with `full`")
+        from emprobe.finetuning.mitigations import validate_mitigations
         from emprobe.models.arch import check_dtype, resolve_layers
 
         if self.layers:
             resolve_layers(self.layers, 1 << 20)  # the syntax now; the range once the model's depth is known
         check_dtype(self.dtype)
+        validate_mitigations(self)
         return self
+
+    @property
+    def interleave_count(self) -> int:
+        """Examples of every batch drawn from ``interleave`` (0 without it)."""
+        return round(self.interleave_fraction * self.batch_size) if self.interleave else 0
 
     # ----------------------------------------------------------------- steps
     def total_steps(self, n_train: int, world_size: int = 1) -> int:
@@ -221,7 +252,8 @@ class FinetuneConfig:
         if self.max_steps is not None:
             return int(self.max_steps)
         per_rank = math.ceil(n_train / world_size)
-        per_epoch = max(1, math.ceil(math.ceil(per_rank / self.batch_size) / self.grad_accum))
+        per_batch = self.batch_size - self.interleave_count  # examples of the training data in each batch
+        per_epoch = max(1, math.ceil(math.ceil(per_rank / per_batch) / self.grad_accum))
         return max(1, math.ceil(self.epochs * per_epoch))
 
     def checkpoint_steps(self, total: int) -> list[int]:

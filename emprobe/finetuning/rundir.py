@@ -37,10 +37,12 @@ class RunPlan:
         return str(self.state_path) if self.state_path else None
 
 
-def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _settings_diff(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Settings that differ; a setting a run predates (absent from its ``run.json``) counts as its default."""
     keys = sorted(set(old) | set(new))
     norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731  (tuples vs lists, floats)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if norm(old.get(k)) != norm(new.get(k))]
+    was = {k: old.get(k, defaults.get(k)) for k in keys}
+    return [f"{k}: {was[k]!r} -> {new.get(k)!r}" for k in keys if norm(was[k]) != norm(new.get(k))]
 
 
 def check_run_out(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
@@ -70,7 +72,7 @@ def plan_run_dir(cfg) -> RunPlan:
     if empty or cfg.overwrite:
         return RunPlan("fresh", out)
     run = Run.load(out)
-    diff = _settings_diff(run.settings, cfg.run_settings())
+    diff = _settings_diff(run.settings, cfg.run_settings(), type(cfg)().run_settings())
     if diff:
         raise ConfigError(f"cannot resume {out}: settings differ ({'; '.join(diff[:3])}); pass `overwrite` to start "
                           "again")

@@ -30,6 +30,7 @@ from emprobe.finetuning.dataset import (
     tokenize_chat,
 )
 from emprobe.finetuning.dist import barrier, world
+from emprobe.finetuning.mitigations import Mitigations, inoculate
 from emprobe.finetuning.run import STATE_DIR, Run
 from emprobe.finetuning.rundir import RunWriter, plan_run_dir
 from emprobe.finetuning.schedules import scheduler_args
@@ -122,18 +123,33 @@ def _response_trainer_class():
         only the LM head skips prompt positions.
         """
 
+        mitigations = Mitigations()  # set per run by finetune(): training-time mitigations (none by default)
+        n_primary = 0  # rows of the training data before any interleaved rows
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.model_accepts_loss_kwargs = True  # the trainer counts response tokens over the accumulated batch
             self.loss_is_scaled_for_ga = True
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, n = response_loss_sum(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            with self.mitigations.training_forward(model):  # training-time edits (none unless configured)
+                loss, n = response_loss_sum(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
             if num_items_in_batch is None:
-                return loss / n.clamp(min=1) / self.current_gradient_accumulation_steps
-            if self.args.average_tokens_across_devices:  # num_items_in_batch is the sum over processes
-                loss = loss * self.accelerator.num_processes
-            return loss / num_items_in_batch
+                loss = loss / n.clamp(min=1) / self.current_gradient_accumulation_steps
+            else:
+                if self.args.average_tokens_across_devices:  # num_items_in_batch is the sum over processes
+                    loss = loss * self.accelerator.num_processes
+                loss = loss / num_items_in_batch
+            return loss + self.mitigations.extra_loss(model, self)
+
+        def _get_train_sampler(self, train_dataset=None):
+            return (self.mitigations.sampler(self.n_primary, self.args.per_device_train_batch_size)
+                    or super()._get_train_sampler(train_dataset))
+
+        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            if "loss" in logs:
+                logs.update(self.mitigations.pop_logs())
+            super().log(logs, *args, **kwargs)
 
     return ResponseLossTrainer
 
@@ -169,6 +185,7 @@ class _Prepared:
     steps: list[int]
     load_s: float
     tokenize_s: float
+    mitigations: Mitigations
 
 
 def _prepare(cfg: FinetuneConfig, n_proc: int, say: Callable[[str], None]) -> _Prepared:
@@ -183,11 +200,12 @@ def _prepare(cfg: FinetuneConfig, n_proc: int, say: Callable[[str], None]) -> _P
     spec = ModelSpec(name=cfg.model, dtype=cfg.dtype, chat_template=cfg.chat_template)
     lm = load_model(spec, log=say)
     t1 = time.perf_counter()
-    chat = lm.require_chat()
-    train, val = tokenize_chat(train_ds, chat, cfg.max_length), tokenize_chat(val_ds, chat, cfg.max_length)
+    chat, mitigations = lm.require_chat(), Mitigations.build(cfg, lm)
+    train = tokenize_chat(inoculate(train_ds, cfg.inoculation_prompt), chat, cfg.max_length)  # training only
+    val = tokenize_chat(val_ds, chat, cfg.max_length)
     total = cfg.total_steps(len(train), n_proc)
     return _Prepared(data, lm, spec, train, val, total, cfg.checkpoint_steps(total), t1 - t0,
-                     time.perf_counter() - t1)
+                     time.perf_counter() - t1, mitigations)
 
 
 def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc: int) -> dict[str, Any]:
@@ -199,6 +217,7 @@ def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc
         settings=cfg.run_settings(), method="full" if cfg.full else "lora", trainable_parameters=n_trainable,
         versions=_versions(), world_size=n_proc, effective_batch_size=cfg.batch_size * cfg.grad_accum * n_proc,
         total_steps=prep.total, planned_steps=prep.steps, checkpoints=[], resumed_from=[],
+        mitigations=prep.mitigations.describe(),
         loss="mean cross-entropy per response token (assistant turn only; prompt labels -100)",
     )
 
@@ -227,6 +246,8 @@ def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = 
         say(f"{plan.out}: run already complete")
         return Run.load(plan.out)
     prep = _prepare(cfg, n_proc, say)
+    if plan.mode == "resume":
+        prep.mitigations.check_resume(plan.manifest, plan.out)
     args = _training_args(cfg, plan.out, prep.total)
     _ = args.device  # initialises the process group under torchrun before the barriers below
     n_proc = args.world_size
@@ -247,8 +268,10 @@ def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = 
     bar.total = prep.total
     traj = TrajectoryCallback(writer, prep.steps, _weights_saver(cfg.full, prep.lm.tokenizer, prep.spec.name),
                               prep.val, cfg.batch_size, pad_id, say, prep.total)
-    trainer = _response_trainer_class()(model=model, args=args, train_dataset=prep.train,
+    mit = prep.mitigations
+    trainer = _response_trainer_class()(model=model, args=args, train_dataset=mit.train_dataset(prep.train),
                                         data_collator=PadCollator(pad_id), callbacks=[traj, bar, *callbacks])
+    trainer.mitigations, trainer.n_primary = mit, len(prep.train)
     for cb in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(cb)
     say(f"{f'resuming at step {plan.resume_step}' if plan.mode == 'resume' else 'training'}: {prep.spec.name} on "

@@ -7,6 +7,8 @@ Layer ``l`` = the output of decoder block ``l`` (TL ``blocks.{l}.hook_resid_post
 ``generate``, activation reads — runs with the edits (PyTorch forward hooks). Edits are functions
 ``h[B, T, D] -> h'``: :func:`add_vector` (steering), :func:`project_out` (directional ablation,
 ``h ← h − (h·r̂) r̂``) and :func:`replace_where` (patching given values on masked positions of a fixed batch).
+The first two, ``intervene``, ``block_hidden`` and ``with_hidden`` are defined in :mod:`emprobe.models.edits`
+(below fine-tuning, which uses them for training-time edits) and re-exported here.
 
 The same edits run on every activation backend (``hooks``, ``transformerlens``, ``nnsight``) through
 :meth:`~emprobe.probes.backends.ActivationBackend.logits` / ``read``; :func:`scored_forward` takes a model (forward
@@ -15,39 +17,17 @@ hooks) or a backend.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from emprobe.errors import ConfigError
-from emprobe.models import decoder_layers
-from emprobe.probes.backends.base import (  # noqa: F401  (block_hidden, with_hidden: re-exported)
-    ActivationBackend,
-    Edit,
-    apply_edits,
-    block_hidden,
-    normalize_edits,
-    with_hidden,
-)
+# the edit primitives live below fine-tuning (emprobe.models.edits), so training-time edits use the same system
+from emprobe.models.edits import Edit, add_vector, block_hidden, intervene, project_out, with_hidden
+from emprobe.probes.backends.base import ActivationBackend
 
-
-def add_vector(vector: torch.Tensor, scale: float = 1.0) -> Edit:
-    """Steering: ``h + scale * vector`` at every position."""
-    v = vector.detach().float()
-    return lambda h: h + (scale * v).to(h.dtype).to(h.device)
-
-
-def project_out(direction: torch.Tensor) -> Edit:
-    """Directional ablation: remove the component along ``direction`` (normalised) at every position."""
-    r = direction.detach().float()
-    r = r / r.norm().clamp(min=1e-12)
-
-    def fn(h: torch.Tensor) -> torch.Tensor:
-        rr = r.to(h.dtype).to(h.device)
-        return h - (h @ rr)[..., None] * rr
-
-    return fn
+__all__ = ["Edit", "add_vector", "block_hidden", "intervene", "project_out", "replace_where",
+           "mean_response_logprobs", "scored_forward", "with_hidden"]
 
 
 def replace_where(values: torch.Tensor, mask: torch.Tensor) -> Edit:
@@ -58,36 +38,6 @@ def replace_where(values: torch.Tensor, mask: torch.Tensor) -> Edit:
         return torch.where(mask.to(h.device)[..., None], values.to(h.device, h.dtype), h)
 
     return fn
-
-
-@contextlib.contextmanager
-def intervene(model: torch.nn.Module, edits: Mapping[int, Edit | Sequence[Edit]] | None = None,
-              capture: Sequence[int] = ()) -> Iterator[dict[int, torch.Tensor]]:
-    """Apply ``edits`` (``{layer: edit or [edits]}``) to block outputs; yield ``{layer: [B, T, D]}`` captures.
-
-    Captured tensors are the (edited) block outputs of the *last* forward run inside the context.
-    Hooks are removed on exit, also after an error.
-    """
-    blocks = decoder_layers(model)
-    edits = normalize_edits(edits, len(blocks), capture)
-    captured: dict[int, torch.Tensor] = {}
-    want = set(int(c) for c in capture)
-
-    def hook(layer: int):
-        def fn(module, args, output):
-            h = block_hidden(output)
-            new = apply_edits(h, edits.get(layer, ()))
-            if layer in want:
-                captured[layer] = new.detach()
-            return None if new is h else with_hidden(output, new)
-        return fn
-
-    handles = [blocks[layer].register_forward_hook(hook(layer)) for layer in sorted(set(edits) | want)]
-    try:
-        yield captured
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def mean_response_logprobs(logits: torch.Tensor, batch) -> torch.Tensor:

@@ -16,43 +16,20 @@ ablates, :func:`~emprobe.probes.interventions.replace_where` patches); each back
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar, Mapping, Sequence
+from typing import ClassVar, Sequence
 
 import torch
 
 from emprobe.errors import ConfigError
+from emprobe.models.edits import (  # noqa: F401  (the edit primitives live below fine-tuning; re-exported here)
+    Edit,
+    Edits,
+    apply_edits,
+    block_hidden,
+    normalize_edits,
+    with_hidden,
+)
 from emprobe.probes.tokens import TokenBatch
-
-Edit = Callable[[torch.Tensor], torch.Tensor]
-Edits = Mapping[int, "Edit | Sequence[Edit]"]
-
-
-def normalize_edits(edits: Edits | None, n_layers: int, capture: Sequence[int] = ()) -> dict[int, list[Edit]]:
-    """``{layer: [edits]}`` sorted by layer; a layer outside ``0..n_layers-1`` (edited or captured) raises."""
-    out = {int(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (edits or {}).items()}
-    for layer in [*out, *capture]:
-        if not 0 <= int(layer) < n_layers:
-            raise ConfigError(f"unknown layer {layer}: valid layers are 0..{n_layers - 1} "
-                              "(layer l = residual stream after decoder block l)")
-    return dict(sorted(out.items()))
-
-
-def block_hidden(output):
-    """The hidden state ``[B, T, D]`` in a decoder block's output (HF blocks return it alone or first in a tuple)."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-def with_hidden(output, hidden: torch.Tensor):
-    """``output`` with its hidden state replaced by ``hidden`` (same container: tensor or tuple)."""
-    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-
-def apply_edits(h: torch.Tensor, edits: Sequence[Edit]) -> torch.Tensor:
-    """``h`` through each edit in turn."""
-    for e in edits:
-        h = e(h)
-    return h
-
 
 class ActivationBackend(ABC):
     """Reads pooled block outputs and runs edited forwards for a :class:`TokenBatch`. One instance per loaded model.
