@@ -33,6 +33,7 @@ _API = {
     "dynamics": "emprobe.analysis.dynamics:dynamics", "monitor": "emprobe.analysis.monitor:monitor", "patch": "emprobe.analysis.patch:patch",
     "steer": "emprobe.analysis.steer:steer", "ablate": "emprobe.analysis.ablate:ablate", "Result": "emprobe.result:Result",
     "Verdict": "emprobe.result:Verdict", "explain": "emprobe.analysis.explain:explain",
+    "diff": "emprobe.analysis.diff:diff", "screen": "emprobe.analysis.screen:screen",
     # studies
     "study": "emprobe.studies:study", "demo": "emprobe.studies:demo", "StudyConfig": "emprobe.studies:StudyConfig",
 }
