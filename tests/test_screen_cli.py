@@ -56,6 +56,8 @@ def test_screen_retrain_cli(runs, capsys):
     from emprobe.finetuning import Run
 
     assert [c.step for c in Run.load(work / "runs" / "random-2").checkpoints()] == [0, 4]
+    with pytest.raises(SystemExit):  # another data set than the run's: refused before any work
+        main([*args, "--data", "builtin:risky-finance"])
     capsys.readouterr()
     main(args)  # a rerun trains nothing
     assert capsys.readouterr().out.count("complete, skipped") == 4

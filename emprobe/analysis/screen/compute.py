@@ -56,6 +56,8 @@ def screen(direction: Any, data: Any = None, *, model: Any = None, layer: int | 
     if data is None and tmpl is None:
         raise ConfigError("screen needs the training data (data=) or the run trained on it (run=)")
     ds = load_chat_dataset(data if data is not None else tmpl.settings["data"])
+    if retrain is not None:
+        _check_retrain(tmpl, control, out, ds, retrain, n_random)
     d = Direction.load(direction)
     lm = load_model(model if model is not None else _run_base(tmpl))
     layer = d.best_layer if layer is None else int(layer)
@@ -67,24 +69,41 @@ def screen(direction: Any, data: Any = None, *, model: Any = None, layer: int | 
     common = dict(scores=scores, layer=layer, sesoi=sesoi, baseline=str(baseline), meta=meta)
     if retrain is None:
         return ScreenResult(**common)
-    if tmpl is None or control is None or out is None:
-        raise ConfigError("the retrain test needs run= (the full-data run), control= (its aligned control) and out=")
-    k = n_remove(retrain, len(ds))
-    removed = removal_sets(scores, k, n_random, seed)
-    out = Path(out)
-    cfgs = retrain_configs(tmpl, write_subsets(ds, removed, out / "data"), out / "runs")
-    seconds = train_arms(cfgs, executor, threads, max_parallel, log)
+    return ScreenResult(**common, **_retrain_test(
+        lm, ds, scores, tmpl, Run.load(control), n_remove(retrain, len(ds)), Path(out), meta,
+        dict(n_random=n_random, questions=questions, n_questions=n_questions, executor=executor, threads=threads,
+             max_parallel=max_parallel, n_boot=n_boot, batch_size=batch_size, seed=seed, log=log)))
+
+
+def _retrain_test(lm, ds, scores, tmpl, control, k: int, out: Path, meta: dict, o: dict) -> dict:
+    """Retrain without the top-K and K random examples, score every arm; the retrain fields of a ScreenResult."""
     from emprobe.data import QuestionSet, load_questions
 
-    qs = load_questions(questions).with_references()
-    qs = QuestionSet(qs.questions[:n_questions or None], qs.source, qs.name)
-    arms = {FULL: tmpl.path, CONTROL: Run.load(control).path, **{a: c.out for a, c in cfgs.items()}}
-    margins = arm_margins(lm, arms, qs, batch_size)
-    stats = fraction_stats(em_rises(margins), n_boot, seed)
-    meta.update(run=str(tmpl.path), control=str(arms[CONTROL]), out=str(out), questions=qs.name,
+    removed = removal_sets(scores, k, o["n_random"], o["seed"])
+    cfgs = retrain_configs(tmpl, write_subsets(ds, removed, out / "data"), out / "runs")
+    seconds = train_arms(cfgs, o["executor"], o["threads"], o["max_parallel"], o["log"])
+    qs = load_questions(o["questions"]).with_references()
+    qs = QuestionSet(qs.questions[:o["n_questions"] or None], qs.source, qs.name)
+    arms = {FULL: tmpl.path, CONTROL: control.path, **{a: c.out for a, c in cfgs.items()}}
+    margins = arm_margins(lm, arms, qs, o["batch_size"])
+    meta.update(run=str(tmpl.path), control=str(control.path), out=str(out), questions=qs.name,
                 train_seconds={a: round(s, 1) for a, s in seconds.items()})
-    return ScreenResult(**common, k=k, removed={a: [int(i) for i in idx] for a, idx in removed.items()},
-                        margins=margins, stats=stats)
+    return dict(k=k, removed={a: [int(i) for i in idx] for a, idx in removed.items()}, margins=margins,
+                stats=fraction_stats(em_rises(margins), o["n_boot"], o["seed"]))
+
+
+def _check_retrain(tmpl, control, out, ds, retrain, n_random: int) -> None:
+    """Fail before any work when the retrain test lacks an input, K or the draws are off, or the data is not the
+    run's."""
+    if tmpl is None or control is None or out is None:
+        raise ConfigError("the retrain test needs run= (the full-data run), control= (its aligned control) and out=")
+    n_remove(retrain, len(ds))
+    if n_random < 3:
+        raise ConfigError(f"the retrain test needs at least 3 random draws (n_random), got {n_random}")
+    trained = tmpl.manifest.get("data", {}).get("sha256")
+    if trained and trained != ds.sha256:
+        raise ConfigError(f"data {ds.source} is not the data the run {tmpl.path} was trained on (its sha256 differs): "
+                          "the retrain test compares runs on the same data minus some examples")
 
 
 def _run_base(run) -> Any:
