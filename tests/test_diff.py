@@ -101,7 +101,8 @@ def test_diff_end_to_end_on_the_tiny_model(tiny, planted, tmp_path):
     out = res.save(tmp_path / "diff")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"]["verdict"] == "inconclusive" and summary["kl_control_text"] == 0
-    assert {"table.parquet", "kl.parquet", "lens.parquet", "answers.parquet", "plot.png"} <= {p.name for p in out.iterdir()}
+    files = {p.name for p in out.iterdir()}
+    assert {"table.parquet", "kl.parquet", "lens.parquet", "answers.parquet", "plot.png"} <= files
 
 
 def _result(per_q: pd.DataFrame, n_boot: int = 1000):

@@ -27,7 +27,7 @@ def diff_cmd(
                                                     "study's margins/rises.parquet (default: scored here)"),
     max_new_tokens: int = typer.Option(48, help="length of the base model's answers the KL is measured on"),
     max_text_tokens: int = typer.Option(64, help="tokens of each text the KL is measured on"),
-    lens_tokens: int = typer.Option(5, help="first tokens of each text averaged by the activation-difference lens"),
+    lens_tokens: int = typer.Option(5, help="tokens 1..K of each text (after the sink at 0) averaged by the lens"),
     top_k: int = typer.Option(10, help="tokens listed per layer and side"),
     layers: str = typer.Option("all", help="layers of the lens: 'all', 'L1,L2', 'LO:HI' or 'LO:HI:STEP'"),
     sesoi: float = typer.Option(0.2, help="smallest ρ difference (tuned − control) of interest"),

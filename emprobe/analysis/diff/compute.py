@@ -5,9 +5,9 @@ the activation-difference lens at every layer, and whether the per-question KL t
    those answers and on the first ``max_text_tokens`` tokens of each neutral text (``builtin:neutral-text``, raw
    text) the per-token KL(base ‖ tuned) is measured at every position (:mod:`~emprobe.analysis.diff.kl`), and the
    same for the aligned-data control run.
-2. **Lens.** The mean activation difference (tuned − base) over the first ``lens_tokens`` tokens of the neutral
-   texts at every layer, read through the final norm and unembedding: the top promoted / suppressed tokens
-   (:mod:`~emprobe.analysis.diff.lens`).
+2. **Lens.** The mean activation difference (tuned − base) over tokens 1..``lens_tokens`` (after the attention
+   sink at 0) of the neutral texts at every layer, read through the final norm and unembedding: the top promoted /
+   suppressed tokens (:mod:`~emprobe.analysis.diff.lens`).
 3. **KL vs EM.** Per question, Spearman ρ of KL(base ‖ tuned) with the EM-specific rise (the tuned run's margin
    change minus the control's, :mod:`emprobe.evaluation.margin`), and the same ρ for the control's KL — any
    fine-tune may change some questions' answers more than others. The claim "the questions whose answers the
@@ -47,8 +47,9 @@ def diff(base: Any, tuned: Any, *, control: Any = None, questions: Any = "builti
     ``n_questions``); ``text``: general text (``builtin:neutral-text``, a YAML / ``.txt`` file or a list of
     strings; first ``n_texts``). ``rises``: per-question EM-specific rises (a table or path with ``question_id``
     and ``em_rise``; per-pair rows are averaged) instead of scoring the margins here. ``layers``: the lens'
-    layers (layer ``l`` = residual stream after decoder block ``l``); ``lens_tokens``: first tokens averaged;
-    ``top_k``: tokens listed per side. ``sesoi``: smallest ρ difference of interest.
+    layers (layer ``l`` = residual stream after decoder block ``l``); ``lens_tokens``: positions 1..k averaged
+    (position 0, the attention sink, is left out); ``top_k``: tokens listed per side. ``sesoi``: smallest ρ
+    difference of interest.
     """
     if not sesoi > 0:
         raise ConfigError(f"sesoi must be > 0, got {sesoi}")

@@ -3,8 +3,10 @@ general text promotes and suppresses, read through the model's final norm and un
 
 Following the Activation Difference Lens of Minder et al. (arXiv 2510.13900): both models read the same
 general (non-training-domain) texts; at layer ``l`` (residual stream after decoder block ``l``) the difference
-``δ_l = mean over texts and over the first k positions of (h_tuned − h_base)`` is averaged (special tokens such as
-a BOS are left out: their activations are an attention sink, not text). The logit lens of ``δ_l`` is then::
+``δ_l = mean over texts and over positions 1..k of (h_tuned − h_base)`` is taken. Position 0 and any other
+special token are left out: position 0 is the attention sink (a BOS, or — SmolLM2's tokenizer adds none — the
+first text token), whose massive activations (at layer 15 of SmolLM2 ‖h‖ ≈ 23 000 there, ≈ 190 at later
+positions) dominate a plain mean, and whose lens then shows only function words. The logit lens of ``δ_l`` is::
 
     logits_l = W_U (N(δ_l) − N(0))
 
@@ -35,7 +37,7 @@ _NORM_PATHS = ("model.norm", "model.final_layernorm", "model.language_model.norm
 
 
 def final_norm(model: torch.nn.Module) -> torch.nn.Module:
-    """The final norm applied before the unembedding (Llama/Qwen/Gemma ``model.norm``, GPT-2 ``transformer.ln_f``, ...)."""
+    """The final norm before the unembedding (Llama/Qwen/Gemma ``model.norm``, GPT-2 ``transformer.ln_f``, ...)."""
     base = unwrap(model)
     for path in _NORM_PATHS:
         obj = base
@@ -70,19 +72,22 @@ def first_token_stats(lm, rows: torch.Tensor, keep: torch.Tensor, layers: Sequen
 
 
 def first_tokens(tokenizer, texts: Sequence[str], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ids [n, k], keep [n, k])``: the first ``k`` tokens of each text (the tokenizer's BOS included, if it
-    adds one) and which of them are not special tokens."""
+    """``(ids [n, k + 1], keep [n, k + 1])``: the first ``k + 1`` tokens of each text (the tokenizer's BOS included,
+    if it adds one) and the cells averaged: positions 1..k that are not special tokens. Position 0 is the
+    attention sink (a BOS, or the first text token where the tokenizer adds none): its massive activations would
+    dominate the mean difference."""
     rows = []
     for t in texts:
         ids = list(tokenizer(t)["input_ids"])
-        if len(ids) < k:
-            raise DataError(f"text {t[:40]!r} has fewer than {k} tokens (lower the number of lens tokens)")
-        rows.append(ids[:k])
+        if len(ids) < k + 1:
+            raise DataError(f"text {t[:40]!r} has fewer than {k + 1} tokens (lower the number of lens tokens)")
+        rows.append(ids[:k + 1])
     ids = torch.tensor(rows)
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=ids.dtype)
     keep = ~torch.isin(ids, special)
+    keep[:, 0] = False
     if not bool(keep.any()):
-        raise DataError(f"the first {k} tokens of every text are special tokens")
+        raise DataError(f"tokens 1 to {k} of every text are special tokens")
     return ids, keep
 
 

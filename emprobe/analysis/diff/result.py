@@ -25,7 +25,8 @@ class DiffResult(Result):
     """KL per token / question / position, the lens table, and the KL-vs-rise correlations."""
 
     kl: pd.DataFrame            # variant, source (responses | text), item, position, kl
-    per_question: pd.DataFrame  # question_id, kl_tuned[, kl_control], base, misaligned_change[, control_change, em_rise]
+    per_question: pd.DataFrame  # question_id, kl_tuned[, kl_control], base, misaligned_change[, control_change,
+    #                             em_rise]
     lens: pd.DataFrame          # variant, layer, side, rank, token_id, token, logit, delta_norm, base_norm
     answers: pd.DataFrame       # question_id, answer (the base model's greedy answer)
     stats: dict[str, float]
@@ -77,8 +78,9 @@ class DiffResult(Result):
         if "rho_tuned" not in s:
             return out + [f"Too few questions ({int(s['n_questions'])}) to correlate KL with the rise."]
         target = "EM-specific rise" if s["target_em_specific"] else "margin rise (no control: not EM-specific)"
-        corr = (f"Per question ({int(s['n_questions'])}), KL(base ‖ tuned) on the base model's answers vs the {target}: "
-                f"Spearman ρ = {s['rho_tuned']:+.2f} (95% CI [{s['rho_tuned_low']:+.2f}, {s['rho_tuned_high']:+.2f}])")
+        corr = (f"Per question ({int(s['n_questions'])}), KL(base ‖ tuned) on the base model's answers vs the "
+                f"{target}: Spearman ρ = {s['rho_tuned']:+.2f} (95% CI [{s['rho_tuned_low']:+.2f}, "
+                f"{s['rho_tuned_high']:+.2f}])")
         if self.has_control:
             corr += (f"; the aligned control's KL: ρ = {s['rho_control']:+.2f} ([{s['rho_control_low']:+.2f}, "
                      f"{s['rho_control_high']:+.2f}]); difference {self.effect().text('+.2f')}")
@@ -89,7 +91,7 @@ class DiffResult(Result):
                                           f"{s['rho_tuned']:+.2f}).")
 
     def _kl_finding(self) -> str:
-        n_q, n_t = self.kl[self.kl.source == "responses"].item.nunique(), self.kl[self.kl.source == "text"].item.nunique()
+        n_q, n_t = (self.kl[self.kl.source == s].item.nunique() for s in ("responses", "text"))
         text = (f"Mean per-token KL(base ‖ tuned) is {self.mean_kl('tuned', 'responses'):.4f} nats on the base "
                 f"model's answers to {n_q} off-domain questions and {self.mean_kl('tuned', 'text'):.4f} on {n_t} "
                 "neutral texts")
@@ -103,7 +105,7 @@ class DiffResult(Result):
         norms = layer_norms(self.lens).set_index(["variant", "layer"])
         out = []
         for layer in dict.fromkeys([mid, peak]):
-            line = (f"Activation-difference lens (first {self.lens_tokens} tokens of neutral text), layer {layer}"
+            line = (f"Activation-difference lens (tokens 1-{self.lens_tokens} of neutral text), layer {layer}"
                     f"{' (largest relative difference)' if layer == peak else ''}: "
                     f"{self._lens_text(norms, 'tuned', layer)}")
             if ("control", layer) in norms.index:
@@ -115,8 +117,9 @@ class DiffResult(Result):
         rel = norms.loc[(variant, layer), "relative"]
         if not rel > 0:
             return "no activation difference"
-        return (f"‖δ‖ = {rel:.1%} of the activation norm, promotes {', '.join(top_tokens(self.lens, variant, layer, n=n))}"
-                f", suppresses {', '.join(top_tokens(self.lens, variant, layer, 'suppressed', 5))}")
+        return (f"‖δ‖ = {rel:.1%} of the activation norm, promotes "
+                f"{', '.join(top_tokens(self.lens, variant, layer, n=n))}, suppresses "
+                f"{', '.join(top_tokens(self.lens, variant, layer, 'suppressed', 5))}")
 
     def verdict(self) -> Verdict:
         d = self.decision()
@@ -156,7 +159,8 @@ class DiffResult(Result):
         y = pq["em_rise"] if "em_rise" in pq.columns else pq["misaligned_change"]
         for v, marker in (("tuned", "o"), ("control", "x")):
             if f"kl_{v}" in pq.columns:
-                a.scatter(pq[f"kl_{v}"], y, marker=marker, s=18, label=f"{v} (ρ {self.stats.get(f'rho_{v}', np.nan):+.2f})")
+                rho = self.stats.get(f"rho_{v}", np.nan)
+                a.scatter(pq[f"kl_{v}"], y, marker=marker, s=18, label=f"{v} (ρ {rho:+.2f})")
         a.set(xlabel="mean per-token KL(base ‖ model), off-domain answers", ylabel="EM-specific rise (nats/token)",
               title="per-question KL vs EM")
         a.legend(fontsize=7)

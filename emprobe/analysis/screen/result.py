@@ -61,8 +61,9 @@ class ScreenResult(Result):
         s, d = self.stats, self.decision()
         n = len(self.scores)
         draws = ", ".join(f"{s['frac_random_' + str(i)]:+.0%}" for i in range(s["n_draws"]))
-        out.append(f"Retraining without the top {self.k} of {n} examples ({self.k / n:.0%}) removes {s['frac_top']:+.0%} "
-                   f"(95% CI [{s['frac_top_low']:+.0%}, {s['frac_top_high']:+.0%}]) of the full run's EM-specific rise "
+        out.append(f"Retraining without the top {self.k} of {n} examples ({self.k / n:.0%}) removes "
+                   f"{s['frac_top']:+.0%} (95% CI [{s['frac_top_low']:+.0%}, {s['frac_top_high']:+.0%}]) of the full "
+                   "run's EM-specific rise "
                    f"({s['rise_full']:+.3f} nats/token over {s['n_questions']} questions); without {self.k} random "
                    f"examples ({s['n_draws']} draws: {draws}) "
                    f"{s['frac_random']:+.0%} ([{s['frac_random_low']:+.0%}, {s['frac_random_high']:+.0%}]).")
