@@ -123,7 +123,7 @@ class ScreenResult(Result):
                 else "none (screening only)")
 
     def plot(self, ax=None):
-        fig, (a, b) = figure_for(ax, 2)
+        fig, (a, b) = figure_for(ax, 2, width=5.5)
         v = np.sort(self.scores.projection_diff.to_numpy())[::-1]
         a.plot(np.arange(1, len(v) + 1), v, color="C0")
         if self.k:
@@ -141,7 +141,7 @@ class ScreenResult(Result):
                            capsize=4)
             b.set_xticks(range(len(vals)), names, fontsize=7, rotation=30)
             b.axhline(0, color="k", lw=0.8)
-            b.set(ylabel="fraction of the EM-specific rise removed", title=f"retrain without {self.k} examples")
+            b.set(ylabel="fraction of EM rise removed", title=f"retrain without {self.k} examples")
         else:
             b.text(0.5, 0.5, "no retrain test", ha="center", va="center", transform=b.transAxes)
             b.set_axis_off()
