@@ -172,4 +172,6 @@ class DiffResult(Result):
         b.set(xlabel="token position", ylabel="mean KL(base ‖ model) (nats)", title="KL by position")
         b.set_yscale("symlog", linthresh=1e-4)
         b.legend(fontsize=7)
+        if ax is None:
+            fig.tight_layout()
         return fig

@@ -145,4 +145,6 @@ class ScreenResult(Result):
         else:
             b.text(0.5, 0.5, "no retrain test", ha="center", va="center", transform=b.transAxes)
             b.set_axis_off()
+        if ax is None:
+            fig.tight_layout()
         return fig
