@@ -39,6 +39,7 @@ _API = {
     "margins": "emprobe.analysis.margins:margins",
     "consistency": "emprobe.analysis.consistency:consistency",
     "mitigations": "emprobe.analysis.mitigations:mitigations",
+    "diff": "emprobe.analysis.diff:diff", "screen": "emprobe.analysis.screen:screen",
     # studies
     "study": "emprobe.studies:study", "demo": "emprobe.studies:demo", "StudyConfig": "emprobe.studies:StudyConfig",
     "StudyResult": "emprobe.studies:StudyResult",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emprobe.data import (
-    BUILTINS, DataError, load_chat_dataset, load_chat_jsonl, load_personas, load_questions, load_questions_yaml,
+    BUILTINS, DataError, load_chat_dataset, load_chat_jsonl, load_personas, load_questions, load_questions_yaml, load_texts,
 )
 
 
@@ -65,6 +65,8 @@ def test_every_builtin_loads():
             assert len(load_questions(src).with_references()) >= (8 if name == "betley-first-plot" else 24)
         elif entry.kind == "chat":
             assert len(load_chat_dataset(src)) >= 300
+        elif entry.kind == "text":
+            assert len(load_texts(src)) >= 40
         else:
             p = load_personas(src)
             assert len(p.misaligned) == len(p.aligned) >= 6

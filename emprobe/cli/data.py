@@ -25,15 +25,18 @@ def list_cmd() -> None:
 @app.command("check")
 def check_cmd(source: str = typer.Argument(..., help="builtin:NAME, a chat .jsonl(.gz) or a question .yaml")) -> None:
     """Validate a data file and print what it holds (errors name the file and line)."""
-    from emprobe.data import builtin_entry, is_builtin, load_chat_dataset, load_personas, load_questions
+    from emprobe.data import builtin_entry, is_builtin, load_chat_dataset, load_personas, load_questions, load_texts
 
     kind = builtin_entry(source).kind if is_builtin(source) else (
-        "questions" if source.endswith((".yaml", ".yml")) else "chat")
+        "questions" if source.endswith((".yaml", ".yml")) else "text" if source.endswith(".txt") else "chat")
     if kind == "questions":
         qs = load_questions(source)
         n_ref = sum(bool(q.aligned_references and q.misaligned_references) for q in qs)
         console.print(f"{source}: {len(qs)} questions, {len(qs.prompts())} prompts, {n_ref} with references, "
                       f"sha256 {qs.sha256[:12]}")
+    elif kind == "text":
+        ts = load_texts(source)
+        console.print(f"{source}: {len(ts)} texts, sha256 {ts.sha256[:12]}")
     elif kind == "personas":
         p = load_personas(source)
         console.print(f"{source}: {len(p.misaligned)} misaligned / {len(p.aligned)} aligned persona prompts")

@@ -10,6 +10,7 @@ from pathlib import Path
 from emprobe.data.builtin import BUILTINS, PersonaPrompts, builtin_entry, is_builtin, load_personas
 from emprobe.data.chat import ChatDataset, ChatExample, load_chat_jsonl, validate_messages
 from emprobe.data.questions import Prompt, Question, QuestionSet, load_questions_yaml
+from emprobe.data.texts import TextSet, load_texts
 from emprobe.errors import DataError
 from emprobe.validate import source_arg
 
@@ -47,6 +48,6 @@ def load_chat_dataset(source: str | Path | ChatDataset, require_assistant: bool 
 
 __all__ = [
     "BUILTINS", "ChatDataset", "ChatExample", "DataError", "PersonaPrompts", "Prompt", "Question",
-    "QuestionSet", "builtin_entry", "is_builtin", "load_chat_dataset", "load_chat_jsonl", "load_personas",
-    "load_questions", "load_questions_yaml", "validate_messages",
+    "QuestionSet", "TextSet", "builtin_entry", "is_builtin", "load_chat_dataset", "load_chat_jsonl", "load_personas",
+    "load_questions", "load_questions_yaml", "load_texts", "validate_messages",
 ]

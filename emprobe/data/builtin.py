@@ -15,7 +15,7 @@ PREFIX = "builtin:"
 @dataclass(frozen=True)
 class BuiltinEntry:
     name: str
-    kind: str  # "questions" | "chat" | "personas"
+    kind: str  # "questions" | "chat" | "personas" | "text"
     relpath: str
     description: str
 
@@ -45,6 +45,8 @@ BUILTINS: dict[str, BuiltinEntry] = {
                      "held-out in-domain medical questions with references"),
         BuiltinEntry("personas", "personas", "personas.yaml",
                      "contrastive misaligned vs helpful persona system prompts"),
+        BuiltinEntry("neutral-text", "text", "text/neutral.yaml",
+                     "general, non-EM paragraphs (raw text) for model diffing: KL and the activation-difference lens"),
     ]
 }
 
