@@ -3,6 +3,8 @@
 ``python -m emprobe.finetuning --cell CONFIG_JSON`` trains one :class:`~emprobe.finetuning.FinetuneConfig`
 given as a JSON object (or a path to a JSON file): the process the sweep executors start per cell
 (:mod:`emprobe.finetuning.executors`). An emprobe error prints one line and exits with status 2.
+``python -m emprobe.finetuning --worker`` trains the configs it reads on stdin, one per line, one after another
+(:mod:`emprobe.finetuning.workers`).
 """
 
 import sys
@@ -28,6 +30,10 @@ def run_cell(arg: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--cell":
         sys.exit(run_cell(sys.argv[2]))
+    if sys.argv[1:] == ["--worker"]:
+        from emprobe.finetuning.workers import serve
+
+        sys.exit(serve())
     from emprobe.cli import main
 
     main(["finetune", *sys.argv[1:]])
