@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from emprobe.finetuning.dataset import TokenizedDataset
 from emprobe.finetuning.dist import barrier
 from emprobe.finetuning.rundir import RunWriter
-from emprobe.finetuning.validation import StepZeroCache, Validation, validate
+from emprobe.finetuning.validation import StepZeroCache, Validation, split_size, validate
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -29,14 +29,17 @@ class TrajectoryCallback(TrainerCallback):
     """Checkpoint at ``steps`` (incl. 0), log every optimizer step; rank 0 writes.
 
     ``val_key`` names what determines the step-0 validation (base model, data, split): runs of this process
-    with the same key validate step 0 once (:class:`~emprobe.finetuning.validation.StepZeroCache`).
+    with the same key validate step 0 once (:class:`~emprobe.finetuning.validation.StepZeroCache`). Step 0
+    validates every example of ``val_data``; later checkpoints the first
+    :func:`~emprobe.finetuning.validation.split_size` of them (all of them when ``val_ci`` is ``None``).
     """
 
     def __init__(self, writer: RunWriter | None, steps: list[int], save_weights: Callable[[Any, Path], None],
                  val_data: TokenizedDataset, val_batch_size: int, pad_id: int, say: Callable[[str], None],
-                 total_steps: int, val_key: str | None = None) -> None:
+                 total_steps: int, val_key: str | None = None, val_ci: float | None = None) -> None:
         self.writer, self.steps, self.save_weights = writer, set(steps), save_weights
         self.val_data, self.val_batch_size, self.pad_id, self.val_key = val_data, val_batch_size, pad_id, val_key
+        self.val_ci = val_ci
         self.step0: Validation | None = None
         self.step0_shared = False  # step 0's validation came from another run of this process / worker pool
         self.say, self.total = say, total_steps
@@ -88,15 +91,22 @@ class TrajectoryCallback(TrainerCallback):
         if step > 0:
             if self.step0 is None and self.writer is not None and self.writer.has_checkpoint(0):  # resumed run
                 self.step0 = Validation.from_info(self.writer.checkpoint_info(0))
+                if self.step0 is not None:
+                    self._keep(len(self.step0.sums))
             return validate(model, self.val_data, self.val_batch_size, self.pad_id)
-        v = StepZeroCache.get(self.val_key) if self.val_key else None
-        self.step0_shared = v is not None
-        if v is None:
-            v = validate(model, self.val_data, self.val_batch_size, self.pad_id)
+        pool = StepZeroCache.get(self.val_key) if self.val_key else None
+        self.step0_shared = pool is not None
+        if pool is None:
+            pool = validate(model, self.val_data, self.val_batch_size, self.pad_id)
             if self.val_key:
-                StepZeroCache.put(self.val_key, v)
-        self.step0 = v
-        return v
+                StepZeroCache.put(self.val_key, pool)
+        self.step0 = pool.head(self._keep(split_size(pool, self.val_ci)))
+        return self.step0
+
+    def _keep(self, n: int) -> int:
+        """Validate on the first ``n`` held-out examples from now on."""
+        self.val_data = TokenizedDataset(self.val_data.rows[:n], self.val_data.n_truncated)
+        return n
 
     def _write(self, step: int, model, state, state_s: float = 0.0) -> None:
         t = time.perf_counter()

@@ -255,7 +255,7 @@ def finetune(cfg: FinetuneConfig | None = None, *, callbacks: Sequence[Any] = ()
     pad_id = prep.lm.tokenizer.pad_token_id
     bar.total = prep.total
     traj = TrajectoryCallback(writer, prep.steps, _weights_saver(cfg.full, prep.lm.tokenizer, prep.spec.name),
-                              prep.val, cfg.batch_size, pad_id, say, prep.total, _val_key(cfg, prep))
+                              prep.val, cfg.batch_size, pad_id, say, prep.total, _val_key(cfg, prep), cfg.val_ci)
     trainer = _response_trainer_class()(model=model, args=args, train_dataset=prep.train,
                                         data_collator=PadCollator(pad_id), callbacks=[traj, bar, *callbacks])
     for cb in (ProgressCallback, PrinterCallback):

@@ -13,6 +13,7 @@ validation is computed once per process and dataset (:class:`StepZeroCache`) ins
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ from emprobe.finetuning.dataset import TokenizedDataset, example_losses
 
 #: bootstrap resamples for the validation-loss CIs (seeded: the same data give the same CI)
 N_BOOT = 2000
+#: the fewest held-out examples :func:`split_size` keeps
+MIN_EXAMPLES = 8
 
 
 def _boot_index(n: int, seed: int) -> np.ndarray:
@@ -74,6 +77,10 @@ class Validation:
             out["val_loss_change_ci"] = list(change_ci(self.sums, self.counts, step0.sums, step0.counts))
         return out
 
+    def head(self, n: int) -> "Validation":
+        """The first ``n`` examples."""
+        return Validation(self.sums[:n], self.counts[:n])
+
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> "Validation | None":
         rows = info.get("val_example_losses")
@@ -81,6 +88,19 @@ class Validation:
             return None
         arr = np.asarray(rows, dtype=float)
         return cls(arr[:, 0], arr[:, 1].astype(np.int64))
+
+
+def split_size(pool: Validation, target: float | None, minimum: int = MIN_EXAMPLES) -> int:
+    """How many of the held-out examples (in their seeded order) to validate on: the fewest ``n`` whose expected
+    95 % CI half-width of the loss, ``1.96 * sd / sqrt(n)`` with ``sd`` the spread of the per-example residuals
+    of the token-weighted mean (delta method) over the whole ``pool`` at step 0, is at most ``target``; at least
+    ``minimum``, at most the pool. ``target=None``: the whole pool."""
+    n = len(pool.sums)
+    if target is None or n <= minimum:
+        return n
+    resid = (pool.sums - pool.loss * pool.counts) / pool.counts.mean()
+    need = math.ceil((1.96 * float(resid.std(ddof=1)) / target) ** 2)
+    return int(min(n, max(minimum, need)))
 
 
 def validate(model: torch.nn.Module, data: TokenizedDataset, batch_size: int, pad_id: int) -> Validation:
