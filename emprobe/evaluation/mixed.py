@@ -66,14 +66,13 @@ def mixed_sequence_logprobs(lm, route: Router, jobs: Sequence[Job], batch_size: 
 
 
 @torch.no_grad()
-def adapter_reference_logprobs(lm, adapters: Sequence[str | Path | None], questions, batch_size: int = 16
-                               ) -> list[pd.DataFrame]:
+def adapter_reference_logprobs(lm, adapters: Sequence[str | Path | None], questions, batch_size: int = 16,
+                               max_adapters: int = 16) -> list[pd.DataFrame]:
     """:func:`~emprobe.evaluation.margin.reference_logprobs` of every adapter in ``adapters`` (``None``: the base
     model) on ``lm`` (the base model, loaded once; its modules are restored afterwards), scored in mixed-adapter
-    batches. ``questions`` is one question set for all, or one per adapter (e.g. fewer reference pairs for
-    intermediate checkpoints)."""
-    from emprobe.finetuning.stacked import StackedLoRA
-
+    batches, at most ``max_adapters`` adapters stacked at a time (each holds its LoRA weights in memory).
+    ``questions`` is one question set for all, or one per adapter (e.g. fewer reference pairs for intermediate
+    checkpoints)."""
     qsets = list(questions) if isinstance(questions, (list, tuple)) else [questions] * len(adapters)
     if len(qsets) != len(adapters):
         raise ValueError(f"{len(adapters)} adapters but {len(qsets)} question sets")
@@ -81,16 +80,10 @@ def adapter_reference_logprobs(lm, adapters: Sequence[str | Path | None], questi
     for qs in qsets:
         if id(qs) not in tokenized:
             tokenized[id(qs)] = reference_items(lm, qs)
-    stack = StackedLoRA(lm.model)
-    try:
-        index = {}
-        for a in adapters:
-            if a is not None and str(a) not in index:
-                index[str(a)] = stack.add_pretrained(a)
-        jobs = [(index[str(a)] if a is not None else -1, tokenized[id(qs)][1]) for a, qs in zip(adapters, qsets)]
-        scores = mixed_sequence_logprobs(lm, stack.route_rows, jobs, batch_size)
-    finally:
-        stack.unstack()
+    scores: list = []
+    for s in range(0, len(adapters), max_adapters):
+        part = list(zip(adapters, qsets))[s:s + max_adapters]
+        scores += _score_group(lm, [(a, tokenized[id(qs)][1]) for a, qs in part], batch_size)
     frames = []
     for qs, sc in zip(qsets, scores):
         df = tokenized[id(qs)][0].copy()
@@ -99,3 +92,19 @@ def adapter_reference_logprobs(lm, adapters: Sequence[str | Path | None], questi
         df["logprob_mean"] = df["logprob_sum"] / df["n_tokens"]
         frames.append(df)
     return frames
+
+
+def _score_group(lm, group: list, batch_size: int) -> list[list[tuple[float, int]]]:
+    """Stack the adapters of ``[(adapter or None, items), ...]`` and score their items."""
+    from emprobe.finetuning.stacked import StackedLoRA
+
+    stack = StackedLoRA(lm.model)
+    try:
+        index: dict[str, int] = {}
+        for a, _ in group:
+            if a is not None and str(a) not in index:
+                index[str(a)] = stack.add_pretrained(a)
+        jobs = [(index[str(a)] if a is not None else -1, items) for a, items in group]
+        return mixed_sequence_logprobs(lm, stack.route_rows, jobs, batch_size)
+    finally:
+        stack.unstack()

@@ -229,3 +229,22 @@ def exponent(factors: list[float], values: list[float]) -> float:
     if len(lx) < 2 or np.ptp(lx) == 0:
         return float("nan")
     return float(np.polyfit(lx, ly, 1)[0])
+
+
+def describe(cfg, prediction: dict[str, Any]) -> list[str]:
+    """The dry run's lines: what the study trains and scores, and its predicted time per part."""
+    from emprobe.studies.pipeline import fmt_seconds
+
+    w, m, t = prediction["work"], prediction["machine"], cfg.training
+    q = cfg.questions
+    fitted = prediction["fitted_model"]
+    lines = [f"study {cfg.preset} on {cfg.model}: {w['runs']} fine-tuning runs x {t.steps} steps (batch {t.batch_size}, "
+             f"{len(t.checkpoints())} checkpoints each), {w['workers']} side by side",
+             f"margins: {q.n_questions or 'all'} questions x {q.n_references} pair(s), {w['scored_checkpoints']} models "
+             f"scored ({w['prompt_tokens']:,.0f} prompt + {w['ref_tokens']:,.0f} reference tokens)",
+             f"predicted time (cost model fitted on {m.get('date', '?')}, {m.get('threads', '?')} threads of "
+             f"{m.get('cpus', '?')} CPUs" + (f"; {cfg.model} scaled from {fitted} by parameter count x"
+                                            f"{prediction['scale']:.2f}" if fitted != cfg.model else "") + "):"]
+    lines += [f"  {part:<11} {fmt_seconds(s):>7}" for part, s in prediction["seconds"].items()]
+    lines.append(f"  {'total':<11} {fmt_seconds(prediction['total_seconds']):>7}")
+    return lines

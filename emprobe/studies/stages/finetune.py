@@ -52,7 +52,9 @@ def run(ctx, d: Path, executor: str, executor_kw: dict) -> dict:
                     "val_loss_control": ctl.val_loss.iloc[-1], "steps": c.training.steps, "n_runs": len(todo),
                     "train_seconds": sum(seconds.values())},
                    "each dataset's aligned-data control fine-tune (same prompts, aligned answers, same seed)",
-                   f"validation loss on {c.training.val_examples} seeded held-out examples of each run's own data",
+                   f"validation loss on seeded held-out examples of each run's own data (the first of "
+                   f"{c.training.val_examples} whose 95% CI half-width is at most {c.training.val_ci} nats/token: "
+                   f"see each checkpoint's val_loss_ci and val_loss_change_ci)",
                    [ctx.rel(d / "plot.png")], checkpoints=ctx.cfg.training.checkpoints(),
                    runs=[{"run": x.name, "label": x.label(), "control": x.control} for x in todo])
 

@@ -1,7 +1,8 @@
 """Stage ``margins``: the judge-free margin of every off-domain question, per reference pair, at every checkpoint.
 
-Scored once each: the base model (every run's step 0), every run's final checkpoint (all pairs), the misaligned
-runs' intermediate checkpoints (first pair only: the loss-vs-alignment curve needs the trend, not the spread).
+What is scored is :func:`emprobe.studies.plan.margin_plan`: the base model once (every run's step 0), each
+dataset's reference run and control at the last step on every pair, every other last step and the misaligned
+runs' intermediate checkpoints on the first pair (the loss-vs-alignment curve needs the trend, not the spread).
 Per question the EM-specific rise is the misaligned run's change minus its aligned control's change.
 """
 
@@ -19,38 +20,50 @@ from emprobe.studies.pipeline import Stage
 
 
 def stage(ctx) -> Stage:
-    q, n_runs = ctx.cfg.questions, len(ctx.cells)
+    from emprobe.studies.plan import expected_duplicates, margin_plan
+
+    q, jobs = ctx.cfg.questions, margin_plan(ctx.cfg)
     n_q = q.n_questions or 100
-    n_mid = max(0, len(ctx.cfg.training.checkpoints()) - 2) * sum(not c.control for c in ctx.cells)
-    n_seq = 2 * n_q * (q.n_references * (1 + n_runs) + n_mid)  # base + finals (all pairs), others pair 0
-    return Stage("margins", "margins at every checkpoint", lambda d: run(ctx, d), 0.22 * n_seq,
-                 {"bs": ctx.cfg.eval_batch_size, "model": ctx.cfg.model}, ("setup", "finetune"))
+    n_seq = 2 * n_q * sum(j.pairs or q.n_references for j in jobs if j not in expected_duplicates(ctx.cfg, jobs))
+    return Stage("margins", "margins at every checkpoint", lambda d: run(ctx, d), 0.16 * n_seq,
+                 {"bs": ctx.cfg.eval_batch_size, "model": ctx.cfg.model, "plan": 2}, ("setup", "finetune"))
 
 
 def score_checkpoints(ctx) -> pd.DataFrame:
-    """Long table ``run, step, question_id, category, pair, margin`` (step 0 = the base model, scored once; so is
-    any checkpoint whose weights equal one already scored, by :meth:`~emprobe.finetuning.run.Checkpoint.digest`)."""
-    from emprobe.evaluation import margin_scores
+    """Long table ``run, step, question_id, category, pair, margin`` of what :func:`~emprobe.studies.plan.margin_plan`
+    scores (step 0 = the base model, scored once; so is any checkpoint whose weights equal one already scored on at
+    least as many pairs, by :meth:`~emprobe.finetuning.run.Checkpoint.digest`). Every model is scored in
+    mixed-adapter batches on the one loaded base (:func:`~emprobe.evaluation.mixed.adapter_reference_logprobs`)."""
     from emprobe.evaluation.margin import pair_margins
+    from emprobe.evaluation.mixed import adapter_reference_logprobs
+    from emprobe.studies.plan import margin_plan
 
     qs = ctx.qs("eval")
-    first_pair = qs.subset(n_references=1)
-    last, bs = ctx.last_step, ctx.cfg.eval_batch_size
-    base = pair_margins(margin_scores(ctx.lm("base"), qs, batch_size=bs).scores)
-    frames, scored = [], {}
-    for cell in ctx.cells:
-        frames.append(base.assign(run=cell.name, step=0))
-        run = ctx.run(cell)
-        steps = [s for s in ctx.cfg.training.checkpoints() if s > 0 and (s == last or not cell.control)]
-        keys = {s: (run.checkpoint(s).digest(), s == last) for s in steps}
-        todo = [s for s in steps if keys[s] not in scored]
-        for ck, lm in run.iter_models(steps=todo, merge=True, log=None) if todo else ():
-            which = qs if ck.step == last else first_pair
-            scored[keys[ck.step]] = pair_margins(margin_scores(lm, which, batch_size=bs).scores)
-        frames += [scored[keys[s]].assign(run=cell.name, step=s) for s in steps]
-        same = sorted(set(steps) - set(todo))
-        ctx.log(f"  scored {cell.name}: steps {todo}" + (f" (steps {same}: equal to checkpoints scored before)"
-                                                         if same else ""))
+    sets = {None: qs, 1: qs.subset(n_references=1)}
+    jobs, keys, todo = margin_plan(ctx.cfg), {}, {}
+    for j in jobs:
+        digest = "base" if j.run == "base" else ctx.run(j.run).checkpoint(j.step).digest()
+        keys[j] = (digest, j.pairs)
+        if (digest, None) not in todo and (digest, j.pairs) not in todo:
+            todo[(digest, j.pairs)] = j
+    for k in [k for k in todo if k[1] is not None and (k[0], None) in todo]:
+        del todo[k]  # the all-pairs score of the same weights serves it
+    order = list(todo.values())
+    adapters = [None if j.run == "base" else ctx.run(j.run).checkpoint(j.step).path for j in order]
+    refs = adapter_reference_logprobs(ctx.lm("base"), adapters, [sets[j.pairs] for j in order],
+                                      batch_size=ctx.cfg.eval_batch_size)
+    scored = {keys[j]: pair_margins(r) for j, r in zip(order, refs)}
+    frames = []
+    for j in jobs:
+        digest, pairs = keys[j]
+        table = scored.get((digest, pairs))
+        table = table if table is not None else scored[(digest, None)].query("pair < @pairs")
+        frames.append(table.assign(run=j.run, step=j.step))
+        if j.run == "base":
+            base = table
+    frames = frames[1:] + [base.assign(run=c.name, step=0) for c in ctx.cells]
+    ctx.log(f"  scored {len(order)} models for {len(jobs)} (run, checkpoint) entries "
+            f"({len(jobs) - len(order)} equal to one scored before)")
     cols = ["run", "step", "question_id", "category", "pair", "margin"]
     return pd.concat(frames, ignore_index=True)[cols]
 
