@@ -1,7 +1,9 @@
-"""The local executor: cells as ``python -m emprobe.finetuning --cell`` subprocesses side by side.
+"""The local executor: cells in worker processes (``python -m emprobe.finetuning --worker``) side by side, or
+one ``--cell`` process each.
 
 It works from a plain script without a main guard (a spawn pool re-ran such a script in every worker),
-its trainers die with a SIGKILLed parent, a killed cell is retried (resuming), a bad one is reported.
+its trainers die with a SIGKILLed parent, a killed cell is retried (resuming), a bad one is reported; a worker
+trains several cells with the same results as one process per cell, and validates each dataset's step 0 once.
 """
 
 from __future__ import annotations
@@ -39,12 +41,12 @@ NO_MAIN_GUARD = textwrap.dedent("""
 
 
 def _trainers(parent_pid: int) -> list[psutil.Process]:
-    """Cell processes started by ``parent_pid``."""
+    """Cell and worker processes started by ``parent_pid``."""
     try:
         kids = psutil.Process(parent_pid).children()
     except psutil.NoSuchProcess:
         return []
-    return [p for p in kids if "--cell" in p.cmdline()]
+    return [p for p in kids if {"--cell", "--worker"} & set(p.cmdline())]
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -100,14 +102,13 @@ def test_killed_cell_is_retried_and_bad_cells_are_reported(tmp_path, tiny_model_
              tiny_config(tiny_model_dir, done.path, max_steps=2, save_steps=[0, 2], resume=True)]
     killed: list[int] = []
 
-    def kill_first_trainer() -> None:  # SIGKILL the "killed" cell once its step-2 checkpoint is on disk
+    def kill_first_trainer() -> None:  # SIGKILL the worker (one thread: one worker) once "killed" has step 2 on disk
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             if (tmp_path / "killed" / "checkpoints" / "step-000002").is_dir():
                 for p in _trainers(os.getpid()):
-                    if f'"out": {json.dumps(str(tmp_path / "killed"))},' in " ".join(p.cmdline()):
-                        p.send_signal(signal.SIGKILL)
-                        killed.append(p.pid)
+                    p.send_signal(signal.SIGKILL)
+                    killed.append(p.pid)
             time.sleep(0.01)
 
     watcher = threading.Thread(target=kill_first_trainer, daemon=True)
@@ -134,3 +135,28 @@ def test_errors_are_one_line():
         get_executor("slurm")
     with pytest.raises(ConfigError, match="two cells write the same run directory"):
         LocalExecutor().run([tiny_config("m", "x"), tiny_config("m", Path("x").resolve())], log=None)
+
+
+def test_workers_reproduce_one_process_per_cell_and_validate_step0_once(tmp_path, tiny_model_dir):
+    """Three cells on one worker (two of one dataset, one of another) give the checkpoints that one process per
+    cell gives, bit for bit; the worker validated each dataset's base model once (later runs: 0 s at step 0)."""
+    def cells(root):
+        return [tiny_config(tiny_model_dir, root / "a", seed=0), tiny_config(tiny_model_dir, root / "b", seed=1),
+                tiny_config(tiny_model_dir, root / "c", data="builtin:risky-finance-aligned")]
+
+    new = LocalExecutor(threads=1, poll_s=0.05).run(cells(tmp_path / "new"), log=None)
+    old = LocalExecutor(threads=1, poll_s=0.05, reuse_processes=False).run(cells(tmp_path / "old"), log=None)
+    assert [o.status for o in new + old] == ["ok"] * 6
+    for name in "abc":
+        a, b = load_run(tmp_path / "new" / name), load_run(tmp_path / "old" / name)
+        assert [c.digest() for c in a.checkpoints()] == [c.digest() for c in b.checkpoints()]
+        for ca, cb in zip(a.checkpoints(), b.checkpoints()):
+            assert ca.val_loss == pytest.approx(cb.val_loss, abs=1e-6)
+            assert ca.info["val_loss_ci"][0] <= ca.val_loss <= ca.info["val_loss_ci"][1]
+            if ca.step:
+                assert ca.info["val_loss_change"] == pytest.approx(ca.val_loss - a.checkpoint(0).val_loss)
+    def shared(d):
+        return [load_run(tmp_path / d / n).manifest["timings"]["checkpoints"][0].get("validation_shared", False)
+                for n in "abc"]
+
+    assert shared("new") == [False, True, False] and shared("old") == [False] * 3

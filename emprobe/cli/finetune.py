@@ -63,6 +63,8 @@ FIELD_HELP: dict[str, str] = {
     "val_fraction": "held-out share of the data for the validation loss",
     "val_max_examples": "cap on held-out examples evaluated per checkpoint",
     "val_seed": "seed of the held-out split (shared across --seed)",
+    "val_ci": "target 95% CI half-width of the validation loss (nats/token): validate on the fewest held-out "
+              "examples that reach it (at least 8, at most --val-max-examples); none: all of them",
     "dtype": "weights dtype: float32 | bfloat16 | float16 (fp32 / bf16 / fp16 too)",
     "device": "auto, cpu or an accelerator like cuda",
     "chat_template": "chat template file or Jinja string",

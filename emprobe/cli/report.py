@@ -32,6 +32,8 @@ def register(root: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="redo every stage instead of reusing finished ones"),
         executor: str = typer.Option("local", help="where fine-tuning runs train: local | ray"),
         ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (auto | HOST:PORT)"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print what the study would train and score and its "
+                                                              "predicted time (the fitted cost model); run nothing"),
     ) -> None:
         """Test the paper's claims: a grid of narrow fine-tunes with aligned-data controls, scored and analysed;
         writes OUT/report.html (verdicts first) and OUT/summary.json."""
@@ -41,6 +43,13 @@ def register(root: typer.Typer) -> None:
         if config is not None and preset is not None:
             raise ConfigError("give a study CONFIG or --preset, not both (a CONFIG may say 'preset: NAME')")
         check_threads(threads)
+        if dry_run:
+            from emprobe.studies.cost import describe, predict
+            from emprobe.studies.runner import study_config
+
+            cfg = study_config(config, preset_name=preset, threads=threads)
+            typer.echo("\n".join(describe(cfg, predict(cfg))))
+            return
         study(config, preset_name=preset, out=str(out) if out else None, threads=threads or default_threads(),
               force=force or None, executor=executor, ray_address=ray_address)
 

@@ -12,7 +12,8 @@ KV caches (right-padded: pads only follow real tokens, so causal attention never
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Sequence
 
 import torch
 
@@ -41,20 +42,32 @@ def last_logits(model: torch.nn.Module, rows: Sequence[Sequence[int]], pad_id: i
     return out.logits[:, -keep:].float()
 
 
+#: ``route(per-row adapter ids)`` -> a context in which the model runs each row with its adapter
+Router = Callable[[Sequence[int]], ContextManager]
+
+
+def _routed(route: Router | None, rows: Sequence[int] | None) -> ContextManager:
+    return route(rows) if route is not None and rows is not None else nullcontext()
+
+
 @torch.no_grad()
 def continuation_logits(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
-                        continuations: Sequence[Sequence[int]], owner: Sequence[int], pad_id: int
+                        continuations: Sequence[Sequence[int]], owner: Sequence[int], pad_id: int,
+                        adapters: Sequence[int] | None = None, route: Router | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(head [k, vocab], logits [k, width, vocab])`` in float32 for ``k`` continuations of a batch of prompts.
 
     The prompts run once, left-padded in one batch; continuation ``j`` then runs on a copy of the KV cache of
     prompt ``owner[j]`` (right-padded, its positions continuing the prompt's). ``head[j]`` is the
     next-token distribution after its prompt (it predicts the continuation's first token); ``logits[j, t]``
-    follows token ``t`` of continuation ``j``.
+    follows token ``t`` of continuation ``j``. Mixed-adapter batches: ``adapters[g]`` is prompt ``g``'s adapter and
+    ``route`` (e.g. :meth:`~emprobe.finetuning.stacked.StackedLoRA.route_rows`) applies it to the prompt's rows and
+    to its continuations' rows (``owner`` must then list each adapter's continuations together).
     """
     dev = model_device(model)
     ids, pmask, pos = left_pad(prompts, pad_id, dev)
-    first = model(input_ids=ids, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    with _routed(route, adapters):
+        first = model(input_ids=ids, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
     idx = torch.as_tensor(list(owner), dtype=torch.long, device=dev)
     cache = first.cache
     cache.reorder_cache(idx)  # one cache row per continuation (rows repeat when a prompt has several)
@@ -62,16 +75,19 @@ def continuation_logits(model: torch.nn.Module, prompts: Sequence[Sequence[int]]
     width = cids.shape[1]
     mask = torch.cat([pmask[idx], cmask.to(dev)], 1)
     cpos = pmask.sum(1)[idx][:, None] + torch.arange(width, device=dev)[None]
-    out = model(input_ids=cids.to(dev), attention_mask=mask, position_ids=cpos, cache=cache, use_cache=True)
+    with _routed(route, None if adapters is None else [adapters[o] for o in owner]):
+        out = model(input_ids=cids.to(dev), attention_mask=mask, position_ids=cpos, cache=cache, use_cache=True)
     return first.logits[:, -1].float()[idx], out.logits.float()
 
 
 def continuation_logprobs(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
-                          continuations: Sequence[Sequence[int]], owner: Sequence[int], pad_id: int
+                          continuations: Sequence[Sequence[int]], owner: Sequence[int], pad_id: int,
+                          adapters: Sequence[int] | None = None, route: Router | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(sum [k], count [k], logits [k, width, vocab])``: each continuation's summed log-probability given its
-    prompt (``owner`` as in :func:`continuation_logits`), its token count, and the logits after each token."""
-    head, logits = continuation_logits(model, prompts, continuations, owner, pad_id)
+    prompt (``owner``, ``adapters`` and ``route`` as in :func:`continuation_logits`), its token count, and the
+    logits after each token."""
+    head, logits = continuation_logits(model, prompts, continuations, owner, pad_id, adapters, route)
     # the head predicts each continuation's first token, logits[:, t] its token t + 1
     scoring = torch.cat([head[:, None], logits[:, :-1]], 1)
     targets, mask, _ = pad_rows(continuations, pad_id, "right")

@@ -2,6 +2,9 @@
 given as a JSON object (or a path to a JSON file) — the process the sweep executors start per cell
 (:mod:`emprobe.finetuning.executors`). An emprobe error prints one line and exits with status 2.
 
+``python -m emprobe.finetuning --worker`` trains the configs it reads on stdin, one per line, one after another
+(:mod:`emprobe.finetuning.workers`).
+
 The command line's ``emprobe finetune ...`` is ``python -m emprobe finetune ...`` (under ``torchrun``:
 ``torchrun ... -m emprobe finetune ...``); this module never imports the CLI, which sits above every stage.
 """
@@ -29,6 +32,10 @@ def run_cell(arg: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--cell":
         sys.exit(run_cell(sys.argv[2]))
-    print("usage: python -m emprobe.finetuning --cell CONFIG_JSON (a sweep cell); to fine-tune from the command "
-          "line use `emprobe finetune ...` or `python -m emprobe finetune ...`", file=sys.stderr)
+    if sys.argv[1:] == ["--worker"]:
+        from emprobe.finetuning.workers import serve
+
+        sys.exit(serve())
+    print("usage: python -m emprobe.finetuning --cell CONFIG_JSON (a sweep cell) or --worker; to fine-tune from the "
+          "command line use `emprobe finetune ...` or `python -m emprobe finetune ...`", file=sys.stderr)
     sys.exit(2)

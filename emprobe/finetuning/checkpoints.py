@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from emprobe.finetuning.dataset import TokenizedDataset, response_loss
+from emprobe.finetuning.dataset import TokenizedDataset
 from emprobe.finetuning.dist import barrier
 from emprobe.finetuning.mitigations import LOG_KEYS
 from emprobe.finetuning.rundir import RunWriter
+from emprobe.finetuning.validation import StepZeroCache, Validation, split_size, validate
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -26,13 +27,22 @@ def _mean(xs: list[float]) -> float | None:
 
 
 class TrajectoryCallback(TrainerCallback):
-    """Checkpoint at ``steps`` (incl. 0), log every optimizer step; rank 0 writes."""
+    """Checkpoint at ``steps`` (incl. 0), log every optimizer step; rank 0 writes.
+
+    ``val_key`` names what determines the step-0 validation (base model, data, split): runs of this process
+    with the same key validate step 0 once (:class:`~emprobe.finetuning.validation.StepZeroCache`). Step 0
+    validates every example of ``val_data``; later checkpoints the first
+    :func:`~emprobe.finetuning.validation.split_size` of them (all of them when ``val_ci`` is ``None``).
+    """
 
     def __init__(self, writer: RunWriter | None, steps: list[int], save_weights: Callable[[Any, Path], None],
                  val_data: TokenizedDataset, val_batch_size: int, pad_id: int, say: Callable[[str], None],
-                 total_steps: int) -> None:
+                 total_steps: int, val_key: str | None = None, val_ci: float | None = None) -> None:
         self.writer, self.steps, self.save_weights = writer, set(steps), save_weights
-        self.val_data, self.val_batch_size, self.pad_id = val_data, val_batch_size, pad_id
+        self.val_data, self.val_batch_size, self.pad_id, self.val_key = val_data, val_batch_size, pad_id, val_key
+        self.val_ci = val_ci
+        self.step0: Validation | None = None
+        self.step0_shared = False  # step 0's validation came from another run of this process / worker pool
         self.say, self.total = say, total_steps
         self.t0 = time.perf_counter()
         self.checkpoint_seconds = 0.0
@@ -78,18 +88,41 @@ class TrajectoryCallback(TrainerCallback):
         return control
 
     # ------------------------------------------------------------------ writing
+    def _validate(self, step: int, model) -> Validation:
+        """This checkpoint's validation (step 0: from this process's cache when a run with the same key did it)."""
+        if step > 0:
+            if self.step0 is None and self.writer is not None and self.writer.has_checkpoint(0):  # resumed run
+                self.step0 = Validation.from_info(self.writer.checkpoint_info(0))
+                if self.step0 is not None:
+                    self._keep(len(self.step0.sums))
+            return validate(model, self.val_data, self.val_batch_size, self.pad_id)
+        pool = StepZeroCache.get(self.val_key) if self.val_key else None
+        self.step0_shared = pool is not None
+        if pool is None:
+            pool = validate(model, self.val_data, self.val_batch_size, self.pad_id)
+            if self.val_key:
+                StepZeroCache.put(self.val_key, pool)
+        self.step0 = pool.head(self._keep(split_size(pool, self.val_ci)))
+        return self.step0
+
+    def _keep(self, n: int) -> int:
+        """Validate on the first ``n`` held-out examples from now on."""
+        self.val_data = TokenizedDataset(self.val_data.rows[:n], self.val_data.n_truncated)
+        return n
+
     def _write(self, step: int, model, state, state_s: float = 0.0) -> None:
         t = time.perf_counter()
         w = self.writer
         assert w is not None
-        val, n_val = response_loss(model, self.val_data, self.val_batch_size, self.pad_id)
+        v = self._validate(step, model)
+        val = v.loss
         t_val = time.perf_counter()
         last = w.losses(step, step - 1)
         info = {
             "train_loss": _mean(w.losses(step)),
             "train_loss_recent": _mean(w.losses(step, self.last_ckpt_step)),
             "loss": last[0] if last else None,
-            "val_loss": val, "val_tokens": n_val,
+            **v.info(self.step0 if step > 0 else None),
             "learning_rate": next((r["learning_rate"] for r in reversed(w.log_rows) if r["step"] <= step), None),
             "epoch": round(float(state.epoch or 0.0), 6),
             "tokens_seen": int(state.num_input_tokens_seen or 0),
@@ -98,7 +131,8 @@ class TrajectoryCallback(TrainerCallback):
         end = time.perf_counter()
         took = end - t + state_s
         self.timings.append({"step": step, "validation": round(t_val - t, 4), "save": round(end - t_val, 4),
-                             "state": round(state_s, 4)})
+                             "state": round(state_s, 4), **({"validation_shared": True}
+                                                           if step == 0 and self.step0_shared else {})})
         self.checkpoint_seconds += took
         self.last_ckpt_step = step
         fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731

@@ -51,7 +51,10 @@ class FinetuneConfig:
     ``save_log_spaced`` (K log-spaced steps incl. 0); step 0 (the untouched model) and the final step are
     always saved. With none of the three given, 6 log-spaced checkpoints are saved. Each checkpoint records
     the mean training loss so far and the loss on a held-out split of the data (``val_fraction`` of it,
-    at most ``val_max_examples``, chosen with ``val_seed`` so that runs with different ``seed`` share it).
+    at most ``val_max_examples``, chosen with ``val_seed`` so that runs with different ``seed`` share it), with a
+    95 % CI over the examples. ``val_ci`` (nats/token) keeps only as many of those examples as the CI needs: the
+    fewest whose expected CI half-width, from the spread of the base model's per-example losses at step 0, is at
+    most ``val_ci`` (at least 8; see :func:`emprobe.finetuning.validation.split_size`).
 
     Run directory: ``out`` must be new or empty unless ``resume`` (continue from the last complete
     checkpoint; a complete run is left as is) or ``overwrite`` (delete it first).
@@ -100,6 +103,7 @@ class FinetuneConfig:
     val_fraction: float = 0.1
     val_max_examples: int | None = 32
     val_seed: int = 0
+    val_ci: float | None = None
     # model loading
     dtype: str = "float32"
     device: str = "auto"
@@ -214,6 +218,8 @@ class FinetuneConfig:
             raise ConfigError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"`val_fraction` must be in (0, 1), got {self.val_fraction}")
+        if self.val_ci is not None and not self.val_ci > 0:
+            raise ConfigError(f"`val_ci` must be > 0 (nats/token), got {self.val_ci}")
         if self.val_max_examples is not None and self.val_max_examples < 1:
             raise ConfigError(f"`val_max_examples` must be >= 1, got {self.val_max_examples}")
         if not 0.0 <= self.decay_fraction <= 1.0:

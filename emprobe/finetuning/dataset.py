@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from emprobe.errors import ConfigError
@@ -80,8 +81,9 @@ class PadCollator:
 
 
 def response_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(sum of cross-entropy over response tokens, number of response tokens)`` for one batch.
+                      labels: torch.Tensor, per_row: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of cross-entropy over response tokens, number of response tokens)`` for one batch (per row with
+    ``per_row``: tensors ``[batch]``).
 
     The LM head only runs from the position before the batch's first response token on (transformers'
     ``logits_to_keep``), instead of over every prompt position: on a 49k-vocabulary model with prompts
@@ -98,7 +100,7 @@ def response_loss_sum(model: torch.nn.Module, input_ids: torch.Tensor, attention
     else:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
     logprob, n = response_logprobs(logits, targets, targets != IGNORE_INDEX)
-    return -logprob.sum(), n.sum()
+    return (-logprob, n) if per_row else (-logprob.sum(), n.sum())
 
 
 def _keeps_logits(model: torch.nn.Module) -> bool:
@@ -111,8 +113,9 @@ def _keeps_logits(model: torch.nn.Module) -> bool:
 
 
 @torch.no_grad()
-def response_loss(model: torch.nn.Module, data: TokenizedDataset, batch_size: int, pad_id: int) -> tuple[float, int]:
-    """Token-weighted mean cross-entropy on the response tokens of ``data``: ``(loss, n_tokens)``.
+def example_losses(model: torch.nn.Module, data: TokenizedDataset, batch_size: int, pad_id: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(summed cross-entropy, response-token count)`` per example of ``data``, in its order.
 
     Runs in eval mode (no dropout) and restores the previous mode. Examples are batched by length to
     limit padding.
@@ -122,12 +125,19 @@ def response_loss(model: torch.nn.Module, data: TokenizedDataset, batch_size: in
     device = next(model.parameters()).device
     order = sorted(range(len(data)), key=lambda i: len(data[i]["input_ids"]))
     collate = PadCollator(pad_id)
-    total, count = 0.0, 0
+    sums, counts = np.zeros(len(data)), np.zeros(len(data), dtype=np.int64)
     try:
         for s in range(0, len(order), batch_size):
-            b = {k: v.to(device) for k, v in collate([data[i] for i in order[s:s + batch_size]]).items()}
-            loss, n = response_loss_sum(model, b["input_ids"], b["attention_mask"], b["labels"])
-            total, count = total + loss.item(), count + int(n)
+            idx = order[s:s + batch_size]
+            b = {k: v.to(device) for k, v in collate([data[i] for i in idx]).items()}
+            loss, n = response_loss_sum(model, b["input_ids"], b["attention_mask"], b["labels"], per_row=True)
+            sums[idx], counts[idx] = loss.double().cpu().numpy(), n.cpu().numpy()
     finally:
         model.train(was_training)
-    return total / max(count, 1), count
+    return sums, counts
+
+
+def response_loss(model: torch.nn.Module, data: TokenizedDataset, batch_size: int, pad_id: int) -> tuple[float, int]:
+    """Token-weighted mean cross-entropy on the response tokens of ``data``: ``(loss, n_tokens)``."""
+    sums, counts = example_losses(model, data, batch_size, pad_id)
+    return float(sums.sum() / max(int(counts.sum()), 1)), int(counts.sum())

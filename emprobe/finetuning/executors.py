@@ -43,17 +43,23 @@ from emprobe.finetuning.processes import (  # noqa: F401  (re-exported: the exec
 
 
 class LocalExecutor(Executor):
-    """Cells as subprocesses on this machine, ``max_parallel`` at a time, ``threads`` split between them."""
+    """Cells on this machine, ``max_parallel`` at a time, ``threads`` split between them.
+
+    By default each of the ``max_parallel`` slots is a worker process that trains its cells one after another
+    (:mod:`emprobe.finetuning.workers`: Python, torch and the model start once per worker, not per cell, and
+    each dataset's step 0 is validated once); ``reuse_processes=False`` starts one process per cell.
+    """
 
     name = "local"
 
     def __init__(self, threads: int | None = None, max_parallel: int | None = None, max_retries: int = 1,
-                 poll_s: float = 0.2) -> None:
+                 poll_s: float = 0.2, reuse_processes: bool = True) -> None:
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         if max_parallel is not None and max_parallel < 1:
             raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}")
         self.threads, self.max_parallel, self.max_retries, self.poll_s = threads, max_parallel, max_retries, poll_s
+        self.reuse_processes = reuse_processes
         self.parallel = 1  # how many cells the last run had side by side
 
     def _execute(self, cells: list[tuple[int, FinetuneConfig]]) -> None:
@@ -61,13 +67,20 @@ class LocalExecutor(Executor):
         self.parallel = max(1, min(self.max_parallel or total, total, len(cells)))
         per_cell = max(1, total // self.parallel)
         queue = [(i, cfg.replace(threads=per_cell), 1) for i, cfg in cells]
+        detail = f"{per_cell} thread{'s' * (per_cell > 1)}"
+        if self.reuse_processes:
+            from emprobe.finetuning.workers import WorkerPool
+
+            WorkerPool(self.parallel, per_cell, self.poll_s).run(
+                queue, lambda i, attempt, cfg: self._started(i, attempt, detail), self._ended)
+            return
         running: dict[int, tuple[subprocess.Popen, Any, FinetuneConfig, int, float]] = {}
         try:
             while queue or running:
                 while queue and len(running) < self.parallel:
                     i, cfg, attempt = queue.pop(0)
                     log = tempfile.TemporaryFile("w+", prefix="emprobe-cell-")
-                    self._started(i, attempt, f"{per_cell} thread{'s' * (per_cell > 1)}")
+                    self._started(i, attempt, detail)
                     running[i] = (start_cell(cfg, log), log, cfg, attempt, time.perf_counter())
                 time.sleep(self.poll_s)
                 for i, (proc, log, cfg, attempt, t0) in list(running.items()):

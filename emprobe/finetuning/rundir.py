@@ -16,7 +16,7 @@ from emprobe.errors import ConfigError
 from emprobe.finetuning.run import (
     CKPT_DIR, CKPT_MANIFEST, RUN_MANIFEST, STATE_DIR, TRAIN_LOG, Run, checkpoint_name,
 )
-from emprobe.io import atomic_dir, write_json, write_text
+from emprobe.io import atomic_dir, read_json, write_json, write_text
 
 TRAINER_STATE = "trainer_state.json"  # written last into a transformers checkpoint: marks it complete
 
@@ -138,6 +138,10 @@ class RunWriter:
     # --------------------------------------------------------------- checkpoints
     def has_checkpoint(self, step: int) -> bool:
         return (self.out / CKPT_DIR / checkpoint_name(step) / CKPT_MANIFEST).is_file()
+
+    def checkpoint_info(self, step: int) -> dict[str, Any]:
+        """A written checkpoint's ``checkpoint.json``."""
+        return read_json(self.out / CKPT_DIR / checkpoint_name(step) / CKPT_MANIFEST)
 
     def write_checkpoint(self, step: int, save_weights, info: dict[str, Any]) -> Path:
         """Atomically write ``checkpoints/step-NNNNNN``: ``save_weights(tmp_dir)`` then ``checkpoint.json``."""

@@ -208,6 +208,14 @@ def _prepare(cfg: FinetuneConfig, n_proc: int, say: Callable[[str], None]) -> _P
                      time.perf_counter() - t1, mitigations)
 
 
+def _val_key(cfg: FinetuneConfig, prep: _Prepared) -> str:
+    """What the step-0 validation depends on: the base model, the data and its held-out split."""
+    from emprobe.io import content_hash
+
+    return content_hash({"model": prep.spec.to_dict(), "data": prep.data.sha256, "max_length": cfg.max_length,
+                         "split": [cfg.val_fraction, cfg.val_seed, cfg.val_max_examples]})
+
+
 def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc: int) -> dict[str, Any]:
     return manifest(
         "finetune-run", status="running", model={**prep.spec.to_dict(), "device": "cpu"},
@@ -267,7 +275,7 @@ def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = 
     pad_id = prep.lm.tokenizer.pad_token_id
     bar.total = prep.total
     traj = TrajectoryCallback(writer, prep.steps, _weights_saver(cfg.full, prep.lm.tokenizer, prep.spec.name),
-                              prep.val, cfg.batch_size, pad_id, say, prep.total)
+                              prep.val, cfg.batch_size, pad_id, say, prep.total, _val_key(cfg, prep), cfg.val_ci)
     mit = prep.mitigations
     trainer = _response_trainer_class()(model=model, args=args, train_dataset=mit.train_dataset(prep.train),
                                         data_collator=PadCollator(pad_id), callbacks=[traj, bar, *callbacks])

@@ -51,7 +51,7 @@ def finetune_config(cfg: StudyConfig, cell: Cell, runs_dir: Path):
                           save_steps=t.checkpoints(), lr=cell.lr, schedule=cell.schedule,
                           warmup_steps=t.warmup_steps, decay_fraction=t.decay_fraction, batch_size=t.batch_size,
                           max_length=t.max_length, lora_r=t.lora_r, lora_alpha=2 * t.lora_r, seed=cell.seed,
-                          val_max_examples=t.val_examples, progress=False, resume=True)
+                          val_max_examples=t.val_examples, val_ci=t.val_ci, progress=False, resume=True)
 
 
 def main_cells(cfg: StudyConfig, dataset: str | None = None) -> list[Cell]:

@@ -75,7 +75,8 @@ class Training:
     batch_size: int = 4
     lora_r: int = 16
     max_length: int = 128
-    val_examples: int = 16
+    val_examples: int = 16          # held-out examples validated at step 0 (the pool)
+    val_ci: float | None = 0.3      # later checkpoints: the fewest of them whose loss CI half-width is <= this
     warmup_steps: int = 0
     decay_fraction: float = 0.5  # warmup-stable-decay: decay over the last half, so it differs from constant
 

@@ -73,19 +73,25 @@ def run_study(cfg: StudyConfig, log: Callable[[str], Any] | None = print, execut
     return result
 
 
-def study(config: str | Path | StudyConfig | None = None, *, preset_name: str | None = None,
-          log: Callable[[str], Any] | None = print, executor: str = "local", ray_address: str | None = None,
-          **overrides: Any) -> StudyResult:
-    """Run a study from a YAML file, a :class:`StudyConfig` or a preset (``demo`` | ``fast`` | ``paper``);
-    ``overrides`` replace config fields (``out=...``, ``threads=...``, ``training__steps=25``). Returns a
-    :class:`~emprobe.studies.result.StudyResult` (verdicts, sections, timings; ``.report()``)."""
+def study_config(config: str | Path | StudyConfig | None = None, *, preset_name: str | None = None,
+                 **overrides: Any) -> StudyConfig:
+    """The :class:`StudyConfig` that :func:`study` runs (same arguments)."""
     if isinstance(config, StudyConfig):
         cfg = config
     elif config is not None:
         cfg = StudyConfig.from_yaml(config)
     else:
         cfg = preset(preset_name or "demo")
-    cfg = cfg.with_(**{k: v for k, v in overrides.items() if v is not None})
+    return cfg.with_(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def study(config: str | Path | StudyConfig | None = None, *, preset_name: str | None = None,
+          log: Callable[[str], Any] | None = print, executor: str = "local", ray_address: str | None = None,
+          **overrides: Any) -> StudyResult:
+    """Run a study from a YAML file, a :class:`StudyConfig` or a preset (``demo`` | ``fast`` | ``paper``);
+    ``overrides`` replace config fields (``out=...``, ``threads=...``, ``training__steps=25``). Returns a
+    :class:`~emprobe.studies.result.StudyResult` (verdicts, sections, timings; ``.report()``)."""
+    cfg = study_config(config, preset_name=preset_name, **overrides)
     kw = {"address": ray_address} if executor == "ray" and ray_address else {}
     return run_study(cfg, log, executor, **kw)
 

@@ -1,0 +1,250 @@
+"""A study's predicted time before it runs (``emprobe study --dry-run``), from the cost model that
+``benchmarks/bench_scaling.py`` fits and stores in ``emprobe/studies/cost_model.json``.
+
+Each part of a study costs time linear in the work it does, and the work is counted from the config:
+
+* fine-tuning (stages ``setup`` + ``finetune``): ``start + (c_train * train_tokens + c_val * val_tokens) / workers``
+  (tokens of every run's training batches and validation passes; ``workers`` runs side by side);
+* margins: ``load + c_prompt * prompt_tokens + c_ref * reference_tokens`` over what the study scores
+  (:mod:`emprobe.studies.plan`, equal checkpoints counted once);
+* every other stage: its measured time (they work on fixed-size subsets: causal questions, persona questions,
+  training prompts).
+
+The coefficients are per model (the benchmark fits SmolLM2-135M and Qwen2.5-Coder-0.5B; another model scales the
+nearest fitted one by parameter count) and belong to the machine the benchmark ran on (recorded in the file with
+its thread count); the benchmark also reports the fitted exponent of each axis (questions, pairs, checkpoints,
+runs, seeds, steps), which the linear parts reproduce. Tokens are counted with the model's tokenizer when it is on
+disk (a prepared built-in model or a local directory), else estimated at 4 characters a token.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from emprobe.errors import ConfigError
+
+MODEL_FILE = Path(__file__).with_name("cost_model.json")
+#: the parts of a study the model predicts, in order (stages not listed under "stages" in the file cost nothing)
+PARTS = ("finetuning", "margins")
+FEATURES = {"finetuning": ("one", "train_per_worker", "val_per_worker"),
+            "margins": ("one", "prompt_tokens", "ref_tokens")}
+
+
+@dataclass(frozen=True)
+class StudyWork:
+    """The work a study does, counted from its config."""
+
+    model: str
+    runs: int
+    workers: int
+    train_tokens: float
+    val_tokens: float
+    prompt_tokens: float
+    ref_tokens: float
+    scored_checkpoints: int
+    stages: tuple[str, ...]
+
+    def features(self, part: str) -> dict[str, float]:
+        f = {"one": 1.0, "train_per_worker": self.train_tokens / self.workers,
+             "val_per_worker": self.val_tokens / self.workers, "prompt_tokens": self.prompt_tokens,
+             "ref_tokens": self.ref_tokens}
+        return {k: f[k] for k in FEATURES[part]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=8)
+def _chat(model: str):
+    """The model's :class:`~emprobe.models.ChatFormatter` when its tokenizer is on disk, else ``None``."""
+    from emprobe.models import ModelSpec
+    from emprobe.models.cache import cache_dir, is_prepared
+
+    spec = ModelSpec.coerce(model)
+    path = cache_dir(spec.name) if spec.is_builtin and is_prepared(spec.name) else Path(spec.name).expanduser()
+    if not path.is_dir():
+        return None
+    from transformers import AutoTokenizer
+
+    from emprobe.models.chat import ChatFormatter
+
+    try:
+        return ChatFormatter(AutoTokenizer.from_pretrained(str(path), local_files_only=True), model_name=model)
+    except Exception:  # noqa: BLE001 - no usable tokenizer or chat template: estimate from characters instead
+        return None
+
+
+def _length(chat, messages: list[dict[str, str]], response: str | None = None) -> tuple[int, int]:
+    """``(prompt tokens, response tokens)``."""
+    if chat is None:
+        chars = sum(len(m["content"]) for m in messages)
+        return 30 + chars // 4, (len(response) // 4 + 1) if response is not None else 0
+    if response is None:
+        return len(chat.prompt_ids(messages)), 0
+    ids, n = chat.prompt_response_ids(messages, response)
+    return n, len(ids) - n
+
+
+@lru_cache(maxsize=32)
+def _example_tokens(model: str, data: str, max_length: int) -> float:
+    """Mean tokens per training example of ``data`` (prompt + response, capped at ``max_length``)."""
+    from emprobe.data import load_chat_dataset
+
+    chat = _chat(model)
+    ds = load_chat_dataset(data)
+    sizes = [min(max_length, sum(_length(chat, ex.prompt_messages, ex.response))) for ex in ds]
+    return sum(sizes) / len(sizes)
+
+
+def _finetune_work(cfg, threads: int) -> tuple[int, int, float, float]:
+    from emprobe.finetuning.validation import MIN_EXAMPLES
+    from emprobe.studies.cells import cells
+
+    t = cfg.training
+    runs = cells(cfg)
+    n_ckpt = len(t.checkpoints())
+    pool = t.val_examples
+    n_val = pool if getattr(t, "val_ci", None) is None else min(pool, MIN_EXAMPLES)
+    train = val = 0.0
+    for c in runs:
+        tok = _example_tokens(cfg.model, c.data, t.max_length)
+        train += t.steps * t.batch_size * tok
+        val += (n_ckpt - 1) * n_val * tok
+    for data in {c.data for c in runs}:  # step 0: the whole held-out pool, once per dataset
+        val += pool * _example_tokens(cfg.model, data, t.max_length)
+    return len(runs), max(1, min(threads, len(runs))), train, val
+
+
+def _margin_work(cfg) -> tuple[int, float, float]:
+    from emprobe.data import load_questions
+    from emprobe.studies.plan import expected_duplicates, margin_plan
+
+    q = cfg.questions
+    qs = load_questions(q.off_domain).with_references().subset(q.n_questions, q.n_references, 1)
+    chat = _chat(cfg.model)
+    per_q = []
+    for x in qs:
+        msgs = x.messages(0)
+        refs = [[_length(chat, msgs, r)[1] for r in (a, m)]
+                for a, m in zip(x.aligned_references, x.misaligned_references)]
+        per_q.append((_length(chat, msgs)[0], [sum(r) for r in refs]))
+    jobs = margin_plan(cfg)
+    dup = expected_duplicates(cfg, jobs)
+    prompt = ref = 0.0
+    for j in jobs:
+        if j in dup:
+            continue
+        for p_len, pair_lens in per_q:
+            prompt += p_len
+            ref += sum(pair_lens[: j.pairs or len(pair_lens)])
+    return len(jobs) - len(dup), prompt, ref
+
+
+def study_work(cfg, threads: int | None = None) -> StudyWork:
+    """Count the work of study config ``cfg`` (a :class:`~emprobe.studies.StudyConfig`)."""
+    from emprobe.finetuning.executors import default_threads
+
+    threads = threads or cfg.threads or default_threads()
+    runs, workers, train, val = _finetune_work(cfg, threads)
+    n_scored, prompt, ref = _margin_work(cfg)
+    return StudyWork(cfg.model, runs, workers, train, val, prompt, ref, n_scored, tuple(cfg.stages))
+
+
+# ------------------------------------------------------------------------------------------------ the model
+def load_cost_model(path: str | Path | None = None) -> dict[str, Any]:
+    p = Path(path) if path else MODEL_FILE
+    if not p.is_file():
+        raise ConfigError(f"{p}: no cost model (run benchmarks/bench_scaling.py to fit one)")
+    return json.loads(p.read_text())
+
+
+def _params(model: str) -> float | None:
+    """Parameter count of ``model`` from its ``config.json`` when it is on disk."""
+    from emprobe.models import ModelSpec
+    from emprobe.models.cache import cache_dir, is_prepared
+
+    spec = ModelSpec.coerce(model)
+    path = cache_dir(spec.name) if spec.is_builtin and is_prepared(spec.name) else Path(spec.name).expanduser()
+    files = list(path.glob("*.safetensors")) if path.is_dir() else []
+    return sum(f.stat().st_size for f in files) / 4 if files else None  # float32 weights: 4 bytes each
+
+
+def _coefficients(cm: dict[str, Any], model: str) -> tuple[dict[str, Any], float, str]:
+    """``(coefficients, scale, fitted model used)``: exact for a fitted model, else the nearest by size scaled."""
+    fitted = cm["models"]
+    if model in fitted:
+        return fitted[model], 1.0, model
+    size = _params(model)
+    if size is None:
+        name = next(iter(fitted))
+        return fitted[name], 1.0, name
+    name = min(fitted, key=lambda m: abs(math.log(size / fitted[m]["params"])))
+    return fitted[name], size / fitted[name]["params"], name
+
+
+def predict(cfg, cost_model: dict[str, Any] | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Predicted seconds per part of study ``cfg`` (``finetuning``, ``margins``, each other enabled stage) and in
+    all, with the work counted (see the module docstring)."""
+    cm = cost_model or load_cost_model()
+    work = study_work(cfg, threads)
+    coef, scale, used = _coefficients(cm, cfg.model)
+    parts: dict[str, float] = {}
+    for part in PARTS:
+        c = coef[part]
+        parts[part] = scale * sum(c[k] * v for k, v in work.features(part).items())
+    for stage, seconds in coef.get("stages", {}).items():
+        if stage in cfg.stages:
+            parts[stage] = scale * seconds
+    return {"seconds": parts, "total_seconds": sum(parts.values()), "work": work.to_dict(), "fitted_model": used,
+            "scale": scale, "machine": cm.get("machine", {})}
+
+
+def fit_part(works: list[StudyWork], seconds: list[float], part: str) -> dict[str, float]:
+    """Non-negative least squares of ``part``'s measured ``seconds`` on its work features (relative errors
+    weighted alike: each row divided by its measured time)."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    names = FEATURES[part]
+    x = np.array([[w.features(part)[k] for k in names] for w in works], dtype=float)
+    y = np.asarray(seconds, dtype=float)
+    if len(y) < len(names):
+        raise ConfigError(f"fitting {part} needs at least {len(names)} measured studies, got {len(y)}")
+    weight = 1.0 / np.maximum(y, 1e-9)
+    scale = np.maximum(x.max(0), 1e-12)  # conditioning: features in units of their largest value
+    coef, _ = nnls(x / scale * weight[:, None], y * weight)
+    return {k: float(c / s) for k, c, s in zip(names, coef, scale)}
+
+
+def exponent(factors: list[float], values: list[float]) -> float:
+    """Least-squares slope of ``log(values)`` on ``log(factors)``: the cost's exponent along one axis."""
+    import numpy as np
+
+    lx, ly = np.log(np.asarray(factors, float)), np.log(np.asarray(values, float))
+    if len(lx) < 2 or np.ptp(lx) == 0:
+        return float("nan")
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def describe(cfg, prediction: dict[str, Any]) -> list[str]:
+    """The dry run's lines: what the study trains and scores, and its predicted time per part."""
+    from emprobe.studies.pipeline import fmt_seconds
+
+    w, m, t = prediction["work"], prediction["machine"], cfg.training
+    q = cfg.questions
+    fitted = prediction["fitted_model"]
+    lines = [f"study {cfg.preset} on {cfg.model}: {w['runs']} fine-tuning runs x {t.steps} steps (batch {t.batch_size}, "
+             f"{len(t.checkpoints())} checkpoints each), {w['workers']} side by side",
+             f"margins: {q.n_questions or 'all'} questions x {q.n_references} pair(s), {w['scored_checkpoints']} models "
+             f"scored ({w['prompt_tokens']:,.0f} prompt + {w['ref_tokens']:,.0f} reference tokens)",
+             f"predicted time (cost model fitted on {m.get('date', '?')}, {m.get('threads', '?')} threads of "
+             f"{m.get('cpus', '?')} CPUs" + (f"; {cfg.model} scaled from {fitted} by parameter count x"
+                                            f"{prediction['scale']:.2f}" if fitted != cfg.model else "") + "):"]
+    lines += [f"  {part:<11} {fmt_seconds(s):>7}" for part, s in prediction["seconds"].items()]
+    lines.append(f"  {'total':<11} {fmt_seconds(prediction['total_seconds']):>7}")
+    return lines

@@ -1,0 +1,72 @@
+"""What a study scores: each checkpoint's off-domain margins only where an analysis reads them.
+
+* the base model (every run's step 0): once, every reference pair;
+* each dataset's reference run (the control's twin) and each control at the last step: every pair (the per-question
+  rises, their reliability across pairs and the causal selection read them);
+* every other run's last step, and the misaligned runs' intermediate checkpoints: the first pair only (claim 1's
+  loss-vs-margin trajectories and the margins plot read pair 0);
+* controls' intermediate checkpoints: not at all (nothing reads them).
+
+Checkpoints with equal weights (warmup-stable-decay before its decay = constant at the same lr and seed) are
+scored once when the scores are computed (:meth:`~emprobe.finetuning.run.Checkpoint.digest`);
+:func:`expected_duplicates` predicts them from the config, for the cost model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emprobe.studies.cells import Cell, cells, control_cell, reference_cell
+from emprobe.studies.config import StudyConfig
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """Score ``run`` (``"base"``: the untouched model) at ``step`` on the first ``pairs`` reference pairs
+    (``None``: all of them)."""
+
+    run: str
+    step: int
+    pairs: int | None
+
+
+def margin_plan(cfg: StudyConfig) -> list[ScoreJob]:
+    """The checkpoints to score and on how many pairs (see the module docstring), base model first."""
+    steps = cfg.training.checkpoints()
+    last = max(steps)
+    full = {reference_cell(cfg, ds.name).name for ds in cfg.datasets} | {
+        control_cell(cfg, ds.name).name for ds in cfg.datasets}
+    jobs = [ScoreJob("base", 0, None)]
+    for cell in cells(cfg):
+        for s in steps:
+            if s == last:
+                jobs.append(ScoreJob(cell.name, s, None if cell.name in full else 1))
+            elif s > 0 and not cell.control:
+                jobs.append(ScoreJob(cell.name, s, 1))
+    return jobs
+
+
+def _same_weights(a: Cell, b: Cell, step: int, cfg: StudyConfig) -> bool:
+    """Whether run ``a`` at ``step`` is run ``b`` at ``step`` (a warmup-stable-decay run before its decay is the
+    constant run with the same data, lr and seed)."""
+    t = cfg.training
+    decay_start = t.steps - min(round(t.decay_fraction * t.steps), t.steps - t.warmup_steps)
+    return ({a.schedule, b.schedule} == {"warmup-stable-decay", "constant"} and step <= decay_start
+            and (a.data, a.lr, a.seed) == (b.data, b.lr, b.seed))
+
+
+def expected_duplicates(cfg: StudyConfig, jobs: list[ScoreJob] | None = None) -> set[ScoreJob]:
+    """Jobs whose checkpoint equals one scored before it on at least as many pairs (predicted from the config)."""
+    jobs = jobs if jobs is not None else margin_plan(cfg)
+    by_name = {c.name: c for c in cells(cfg)}
+    done: list[ScoreJob] = []
+    dup = set()
+    for j in jobs:
+        cell = by_name.get(j.run)
+        twin = cell is not None and any(
+            d.step == j.step and d.run in by_name and (d.pairs is None or (j.pairs is not None and d.pairs >= j.pairs))
+            and _same_weights(cell, by_name[d.run], j.step, cfg) for d in done)
+        if twin:
+            dup.add(j)
+        done.append(j)
+    return dup

@@ -1,0 +1,72 @@
+"""The study cost model: the work counted from a config (runs, tokens, what the margin plan scores), the fit on
+planted timings, the per-axis exponent, and the prediction the dry run prints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emprobe.studies.config import preset
+from emprobe.studies.cost import PARTS, StudyWork, exponent, fit_part, predict, study_work
+from emprobe.studies.plan import expected_duplicates, margin_plan
+
+
+def test_margin_plan_scores_only_what_analyses_read():
+    cfg = preset("paper").with_(grid__seeds=(0, 1, 2))
+    jobs = margin_plan(cfg)
+    steps = cfg.training.checkpoints()
+    n_cells = 2 * 3 * 2 * 3 + 2
+    assert jobs[0].run == "base" and len(jobs) == 1 + n_cells + (len(steps) - 2) * (n_cells - 2)
+    full = {j.run for j in jobs if j.pairs is None and j.run != "base"}
+    assert full == {"risky-finance-constant-lr0.0005-s0", "bad-medical-constant-lr0.0005-s0",
+                    "risky-finance-control", "bad-medical-control"}
+    assert not any(j.run.endswith("control") and 0 < j.step < max(steps) for j in jobs)
+    dup = expected_duplicates(cfg, jobs)
+    assert len(dup) == 2 * 2 * 3 * 2  # WSD = constant at steps 4 and 8, per dataset x lr x seed
+    assert all("warmup-stable-decay" in j.run and j.step <= 8 for j in dup)
+
+
+def test_work_grows_with_the_axes():
+    fast = preset("fast")
+    w = study_work(fast, threads=2)
+    assert w.runs == 2 and w.workers == 2 and w.train_tokens > 0 and w.val_tokens > 0
+    more_q = study_work(fast.with_(questions__n_questions=16), threads=2)
+    assert more_q.prompt_tokens == pytest.approx(2 * w.prompt_tokens, rel=0.3)
+    assert more_q.train_tokens == w.train_tokens
+    seeds = study_work(fast.with_(grid__seeds=(0, 1)), threads=2)
+    assert seeds.runs == 3 and seeds.train_tokens == pytest.approx(1.5 * w.train_tokens, rel=0.01)
+
+
+def _work(train, val, prompt, ref, workers=2):
+    return StudyWork("m", 2, workers, train, val, prompt, ref, 3, ("setup", "finetune", "margins"))
+
+
+def test_fit_recovers_planted_coefficients_and_exponents():
+    works = [_work(t, v, p, r) for t, v, p, r in
+             [(1e4, 2e3, 500, 900), (2e4, 2e3, 1000, 900), (1e4, 4e3, 500, 1800), (4e4, 8e3, 2000, 3600),
+              (3e4, 1e3, 700, 2000)]]
+    ft = [5 + (3e-3 * w.train_tokens + 1e-3 * w.val_tokens) / 2 for w in works]
+    mg = [2 + 4e-3 * w.prompt_tokens + 9e-3 * w.ref_tokens for w in works]
+    c = fit_part(works, ft, "finetuning")
+    assert c["one"] == pytest.approx(5, rel=1e-3) and c["train_per_worker"] == pytest.approx(3e-3, rel=1e-3)
+    assert c["val_per_worker"] == pytest.approx(1e-3, rel=1e-3)
+    m = fit_part(works, mg, "margins")
+    assert m["prompt_tokens"] == pytest.approx(4e-3, rel=1e-3) and m["ref_tokens"] == pytest.approx(9e-3, rel=1e-3)
+    assert exponent([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
+    assert exponent([1, 2, 4], [5, 5, 5]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_predict_sums_the_parts(tmp_path):
+    coef = {"finetuning": {"one": 10.0, "train_per_worker": 1e-3, "val_per_worker": 5e-4},
+            "margins": {"one": 3.0, "prompt_tokens": 1e-3, "ref_tokens": 2e-3},
+            "stages": {"directions": 20.0, "patch": 30.0, "not-enabled": 99.0}, "params": 1.35e8}
+    cm = {"models": {"smollm2-135m-instruct": coef}, "machine": {"threads": 2}}
+    cfg = preset("fast").with_(stages=("finetune", "margins", "directions", "patch"))
+    p = predict(cfg, cm, threads=2)
+    w = p["work"]
+    ft = 10 + (1e-3 * w["train_tokens"] + 5e-4 * w["val_tokens"]) / w["workers"]
+    assert p["seconds"]["finetuning"] == pytest.approx(ft)
+    assert set(p["seconds"]) == {*PARTS, "directions", "patch"}
+    assert p["total_seconds"] == pytest.approx(sum(p["seconds"].values()))
+    json.dumps(p)
