@@ -22,14 +22,14 @@ import pytest
 import torch
 
 from emprobe.analysis.ablate import AblateResult, ablate
-from emprobe.analysis.causal import control_directions, mean_margin
+from emprobe.analysis.causal import mean_margin
 from emprobe.analysis.patch import PatchResult, patch
 from emprobe.analysis.patch.sweep import derangement
 from emprobe.analysis.steer import SteerResult, steer
 from emprobe.data import QuestionSet, load_questions
 from emprobe.errors import ConfigError
 from emprobe.models import decoder_layers, load_model
-from emprobe.probes import Direction, fit_probe
+from emprobe.probes import Direction, fit_direction
 from emprobe.probes.interventions import intervene, replace_where, scored_forward
 from emprobe.probes.tokens import Encoded, make_batches
 
@@ -59,12 +59,12 @@ def pair(tiny_model_dir, tmp_path_factory):
 def fitted(pair, tmp_path_factory):
     """A cross-fit mean-diff direction of the tiny base model (fit on questions disjoint from the causal ones) and
     its labelled store on disk (the controls are drawn from it)."""
-    from emprobe.api import extract
+    from emprobe.probes import extract
 
     base = pair[0]
     store = extract(base, _qs(FIT, 2), contrast="references", positions=["response_mean"], first_paraphrase=True,
                     out=tmp_path_factory.mktemp("refs") / "store")
-    return fit_probe(store, "mean_diff", "response_mean", n_splits=3, n_random=5).direction, store
+    return fit_direction(store, method="mean_diff", position="response_mean", n_splits=3, n_random=5), store
 
 
 def _no_hooks(lm) -> bool:
@@ -192,12 +192,12 @@ def test_steer_refuses_a_direction_fit_on_the_causal_questions(pair, fitted):
 
 
 def test_cross_fitted_steer_on_smollm2(smollm2, tmp_path):
-    from emprobe.api import extract
+    from emprobe.probes import extract
 
     fit_qs = _qs(slice(8, 14), 2)
     store = extract(smollm2, fit_qs, contrast="references", positions=["response_mean"], layers=[6, 12],
                     first_paraphrase=True, out=tmp_path / "refs")
-    d = fit_probe(store, "mean_diff", "response_mean", n_splits=3, n_random=5).direction
+    d = fit_direction(store, method="mean_diff", position="response_mean", n_splits=3, n_random=5)
     assert d.fit_question_ids == sorted(q.id for q in fit_qs)
     res = steer(smollm2, d, _qs(slice(0, 2)), layer=12, alphas=[0.0, 2.0], unit=False, n_random=10, n_shuffled=9,
                 n_questions=None, n_samples=0, batch_size=8)  # the controls come from the direction's own store

@@ -116,13 +116,13 @@ def work(tmp_path_factory, tiny_model_dir):
     """The pristine workspace; every case runs on its own copy (so cases can run side by side)."""
     from emprobe.finetuning import finetune
     from emprobe.finetuning.testing import tiny_config
-    from emprobe.probes import extract, probe_fit
+    from emprobe.cli.probes import extract_to_disk, fit_to_disk
 
     w = tmp_path_factory.mktemp("fuzz") / "w"
     finetune(tiny_config(tiny_model_dir, w / "run", max_steps=2, save_steps=[0, 2]), log=lambda msg: None)
-    extract(str(tiny_model_dir), "builtin:em-core", w / "store", contrast="references", limit=12, progress=False,
-            log=lambda msg: None)
-    probe_fit(w / "store", w / "dir")
+    extract_to_disk(str(tiny_model_dir), "builtin:em-core", w / "store", contrast="references", limit=12,
+                    progress=False, log=lambda msg: None)
+    fit_to_disk(w / "store", w / "dir")
     _damaged(w)
     _user_files(w, str(tiny_model_dir))
     return w

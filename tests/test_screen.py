@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ def token_direction(lm, word: str):
     """A direction along ``word``'s input embedding at layers 0 and 1 of a tiny model (its residual stream carries
     the embedding of every token it reads)."""
     from emprobe.probes import Direction
-    from emprobe.probes.extract import model_record
+    from emprobe.probes.extraction import model_record
 
     t = lm.tokenizer(word, add_special_tokens=False)["input_ids"][0]
     w = lm.model.get_input_embeddings().weight.detach()[t]

@@ -55,11 +55,11 @@ def _normalise(df: pd.DataFrame, name: str = "table") -> pd.DataFrame:
 
 def _from_runs(runs, questions, control_runs, batch_size: int, merge: bool) -> pd.DataFrame:
     from emprobe.analysis.dynamics.compute import is_aligned_control
-    from emprobe.analysis.margins.compute import resolve_runs, score_checkpoints
+    from emprobe.analysis.margins import margins, resolve_runs
     from emprobe.finetuning.mitigations import mitigation_label
 
     found = resolve_runs(runs)
-    long, _ = score_checkpoints(found, questions, batch_size=batch_size, merge=merge)
+    long = margins(found, questions, batch_size=batch_size, merge=merge, cache=True).loss_margins()
     info = {r.name: (mitigation_label(r.settings), str(r.settings.get("seed", 0))) for r in found}
     controls = ({getattr(r, "name", None) or str(r).rstrip("/").split("/")[-1] for r in control_runs}
                 if control_runs is not None else {n for n, d in zip(long.run, long.data) if is_aligned_control(d)})
@@ -220,9 +220,9 @@ def mitigations(runs_or_table, *, reference: str = "none", heldout: pd.DataFrame
         long = _normalise(_from_runs(runs_or_table, questions, control_runs, batch_size, merge))
         meta["runs"] = sorted(set(long.run))
         if heldout is None and heldout_questions is not None:
-            from emprobe.analysis.margins.compute import resolve_runs, score_checkpoints
+            from emprobe.analysis.margins import margins
 
-            heldout = score_checkpoints(resolve_runs(runs_or_table), heldout_questions, batch_size=batch_size)[0]
+            heldout = margins(runs_or_table, heldout_questions, batch_size=batch_size, cache=True).loss_margins()
     if heldout is not None:
         heldout = heldout.assign(run=heldout.run.astype(str), question_id=heldout.question_id.astype(str))
     effects = _effects(long, heldout, reference, sesoi, alpha, n_boot, seed)

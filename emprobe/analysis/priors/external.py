@@ -125,12 +125,12 @@ def _activations(model, features, items, source, layers, batch_size, store_out) 
         x, ls = _matrix(features, uids, layers)
         return x, {"features": str(features), "layers": ls}
     from emprobe.models import load_model
-    from emprobe.probes import extract_activations
+    from emprobe.probes import extract
     from emprobe.probes.sources import PromptSet
 
     lm = load_model(model)
-    store = extract_activations(lm, PromptSet(list(items), str(source), "none", {"kind": "id-prompts"}), layers,
-                                positions=["last_prompt"], batch_size=batch_size)
+    store = extract(lm, PromptSet(list(items), str(source), "none", {"kind": "id-prompts"}), layers=layers,
+                    positions=["last_prompt"], batch_size=batch_size)
     if store_out is not None:
         store.save(store_out, overwrite=True)
     x, ls = _matrix(store, uids, layers)
@@ -144,10 +144,10 @@ def _train_activations(model, train_prompts, n_train: int, layers, batch_size: i
     if train_prompts is None or model is None:
         raise ConfigError("pca_on='train' needs train_prompts= (the fine-tuning data) and model=")
     from emprobe.models import load_model
-    from emprobe.probes import extract_activations, load_prompts
+    from emprobe.probes import extract, load_prompts
 
     ps = load_prompts(train_prompts, limit=n_train)
-    store = extract_activations(load_model(model), ps, layers, positions=["last_prompt"], batch_size=batch_size)
+    store = extract(load_model(model), ps, layers=layers, positions=["last_prompt"], batch_size=batch_size)
     return store.get("last_prompt", store.layers).numpy().reshape(store.n_prompts, -1).astype(np.float64)
 
 

@@ -45,12 +45,12 @@ def baseline_responses(lm, ds, baseline: Any, max_new_tokens: int, batch_size: i
 
 def response_means(lm, ds, responses: list[str], layer: int, batch_size: int):
     """An :class:`~emprobe.probes.ActivationStore` of ``response_mean`` at ``layer`` for each prompt + response."""
-    from emprobe.probes import PromptItem, PromptSet, extract_activations
+    from emprobe.probes import PromptItem, PromptSet, extract
 
     items = [PromptItem(f"ex-{i:05d}", f"ex-{i:05d}", tuple(ex.prompt_messages), r) for i, (ex, r)
              in enumerate(zip(ds, responses))]
-    return extract_activations(lm, PromptSet(items, getattr(ds, "source", "data")), [layer], [POSITION],
-                               batch_size=batch_size)
+    return extract(lm, PromptSet(items, getattr(ds, "source", "data")), layers=[layer], positions=[POSITION],
+                   batch_size=batch_size)
 
 
 def projection_differences(lm, ds, direction, layer: int, baseline: Any = "generate", max_new_tokens: int = 96,
