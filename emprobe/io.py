@@ -273,3 +273,16 @@ def manifest(kind: str, **fields: Any) -> dict[str, Any]:
 def emprobe_home() -> Path:
     """Root of emprobe's cache: ``$EMPROBE_HOME`` or ``~/.cache/emprobe``."""
     return Path(os.environ.get("EMPROBE_HOME") or Path.home() / ".cache" / "emprobe").expanduser()
+
+
+def claim_dir(path: str | os.PathLike, kind: str, *, overwrite: bool | None = False,
+              reuse: bool | Iterable[str] = True, param: str = "out") -> Path:
+    """:func:`~emprobe.outdir.check_out`, then create ``path`` with the emprobe marker (for directories filled piece by piece,
+    so an interrupted run is still recognised as emprobe's on the rerun that continues it)."""
+    from emprobe.outdir import MARKER, check_out, owner
+
+    path = check_out(path, overwrite=overwrite, reuse=reuse, param=param)
+    if owner(path) is None:
+        path.mkdir(parents=True, exist_ok=True)
+        write_json(path / MARKER, manifest(kind))
+    return path

@@ -104,16 +104,3 @@ def check_out(path: str | os.PathLike, *, overwrite: bool | None = False, reuse:
             raise OutputError(f"`{param}` {path} {what}; {fix}")
         return path
     return check_writable(path, param)
-
-
-def claim_dir(path: str | os.PathLike, kind: str, *, overwrite: bool | None = False,
-              reuse: bool | Iterable[str] = True, param: str = "out") -> Path:
-    """:func:`check_out`, then create ``path`` with the emprobe marker (for directories filled piece by piece,
-    so an interrupted run is still recognised as emprobe's on the rerun that continues it)."""
-    from emprobe.io import manifest, write_json
-
-    path = check_out(path, overwrite=overwrite, reuse=reuse, param=param)
-    if owner(path) is None:
-        path.mkdir(parents=True, exist_ok=True)
-        write_json(path / MARKER, manifest(kind))
-    return path

@@ -255,7 +255,8 @@ def check_evaluate(*, model=None, questions=None, adapter=None, run=None, steps=
     """What ``ep.evaluate`` / ``emprobe eval`` check before loading anything: the inputs, that ``adapter`` and
     ``run`` exclude each other and ``steps`` needs ``run``, and the output policy for ``out`` (a run's
     directory is claimed when ``claim``)."""
-    from emprobe.outdir import check_out, claim_dir
+    from emprobe.io import claim_dir
+    from emprobe.outdir import check_out
 
     check_args(model=model, questions=questions, adapter=adapter, run=run, steps=steps, batch_size=batch_size)
     if run is not None and adapter is not None:

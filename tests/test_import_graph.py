@@ -3,7 +3,7 @@ inside a function — a module of a later stage, and no two modules import each 
 
 Order (a module may import its own stage and the ones before it)::
 
-    errors, io, result, verbosity, sequences  <  models, data  <  finetuning  <  evaluation  <  probes
+    errors, io, outdir, result, verbosity, sequences, lazy  <  models, data, validate  <  finetuning  <  evaluation  <  probes
       <  analysis  <  report  <  studies  <  cli, emprobe/__init__, __main__
 
 ``from emprobe import __version__`` reads the version constant and counts as the lowest stage.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "emprobe"
 
-ORDER = [("errors", "io", "result", "verbosity", "sequences"), ("models", "data"), ("finetuning",), ("evaluation",),
-         ("probes",), ("analysis",), ("report",), ("studies",), ("cli", "", "__main__")]
+ORDER = [("errors", "io", "result", "verbosity", "sequences", "outdir", "lazy"), ("models", "data", "validate"),
+         ("finetuning",), ("evaluation",), ("probes",), ("analysis",), ("report",), ("studies",), ("cli", "", "__main__")]
 RANK = {name: i for i, names in enumerate(ORDER) for name in names}
 
 

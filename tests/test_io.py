@@ -6,7 +6,8 @@ import pytest
 
 from emprobe.errors import DataError, OutputError
 from emprobe.io import atomic_dir, atomic_path, content_hash, manifest, read_json, safetensors_header, write_json
-from emprobe.outdir import check_out, claim_dir, owner
+from emprobe.io import claim_dir
+from emprobe.outdir import check_out, owner
 
 
 def test_atomic_path_failure_leaves_nothing(tmp_path):

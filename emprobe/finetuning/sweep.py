@@ -150,7 +150,7 @@ def run_sweep(sweep: Sweep | str | Path, *, threads: int | None = None, progress
     from emprobe.finetuning.executors import LocalExecutor
     from emprobe.finetuning.run import Run
 
-    from emprobe.outdir import claim_dir
+    from emprobe.io import claim_dir
     from emprobe.validate import check_args
 
     if not isinstance(sweep, Sweep):

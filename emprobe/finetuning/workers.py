@@ -95,7 +95,7 @@ class WorkerPool:
         self.cache_dir = tempfile.mkdtemp(prefix="emprobe-val-cache-")
 
     def _spawn(self) -> _Worker:
-        from emprobe.finetuning.executors import _die_with_parent
+        from emprobe.finetuning.processes import _die_with_parent
 
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         env[VAL_CACHE_ENV] = self.cache_dir
@@ -137,7 +137,7 @@ class WorkerPool:
 
     def _collect(self, w: _Worker, todo: list, ended: Callable) -> None:
         """Take ``w``'s finished cell, if any; a dead worker's cell ends with its exit status."""
-        from emprobe.finetuning.executors import EMPROBE_ERROR_EXIT, cell_error
+        from emprobe.finetuning.processes import EMPROBE_ERROR_EXIT, cell_error
 
         if w.job is None:
             if w.proc.poll() is not None:
@@ -161,7 +161,7 @@ class WorkerPool:
             todo.insert(0, (i, again, attempt + 1))
 
     def _drop(self, w: _Worker) -> None:
-        from emprobe.finetuning.executors import stop
+        from emprobe.finetuning.processes import stop
 
         stop([w.proc])
         w.log.close()

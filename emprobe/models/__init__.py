@@ -8,6 +8,8 @@ The names below load on first use, so ``emprobe.models.registry`` (aliases, the 
 command line stay free of torch until a model is really needed.
 """
 
+from emprobe.lazy import lazy_names
+
 #: public name -> submodule that defines it
 _NAMES = {
     "attach_adapter": "adapters", "check_adapter": "adapters", "read_adapter_config": "adapters",
@@ -21,15 +23,4 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str):
-    if name not in _NAMES:
-        raise AttributeError(f"module 'emprobe.models' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"emprobe.models.{_NAMES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _NAMES, globals())

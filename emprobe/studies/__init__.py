@@ -12,6 +12,8 @@ stages are registered in one place, :mod:`emprobe.studies.stages`.
 The names load on first use, so the command line (which reads the presets for its help) starts without pandas.
 """
 
+from emprobe.lazy import lazy_names
+
 #: public name -> submodule that defines it
 _NAMES = {"Cell": "cells", "cells": "cells", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
           "Grid": "config", "Questions": "config", "StudyConfig": "config", "Training": "config", "preset": "config",
@@ -21,15 +23,4 @@ _NAMES = {"Cell": "cells", "cells": "cells", "PRESETS": "config", "STAGES": "con
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str):
-    if name not in _NAMES:
-        raise AttributeError(f"module 'emprobe.studies' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"emprobe.studies.{_NAMES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _NAMES, globals())

@@ -48,7 +48,7 @@ def timing(pipe: Pipeline, t0: float, threads: int) -> dict[str, Any]:
 def run_study(cfg: StudyConfig, log: Callable[[str], Any] | None = print, executor: str = "local",
               **executor_options: Any) -> StudyResult:
     """Run every enabled stage of ``cfg`` (reusing finished ones); write ``summary.json`` and ``report.html``."""
-    from emprobe.outdir import claim_dir
+    from emprobe.io import claim_dir
 
     cfg.check_inputs()  # every input file and model, before the first stage (and before torch loads)
     claim_dir(cfg.out, "study", overwrite=None, reuse=("study", "summary"))

@@ -26,6 +26,7 @@ from emprobe.analysis.dynamics.correlations import (
     loss_alignment_correlations,
 )
 from emprobe.analysis.dynamics.matched_loss import compare_at_matched_loss
+from emprobe.analysis.dynamics.external_result import ExternalDynamicsResult
 from emprobe.analysis.dynamics.result import DynamicsResult
 from emprobe.analysis.dynamics.rise import em_rises, seed_noise
 from emprobe.analysis.margins import checkpoint_table, margins, resolve_runs
@@ -95,7 +96,7 @@ def dynamics(runs_or_table: Any = None, *, results: Any = None, score: str = "al
              questions: Any = "builtin:em-core", control_runs: Sequence | None = None,
              n_permutations: int = 1000, loss_levels: Sequence[float] | None = None, batch_size: int = 8,
              seed: int = 0, merge: bool = False, sesoi_fraction: float = 0.25, n_boot: int = 2000,
-             min_gap: float | None = None):
+             min_gap: float | None = None) -> DynamicsResult | ExternalDynamicsResult:
     """Relate in-domain validation loss to off-domain alignment and compare schedules at matched loss.
 
     ``results``: evaluations made elsewhere instead of runs (files, a folder, a glob, a ``runs.yaml`` or

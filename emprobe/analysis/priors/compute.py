@@ -44,6 +44,7 @@ from emprobe.analysis.priors.loqo import (
     operator_scores,
     random_feature_rhos,
 )
+from emprobe.analysis.priors.external_result import ExternalPriorsResult
 from emprobe.analysis.priors.result import PriorsResult
 from emprobe.analysis.stats import (
     covariate_null_targets,
@@ -61,7 +62,7 @@ def priors(features: Any = None, target: Any = None, *, control: Any = None, bas
            categories: Any = None, reliability: Any = None, layers: str | Sequence[int] | None = None,
            direction: Any = None, alpha: float = 1.0, sesoi: float | None = None, n_sim: int = 400,
            n_permutations: int | None = None, n_random: int | None = None, seed: int = 0, prompts: Any = None,
-           model: Any = None, estimator: str = "ridge", **external: Any):
+           model: Any = None, estimator: str = "ridge", **external: Any) -> PriorsResult | ExternalPriorsResult:
     """Leave-one-question-out prediction of per-question EM from pre-fine-tuning activations, with controls.
 
     ``features``: ``{name: store}`` or stores / store directories (named by their model's kind);
