@@ -18,9 +18,9 @@ def test_margin_plan_scores_only_what_analyses_read():
     steps = cfg.training.checkpoints()
     n_cells = 2 * 3 * 2 * 3 + 2
     assert jobs[0].run == "base" and len(jobs) == 1 + n_cells + (len(steps) - 2) * (n_cells - 2)
-    full = {j.run for j in jobs if j.pairs is None and j.run != "base"}
-    assert full == {"risky-finance-constant-lr0.0005-s0", "bad-medical-constant-lr0.0005-s0",
-                    "risky-finance-control", "bad-medical-control"}
+    full = [j for j in jobs if j.pairs is None and j.run != "base"]
+    assert len(full) == n_cells and {j.step for j in full} == {max(steps)}  # every last step on every pair
+    assert {j.pairs for j in jobs if 0 < j.step < max(steps)} == {1}  # intermediate: the trend pair
     assert not any(j.run.endswith("control") and 0 < j.step < max(steps) for j in jobs)
     dup = expected_duplicates(cfg, jobs)
     assert len(dup) == 2 * 2 * 3 * 2  # WSD = constant at steps 4 and 8, per dataset x lr x seed
