@@ -138,6 +138,8 @@ class _Scorer:
                     _keep_copy(r, found[k], self.qs(p), s)
         self.counts["scored"] += len(todo)
         self.counts["reused"] += len(needs) - len(todo) - len(own)
+        self.log(f"  {len(needs)} checkpoints: {len(todo)} scored now, {len(own)} read from the cache, "
+                 f"{len(needs) - len(todo) - len(own)} equal to another (scored once)")
         return out
 
     def score(self, todo: dict[tuple, tuple]) -> dict[tuple, Any]:
@@ -158,8 +160,8 @@ class _Scorer:
             out.update(self._mixed(group))
         for group in alone.values():
             out.update(self._alone(group))
-        n_mixed = sum(map(len, mixed.values()))
         if todo:
+            n_mixed = sum(map(len, mixed.values()))
             self.log(f"  scored {len(todo)} models" + (f" ({n_mixed} in mixed-adapter batches)" if n_mixed else ""))
         return out
 
