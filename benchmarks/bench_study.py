@@ -13,6 +13,7 @@ study with that code first (``--order`` swaps), each study in its own process; t
 printed before each run (ratios taken under different loads mislead).
 
     python benchmarks/bench_study.py --preset fast --threads 2 --baseline 482ad60
+    python benchmarks/bench_study.py --preset fast --stages finetune,margins --baseline REF   # margins only
     python benchmarks/bench_study.py --preset paper --seeds 3 --threads 2
     python benchmarks/bench_study.py --from emprobe-demo        # a finished study's summary.json
 """
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline", help="also run the study with this git ref's code, side by side")
     ap.add_argument("--order", choices=("previous-first", "emprobe-first"), default="previous-first")
+    ap.add_argument("--stages", help="only these stages, comma-separated (e.g. finetune,margins: what the margin "
+                    "comparison needs); default the preset's")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
     if args.from_dir:
@@ -139,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     kw = {"config": args.config, "preset": None if args.config else args.preset, "threads": args.threads}
     if args.seeds:
         kw["grid__seeds"] = list(range(args.seeds))
+    if args.stages:
+        kw["stages"] = args.stages.split(",")
     key = f"{args.preset}-{args.seeds}-seeds" if args.seeds and args.seeds > 1 else args.preset
     if args.baseline:
         return side_by_side(args, kw, key)

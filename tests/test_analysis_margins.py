@@ -122,3 +122,26 @@ def test_cli_explain_scores_a_run_against_its_control(runs, questions, tmp_path)
           "--n-permutations", "50", "--reliability-splits", "20", "--out", str(tmp_path / "ex")])
     s = json.loads((tmp_path / "ex" / "summary.json").read_text())
     assert s["findings"] and s["n_questions"] == 6
+
+
+def test_mixed_adapter_margins_equal_each_checkpoint_scored_alone(runs, questions, tmp_path):
+    """All checkpoints of all runs in mixed-adapter batches on one base = each checkpoint scored on its own (peft
+    adapter layers), within 1e-4; a checkpoint wanted on the trend pair only is taken from the all-pairs scores of
+    an identical checkpoint (``short`` is ``mis`` stopped at step 2, its last step)."""
+    import shutil
+
+    mis, ctl = runs
+    short = tmp_path / "short"
+    shutil.copytree(mis.path, short, ignore=shutil.ignore_patterns("eval"))
+    shutil.rmtree(short / "checkpoints" / "step-000004")
+    kw = dict(controls={"mis": ctl}, trend_pairs=1, n_permutations=50)
+    mixed = margins([mis, short], questions, **kw)
+    alone = margins([mis, short], questions, mixed=False, **kw)
+    for res in (mixed, alone):  # base, mis@4, short@2 (all pairs), ctl@4; mis@2 = short@2's first pair
+        assert (res.meta["checkpoints_scored"], res.meta["checkpoints_reused"]) == (4, 3)
+    key = ["run", "step", "question_id", "pair"]
+    a, b = mixed.pairs.set_index(key).margin, alone.pairs.set_index(key).margin
+    assert len(a) == len(b) == 6 * (2 + 1 + 2 + 2 + 2 + 2 + 2) and a.index.equals(b.index)
+    assert np.abs(a - b).max() < 1e-4 and np.abs(mixed.rises.em_rise - alone.rises.em_rise).max() < 1e-4
+    assert a.loc["mis", 2].equals(a.loc["short", 2].xs(0, level="pair", drop_level=False))
+    assert not np.allclose(a.loc["mis", 4], a.loc["mis", 0], atol=1e-3)  # the fine-tune does move the margins

@@ -42,7 +42,7 @@ def test_split_size_is_the_fewest_examples_that_reach_the_ci():
     assert (hi - lo) / 2 == pytest.approx(0.1, rel=0.3)  # the realised CI is about the target
     assert split_size(pool, 10.0) == 8 and split_size(pool, 1e-4) == 400 and split_size(pool, None) == 400
     assert split_size(_planted(5, 0.5), 0.01) == 5
-    with pytest.raises(ConfigError, match="--val-ci must be > 0"):
+    with pytest.raises(ConfigError, match="`val_ci` must be > 0"):
         FinetuneConfig(data="x", out="y", val_ci=0).validate()
 
 
@@ -68,3 +68,14 @@ def test_run_validates_step0_once_and_keeps_the_split_the_ci_needs(tmp_path, tin
     resumed = finetune(tiny_config(tiny_model_dir, tmp_path / "a", val_max_examples=16, val_ci=0.5, resume=True),
                        **quiet)
     assert load_run(resumed.path).complete
+    from emprobe.finetuning.result import TrainingResult
+
+    res = TrainingResult.from_runs({"a": a, "full": full}, labels={}, controls={"full"}, reference="a",
+                                   control_run="full")
+    num, ck = res.numbers(), a.checkpoint(4).info
+    assert num["val_ci"] == 0.5 and num["val_examples"] == n
+    assert (num["val_loss_change_ci_low"], num["val_loss_change_ci_high"]) == tuple(ck["val_loss_change_ci"])
+    assert f"whose 95% CI half-width is at most 0.5 nats/token; the misaligned run's last checkpoint: {n} of " \
+           "them" in res.uncertainty
+    assert "held-out examples)" in res.findings()[0] and "on 16 held-out examples" in res.findings()[1]
+    assert res.to_section()["uncertainty"] == res.uncertainty

@@ -125,3 +125,37 @@ def test_mixed_adapter_margins_equal_merged_checkpoints_scored_alone(tiny, tmp_p
         np.testing.assert_allclose(got.logprob_sum, want.logprob_sum, atol=1e-3, rtol=1e-5)
         np.testing.assert_allclose(pair_margins(got).margin, pair_margins(want).margin, atol=1e-4)
     assert not np.allclose(mixed[1].logprob_sum, mixed[0].logprob_sum)  # the adapters do change the scores
+
+
+def test_adapters_of_other_ranks_stack_apart_and_non_lora_ones_are_refused(tiny, tmp_path):
+    import json
+    import shutil
+
+    from emprobe.evaluation import margin_scores
+    from emprobe.evaluation.mixed import adapter_reference_logprobs, stack_key
+    from emprobe.models import load_model
+
+    qs = load_questions("builtin:em-core").subset(3, 1, 1)
+    dirs = []
+    for r in (4, 2):
+        stack = StackedLoRA(tiny.model)
+        stack.add_initial(lora_config(FinetuneConfig(data="x", out="y", lora_r=r, lora_alpha=8), tiny.n_layers), r)
+        with torch.no_grad():
+            for m in stack.modules.values():
+                m.lora_B[0].normal_(0, 0.5, generator=torch.Generator().manual_seed(r))
+        (tmp_path / f"r{r}").mkdir()
+        stack.save(0, tmp_path / f"r{r}", str(tiny.path))
+        stack.unstack()
+        dirs.append(tmp_path / f"r{r}")
+    assert stack_key(dirs[0]) != stack_key(dirs[1]) and stack_key(None) == ""
+    got = adapter_reference_logprobs(tiny, [dirs[0], None, dirs[1]], qs, batch_size=4)
+    for a, g in zip([dirs[0], None, dirs[1]], got):
+        lm = tiny if a is None else load_model(str(tiny.path), adapter=a, log=None)
+        np.testing.assert_allclose(g.logprob_mean, margin_scores(lm, qs).scores.logprob_mean, atol=1e-4)
+    dora = tmp_path / "dora"
+    shutil.copytree(dirs[0], dora)
+    conf = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**conf, "use_dora": True}))
+    assert stack_key(dora) is None
+    with pytest.raises(ConfigError, match="adapters: .*dora is not a plain LoRA adapter"):
+        adapter_reference_logprobs(tiny, [dirs[0], dora], qs)

@@ -18,9 +18,9 @@ def test_margin_plan_scores_only_what_analyses_read():
     steps = cfg.training.checkpoints()
     n_cells = 2 * 3 * 2 * 3 + 2
     assert jobs[0].run == "base" and len(jobs) == 1 + n_cells + (len(steps) - 2) * (n_cells - 2)
-    full = {j.run for j in jobs if j.pairs is None and j.run != "base"}
-    assert full == {"risky-finance-constant-lr0.0005-s0", "bad-medical-constant-lr0.0005-s0",
-                    "risky-finance-control", "bad-medical-control"}
+    full = [j for j in jobs if j.pairs is None and j.run != "base"]
+    assert len(full) == n_cells and {j.step for j in full} == {max(steps)}  # every last step on every pair
+    assert {j.pairs for j in jobs if 0 < j.step < max(steps)} == {1}  # intermediate: the trend pair
     assert not any(j.run.endswith("control") and 0 < j.step < max(steps) for j in jobs)
     dup = expected_duplicates(cfg, jobs)
     assert len(dup) == 2 * 2 * 3 * 2  # WSD = constant at steps 4 and 8, per dataset x lr x seed
@@ -70,3 +70,22 @@ def test_predict_sums_the_parts(tmp_path):
     assert set(p["seconds"]) == {*PARTS, "directions", "patch"}
     assert p["total_seconds"] == pytest.approx(sum(p["seconds"].values()))
     json.dumps(p)
+
+
+def test_dry_run_prints_the_work_and_the_prediction_when_a_model_is_fitted(tmp_path, monkeypatch):
+    from emprobe.errors import ConfigError
+    from emprobe.studies import cost
+
+    cfg = preset("paper")
+    monkeypatch.setattr(cost, "MODEL_FILE", tmp_path / "none.json")
+    lines = cost.dry_run(cfg, threads=2)
+    n = len(margin_plan(cfg)) - len(expected_duplicates(cfg))
+    assert lines[0].startswith("study paper on smollm2-135m-instruct: 14 fine-tuning runs x 16 steps")
+    assert f"{n} models scored" in lines[1] and lines[-1].startswith("no predicted time: no cost model fitted")
+    coef = {"finetuning": {"one": 10.0, "train_per_worker": 1e-3, "val_per_worker": 5e-4},
+            "margins": {"one": 3.0, "prompt_tokens": 1e-3, "ref_tokens": 2e-3}, "stages": {}, "params": 1.35e8}
+    (tmp_path / "cm.json").write_text(json.dumps({"models": {"smollm2-135m-instruct": coef}, "machine": {}}))
+    lines = cost.dry_run(cfg, threads=2, cost_model=tmp_path / "cm.json")
+    assert lines[2].startswith("predicted time") and lines[-1].split()[0] == "total"
+    with pytest.raises(ConfigError, match="no cost model"):
+        cost.dry_run(cfg, cost_model=tmp_path / "missing.json")

@@ -34,6 +34,8 @@ def register(root: typer.Typer) -> None:
         ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (auto | HOST:PORT)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print what the study would train and score and its "
                                                               "predicted time (the fitted cost model); run nothing"),
+        cost_model: Optional[Path] = typer.Option(None, "--cost-model", help="with --dry-run: the cost model file "
+                                                  "(benchmarks/bench_scaling.py --write-model; default the package's)"),
     ) -> None:
         """Test the paper's claims: a grid of narrow fine-tunes with aligned-data controls, scored and analysed;
         writes OUT/report.html (verdicts first) and OUT/summary.json."""
@@ -44,11 +46,11 @@ def register(root: typer.Typer) -> None:
             raise ConfigError("give a study CONFIG or --preset, not both (a CONFIG may say 'preset: NAME')")
         check_threads(threads)
         if dry_run:
-            from emprobe.studies.cost import describe, predict
+            from emprobe.studies.cost import dry_run as dry_lines
             from emprobe.studies.runner import study_config
 
             cfg = study_config(config, preset_name=preset, threads=threads)
-            typer.echo("\n".join(describe(cfg, predict(cfg))))
+            typer.echo("\n".join(dry_lines(cfg, threads, cost_model)))
             return
         study(config, preset_name=preset, out=str(out) if out else None, threads=threads or default_threads(),
               force=force or None, executor=executor, ray_address=ray_address)

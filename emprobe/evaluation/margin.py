@@ -164,18 +164,23 @@ def margin_scores(lm, questions, all_paraphrases: bool = False, batch_size: int 
     ``scores`` holds one row per reference, ``summary`` one row per question (see
     :func:`margin_summary`); the manifest records the model, adapter, question-set hash and throughput.
     """
-    from emprobe.evaluation.tables import ScoreTable, score_manifest
-
     t0 = time.perf_counter()
     refs = reference_logprobs(lm, questions, all_paraphrases, batch_size, share_prompts)
-    seconds = time.perf_counter() - t0
+    return margin_table(lm, questions, refs, time.perf_counter() - t0,
+                        {"all_paraphrases": all_paraphrases, "batch_size": batch_size}, **manifest_fields)
+
+
+def margin_table(lm, questions, refs: pd.DataFrame, seconds: float, settings: dict, **manifest_fields):
+    """The :class:`~emprobe.evaluation.tables.ScoreTable` of :func:`reference_logprobs` rows ``refs`` scored on
+    ``lm`` in ``seconds`` (``settings`` and ``manifest_fields`` go into its manifest)."""
+    from emprobe.evaluation.tables import ScoreTable, score_manifest
+
     summary = margin_summary(refs)
     n_resp = int(refs["n_tokens"].sum())
     n_all = int((refs["n_tokens"] + refs["n_prompt_tokens"]).sum())
     man = score_manifest(
         "margin", lm, questions,
-        settings={"all_paraphrases": all_paraphrases, "batch_size": batch_size,
-                  "units": "mean log-prob per response token (nats); margin = misaligned - aligned"},
+        settings={**settings, "units": "mean log-prob per response token (nats); margin = misaligned - aligned"},
         timing={"seconds": round(seconds, 3), "scored_tokens": n_resp, "total_tokens": n_all,
                 "scored_tokens_per_s": round(n_resp / seconds, 1) if seconds else None},
         overall={"mean_margin": float(summary["margin"].mean()),

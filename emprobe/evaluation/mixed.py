@@ -10,12 +10,15 @@ rounding), with the base model loaded once and no adapter switched, merged or un
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 import torch
 
+from emprobe.errors import ConfigError
 from emprobe.evaluation.batching import Router, continuation_logprobs
 from emprobe.evaluation.margin import reference_items
 
@@ -65,14 +68,49 @@ def mixed_sequence_logprobs(lm, route: Router, jobs: Sequence[Job], batch_size: 
     return out
 
 
+def stack_key(adapter: str | Path | None) -> str | None:
+    """Adapters with equal keys stack on one base (same rank, scaling and target modules; ``""`` for the base model
+    itself, which stacks with any); ``None``: the adapter cannot be stacked (not plain LoRA: DoRA, per-module ranks,
+    trained biases or extra modules), so it is scored on its own."""
+    from emprobe.models.adapters import read_adapter_config
+
+    if adapter is None:
+        return ""
+    c = read_adapter_config(adapter)
+    if c.get("peft_type", "LORA") != "LORA" or c.get("use_dora") or c.get("rank_pattern") or \
+            c.get("alpha_pattern") or c.get("modules_to_save") or c.get("bias", "none") != "none":
+        return None
+    t = c.get("target_modules")
+    return json.dumps([c.get("r"), c.get("lora_alpha"), bool(c.get("use_rslora")),
+                       sorted(t) if isinstance(t, (list, tuple)) else t, c.get("layers_to_transform"),
+                       c.get("layers_pattern")], default=str)
+
+
+def _groups(adapters: Sequence, max_adapters: int) -> list[list[int]]:
+    """Indices of ``adapters`` in stacks of at most ``max_adapters`` whose adapters stack (:func:`stack_key`); the
+    base model (``None``) joins the first stack."""
+    keys = [stack_key(a) for a in adapters]
+    bad = [a for a, k in zip(adapters, keys) if k is None]
+    if bad:
+        raise ConfigError(f"adapters: {bad[0]} is not a plain LoRA adapter (one rank and alpha), so it cannot be "
+                          "stacked; score it alone (emprobe.evaluation.margin_scores)")
+    by_key: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        by_key.setdefault(k, []).append(i)
+    base = by_key.pop("", [])
+    stacks = [v[s:s + max_adapters] for v in by_key.values() for s in range(0, len(v), max_adapters)] or [[]]
+    stacks[0] = base + stacks[0]
+    return stacks
+
+
 @torch.no_grad()
 def adapter_reference_logprobs(lm, adapters: Sequence[str | Path | None], questions, batch_size: int = 16,
                                max_adapters: int = 16) -> list[pd.DataFrame]:
     """:func:`~emprobe.evaluation.margin.reference_logprobs` of every adapter in ``adapters`` (``None``: the base
     model) on ``lm`` (the base model, loaded once; its modules are restored afterwards), scored in mixed-adapter
-    batches, at most ``max_adapters`` adapters stacked at a time (each holds its LoRA weights in memory).
-    ``questions`` is one question set for all, or one per adapter (e.g. fewer reference pairs for intermediate
-    checkpoints)."""
+    batches, at most ``max_adapters`` adapters stacked at a time (each holds its LoRA weights in memory; adapters
+    of another rank or target modules go into another stack). ``questions`` is one question set for all, or one
+    per adapter (e.g. fewer reference pairs for intermediate checkpoints)."""
     qsets = list(questions) if isinstance(questions, (list, tuple)) else [questions] * len(adapters)
     if len(qsets) != len(adapters):
         raise ValueError(f"{len(adapters)} adapters but {len(qsets)} question sets")
@@ -80,18 +118,34 @@ def adapter_reference_logprobs(lm, adapters: Sequence[str | Path | None], questi
     for qs in qsets:
         if id(qs) not in tokenized:
             tokenized[id(qs)] = reference_items(lm, qs)
-    scores: list = []
-    for s in range(0, len(adapters), max_adapters):
-        part = list(zip(adapters, qsets))[s:s + max_adapters]
-        scores += _score_group(lm, [(a, tokenized[id(qs)][1]) for a, qs in part], batch_size)
+    scores: dict[int, list] = {}
+    for stack in (g for g in _groups(adapters, max_adapters) if g):
+        got = _score_group(lm, [(adapters[i], tokenized[id(qsets[i])][1]) for i in stack], batch_size)
+        scores.update(zip(stack, got))
     frames = []
-    for qs, sc in zip(qsets, scores):
+    for i, qs in enumerate(qsets):
         df = tokenized[id(qs)][0].copy()
-        df["n_tokens"] = [n for _, n in sc]
-        df["logprob_sum"] = [s for s, _ in sc]
+        df["n_tokens"] = [n for _, n in scores[i]]
+        df["logprob_sum"] = [s for s, _ in scores[i]]
         df["logprob_mean"] = df["logprob_sum"] / df["n_tokens"]
         frames.append(df)
     return frames
+
+
+def adapter_margin_scores(lm, adapters: Sequence[str | Path | None], questions, batch_size: int = 16,
+                          max_adapters: int = 16, fields: Sequence[dict] | None = None) -> list:
+    """:func:`~emprobe.evaluation.margin_scores` of every adapter (a
+    :class:`~emprobe.evaluation.tables.ScoreTable` each, its manifest naming the adapter; ``fields[i]`` adds
+    manifest fields to table ``i``), scored as :func:`adapter_reference_logprobs` scores them."""
+    from emprobe.evaluation.margin import margin_table
+
+    t0 = time.perf_counter()
+    refs = adapter_reference_logprobs(lm, adapters, questions, batch_size, max_adapters)
+    share = (time.perf_counter() - t0) / max(len(adapters), 1)  # the call's time, split evenly
+    qsets = list(questions) if isinstance(questions, (list, tuple)) else [questions] * len(adapters)
+    settings = {"all_paraphrases": False, "batch_size": batch_size, "mixed_adapters": len(adapters)}
+    return [margin_table(lm, qs, r, share, settings, adapter=None if a is None else str(a), **f)
+            for a, qs, r, f in zip(adapters, qsets, refs, fields or [{}] * len(adapters))]
 
 
 def _score_group(lm, group: list, batch_size: int) -> list[list[tuple[float, int]]]:

@@ -152,10 +152,13 @@ def question_set_info(questions) -> dict[str, Any]:
 
 
 def score_manifest(metric: str, lm, questions, **fields: Any) -> dict[str, Any]:
-    """The manifest of one :class:`ScoreTable` (model spec, adapter, question set, and ``fields``)."""
+    """The manifest of one :class:`ScoreTable` (model spec, adapter, question set, and ``fields``; an ``adapter``
+    field names the adapter scored when ``lm`` does not)."""
     spec = lm.spec.to_dict()
-    return manifest("score_table", metric=metric, model=spec, adapter=spec.get("adapter"),
-                    questions=question_set_info(questions), **fields)
+    if "adapter" in fields:  # scored on an adapter the loaded model does not name (mixed-adapter batches)
+        spec["adapter"] = fields["adapter"]
+    return manifest("score_table", metric=metric, model=spec, questions=question_set_info(questions),
+                    **{"adapter": spec.get("adapter"), **fields})
 
 
 def combine_summaries(tables: Mapping[int, ScoreTable]) -> pd.DataFrame:

@@ -237,14 +237,26 @@ def describe(cfg, prediction: dict[str, Any]) -> list[str]:
 
     w, m, t = prediction["work"], prediction["machine"], cfg.training
     q = cfg.questions
-    fitted = prediction["fitted_model"]
+    fitted = prediction.get("fitted_model", cfg.model)
     lines = [f"study {cfg.preset} on {cfg.model}: {w['runs']} fine-tuning runs x {t.steps} steps (batch {t.batch_size}, "
              f"{len(t.checkpoints())} checkpoints each), {w['workers']} side by side",
              f"margins: {q.n_questions or 'all'} questions x {q.n_references} pair(s), {w['scored_checkpoints']} models "
-             f"scored ({w['prompt_tokens']:,.0f} prompt + {w['ref_tokens']:,.0f} reference tokens)",
-             f"predicted time (cost model fitted on {m.get('date', '?')}, {m.get('threads', '?')} threads of "
-             f"{m.get('cpus', '?')} CPUs" + (f"; {cfg.model} scaled from {fitted} by parameter count x"
-                                            f"{prediction['scale']:.2f}" if fitted != cfg.model else "") + "):"]
+             f"scored ({w['prompt_tokens']:,.0f} prompt + {w['ref_tokens']:,.0f} reference tokens)"]
+    if prediction.get("seconds") is None:
+        return lines + [f"no predicted time: no cost model fitted here ({MODEL_FILE.name}; fit one with "
+                        f"benchmarks/bench_scaling.py --write-model {MODEL_FILE})"]
+    lines.append(f"predicted time (cost model fitted on {m.get('date', '?')}, {m.get('threads', '?')} threads of "
+                 f"{m.get('cpus', '?')} CPUs" + (f"; {cfg.model} scaled from {fitted} by parameter count x"
+                                                f"{prediction['scale']:.2f}" if fitted != cfg.model else "") + "):")
     lines += [f"  {part:<11} {fmt_seconds(s):>7}" for part, s in prediction["seconds"].items()]
     lines.append(f"  {'total':<11} {fmt_seconds(prediction['total_seconds']):>7}")
     return lines
+
+
+def dry_run(cfg, threads: int | None = None, cost_model: str | Path | None = None) -> list[str]:
+    """What ``emprobe study --dry-run`` prints: the work counted from ``cfg`` and the predicted time per part from
+    ``cost_model`` (a file :func:`load_cost_model` reads; default the package's copy, when one has been fitted:
+    without it the work alone)."""
+    if cost_model is None and not MODEL_FILE.is_file():
+        return describe(cfg, {"work": study_work(cfg, threads).to_dict(), "machine": {}, "seconds": None})
+    return describe(cfg, predict(cfg, load_cost_model(cost_model), threads))

@@ -1,9 +1,11 @@
-"""What a study scores: each checkpoint's off-domain margins only where an analysis reads them.
+"""What a study scores: each checkpoint's off-domain margins only where an analysis reads them, by the rule of
+:func:`emprobe.analysis.margins.scoring.checkpoint_plan` (the study's margins stage calls ``ep.margins``, which
+scores by it):
 
 * the base model (every run's step 0): once, every reference pair;
-* each dataset's reference run (the control's twin) and each control at the last step: every pair (the per-question
-  rises, their reliability across pairs and the causal selection read them);
-* every other run's last step, and the misaligned runs' intermediate checkpoints: the first pair only (claim 1's
+* every run's last step: every pair (the per-question rises, their reliability across pairs and the causal
+  selection read them);
+* the misaligned runs' intermediate checkpoints: the first :data:`TREND_PAIRS` pair(s) (claim 1's
   loss-vs-margin trajectories and the margins plot read pair 0);
 * controls' intermediate checkpoints: not at all (nothing reads them).
 
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emprobe.studies.cells import Cell, cells, control_cell, reference_cell
+from emprobe.studies.cells import Cell, cells
 from emprobe.studies.config import StudyConfig
+
+#: reference pairs the study scores at intermediate checkpoints (``ep.margins(trend_pairs=...)``)
+TREND_PAIRS = 1
 
 
 @dataclass(frozen=True)
@@ -32,17 +37,13 @@ class ScoreJob:
 
 def margin_plan(cfg: StudyConfig) -> list[ScoreJob]:
     """The checkpoints to score and on how many pairs (see the module docstring), base model first."""
+    from emprobe.analysis.margins.scoring import checkpoint_plan
+
     steps = cfg.training.checkpoints()
-    last = max(steps)
-    full = {reference_cell(cfg, ds.name).name for ds in cfg.datasets} | {
-        control_cell(cfg, ds.name).name for ds in cfg.datasets}
     jobs = [ScoreJob("base", 0, None)]
     for cell in cells(cfg):
-        for s in steps:
-            if s == last:
-                jobs.append(ScoreJob(cell.name, s, None if cell.name in full else 1))
-            elif s > 0 and not cell.control:
-                jobs.append(ScoreJob(cell.name, s, 1))
+        plan = checkpoint_plan(steps, control=cell.control, trend_pairs=TREND_PAIRS)
+        jobs += [ScoreJob(cell.name, s, p) for s, p in plan.items() if s > 0]
     return jobs
 
 

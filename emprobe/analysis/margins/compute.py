@@ -4,7 +4,8 @@ question's misaligned reference answer minus its style-matched aligned one; posi
 
 Per question and reference pair the EM-specific rise is the misaligned run's margin change (last checkpoint minus
 step 0) minus its control's change: the part of the rise that belongs to the narrow misaligned data rather than
-to fine-tuning as such. The scoring loop (each distinct model scored once) is :mod:`.scoring`.
+to fine-tuning as such. The scoring loop (each distinct model scored once, LoRA checkpoints in mixed-adapter
+batches) is :mod:`.scoring`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ CHECKPOINT_COLUMNS = ("run", "schedule", "lr", "data", "step", "train_loss", "va
 
 
 def margins(runs: Any, questions: Any = "builtin:em-core", *, controls: Any = None, steps: list[int] | None = None,
-            trend_pairs: int | None = None, batch_size: int = 8, merge: bool = False, cache: bool = False,
-            n_permutations: int = 1000, seed: int = 0, log: Callable[[str], Any] | None = None) -> MarginsResult:
+            trend_pairs: int | None = None, batch_size: int = 8, mixed: bool = True, merge: bool = False,
+            cache: bool = False, n_permutations: int = 1000, seed: int = 0,
+            log: Callable[[str], Any] | None = None) -> MarginsResult:
     """Margins of every question (per reference pair) at the checkpoints of ``runs``, and the EM-specific rises.
 
     ``runs``: a sweep directory, a run (directory or :class:`~emprobe.finetuning.Run`) or a list of them.
@@ -32,8 +34,11 @@ def margins(runs: Any, questions: Any = "builtin:em-core", *, controls: Any = No
     aligned-data control runs — one run (the control of every run) or a mapping misaligned run name -> control
     run; each control is scored at step 0 and its last step, and each mapped pair gives per-question rises.
     ``steps``: the checkpoints to score (default every one); ``trend_pairs``: reference pairs scored at the
-    intermediate checkpoints (default all); ``merge``: merge each LoRA checkpoint into the weights while it is
-    scored (faster; exact restore); ``cache``: keep and reuse score tables under each run's ``eval/``.
+    intermediate checkpoints (default all). ``mixed``: score the LoRA checkpoints of all runs (and the base model)
+    in mixed-adapter batches on one loaded base (default; ``False``: one checkpoint at a time, as full fine-tunes
+    always are); ``merge``: merge each LoRA checkpoint scored alone into the weights while it is scored (faster
+    than peft's adapter layers; exact restore); ``cache``: keep and reuse score tables under each run's ``eval/``.
+    Each distinct model is scored once (see :mod:`emprobe.analysis.margins.scoring`).
     ``seed`` and ``n_permutations`` drive the bootstrap CIs and sign-flip tests of the findings.
     """
     from emprobe.data import load_questions
@@ -43,12 +48,12 @@ def margins(runs: Any, questions: Any = "builtin:em-core", *, controls: Any = No
     qs = load_questions(questions).with_references()
     ctl_runs = list({c.name: c for c in contrasts.values()}.values())
     pairs, long, counts = score_runs(run_list, ctl_runs, qs, steps=steps, trend_pairs=trend_pairs,
-                                     batch_size=batch_size, merge=merge, cache=cache, log=log)
+                                     batch_size=batch_size, mixed=mixed, merge=merge, cache=cache, log=log)
     frames = [rises(pairs, mis, ctl.name).assign(run=mis) for mis, ctl in contrasts.items()]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*RISE_COLUMNS, "run"])
     meta = {"questions": qs.source, "questions_sha256": qs.sha256, "runs": [str(r.path) for r in run_list],
             "controls": {m: str(c.path) for m, c in contrasts.items()}, "checkpoints_scored": counts["scored"],
-            "checkpoints_reused": counts["reused"], "trend_pairs": trend_pairs}
+            "checkpoints_reused": counts["reused"], "trend_pairs": trend_pairs, "mixed": mixed}
     return MarginsResult(pairs=pairs, margins=long, rises=table, controls={m: c.name for m, c in contrasts.items()},
                          control_runs=tuple(c.name for c in ctl_runs), n_permutations=n_permutations, seed=seed,
                          meta=meta)

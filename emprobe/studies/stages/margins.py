@@ -2,8 +2,10 @@
 (:func:`emprobe.analysis.margins.margins`), and the EM-specific rise of each dataset's reference run over its
 aligned-data control.
 
-Scored once each: the base model (every run's step 0), every run's final checkpoint (all pairs), the misaligned
-runs' intermediate checkpoints (first pair only: the loss-vs-alignment curve needs the trend, not the spread).
+What is scored is :func:`emprobe.studies.plan.margin_plan` (the rule ``ep.margins`` scores by): the base model once
+(every run's step 0), every run's final checkpoint on all pairs, the misaligned runs' intermediate checkpoints on
+the first pair only (the loss-vs-alignment curve needs the trend, not the spread), each checkpoint with equal
+weights once; every LoRA checkpoint of every run in mixed-adapter batches on the one loaded base model.
 Writes ``pairs.parquet``, ``rises.parquet`` (with a ``dataset`` column) and ``causal.yaml`` (the causal checks'
 questions).
 """
@@ -22,23 +24,25 @@ from emprobe.studies.stages.common import plot_section
 
 
 def stage(ctx: StudyContext) -> Stage:
-    q, n_runs = ctx.cfg.questions, len(ctx.cells)
+    from emprobe.studies.plan import expected_duplicates, margin_plan
+
+    q, jobs = ctx.cfg.questions, margin_plan(ctx.cfg)
     n_q = q.n_questions or 100
-    n_mid = max(0, len(ctx.cfg.training.checkpoints()) - 2) * sum(not c.control for c in ctx.cells)
-    n_seq = 2 * n_q * (q.n_references * (1 + n_runs) + n_mid)  # base + finals (all pairs), others pair 0
-    return Stage("margins", "margins at every checkpoint", lambda d: run(ctx, d), 0.22 * n_seq,
+    n_seq = 2 * n_q * sum(j.pairs or q.n_references for j in jobs if j not in expected_duplicates(ctx.cfg, jobs))
+    return Stage("margins", "margins at every checkpoint", lambda d: run(ctx, d), 0.16 * n_seq,
                  {"bs": ctx.cfg.eval_batch_size, "model": ctx.cfg.model}, ("setup", "finetune"))
 
 
 def run(ctx: StudyContext, d: Path) -> dict:
     from emprobe.analysis.margins import margins
+    from emprobe.studies.plan import TREND_PAIRS
 
     c = ctx.cfg
     mains = [cell for cell in ctx.cells if not cell.control]
     refs = {ds.name: (reference_cell(c, ds.name).name, control_cell(c, ds.name).name) for ds in c.datasets}
     res = margins([ctx.run(cell) for cell in mains], ctx.question_set("eval"),
-                  controls={ref: ctx.run(ctl) for ref, ctl in refs.values()}, trend_pairs=1,
-                  batch_size=c.eval_batch_size, merge=True, n_permutations=c.n_permutations, seed=c.seed, log=ctx.log)
+                  controls={ref: ctx.run(ctl) for ref, ctl in refs.values()}, trend_pairs=TREND_PAIRS,
+                  batch_size=c.eval_batch_size, n_permutations=c.n_permutations, seed=c.seed, log=ctx.log)
     res.pairs.to_parquet(d / "pairs.parquet", index=False)
     dataset = {ref: ds for ds, (ref, _) in refs.items()}
     rises = res.rises.assign(run=res.rises.run.map(dataset)).rename(columns={"run": "dataset"})
