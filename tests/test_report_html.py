@@ -60,7 +60,8 @@ def test_report_opens_with_the_verdicts(tmp_path):
                  "uncertainty": "bootstrap over questions", "reason": ""},
                 {"id": "Claim 3", "stage": "overlap", "claim": "shared subspace specific to misaligned training",
                  "verdict": "not supported", "number": "Δ 0.01 [−0.05, 0.06]", "control": "aligned control run",
-                 "uncertainty": "bootstrap <CI>", "reason": "the control shows the same overlap"}]
+                 "uncertainty": "bootstrap <CI>", "reason": "the control shows the same overlap",
+                 "tested": "misaligned − control overlap on held-out questions", "sesoi": "overlap 0.05 <declared>"}]
     summary = {"model": "tiny", "verdicts": verdicts, "section_order": ["dynamics"],
                "sections": {"dynamics": {"title": "Loss vs alignment", "findings": ["x 1"], "numbers": {},
                                          "control": "c", "uncertainty": "u", "verdict": verdicts[0]}}}
@@ -69,3 +70,7 @@ def test_report_opens_with_the_verdicts(tmp_path):
     assert page.index('id="verdicts"') < page.index('id="dynamics"')
     assert "v-not-supported" in page and "Claim 3" in page and "bootstrap &lt;CI&gt;" in page
     assert "Verdict: supported" in page
+    # the claim as tested and its SESOI stand beside the verdict; the one rule is stated above the table
+    assert "As tested: misaligned − control overlap on held-out questions" in page
+    assert "<td>overlap 0.05 &lt;declared&gt;</td>" in page and "<th>SESOI</th>" in page
+    assert page.index("One rule for every claim") < page.index("<th>SESOI</th>")

@@ -17,7 +17,9 @@ def test_presets_differ_where_the_issue_says():
     assert fast.training.checkpoints() == [0, 2, 4] and fast.questions.n_questions == 8
     runs = cells(paper)
     main = [c for c in runs if not c.control]
-    assert len(main) == 2 * 3 * 2 and sum(c.control for c in runs) == 2  # datasets x schedules x lrs + controls
+    assert len(main) == 2 * 3 * 2 * 3 and sum(c.control for c in runs) == 2  # datasets x schedules x lrs x seeds
+    assert len(paper.grid.seeds) >= 3 and len({c.name for c in runs}) == len(runs)  # claim 1 sees run-to-run noise
+    assert demo.grid.seeds == fast.grid.seeds == (0,)  # the demo and fast presets cost what they did
     assert {c.schedule for c in main} == {"constant", "cosine", "warmup-stable-decay"}
     assert len(paper.training.checkpoints()) >= 5 and paper.training.decay_fraction >= 0.5
     ref = reference_cell(paper)
@@ -104,3 +106,38 @@ def test_one_stage_registry():
     v = {"claim": "c", "verdict": "supported", "number": "1", "control": "k", "uncertainty": "u"}
     rows = verdicts({"overlap": {"verdict": v}, "dynamics": {"verdict": v}, "samples": {}})
     assert [(r["id"], r["stage"]) for r in rows] == [("Claim 1", "dynamics"), ("Claim 3", "overlap")]
+
+
+def test_claims_settings_are_declared_in_the_config_and_round_trip(tmp_path):
+    """Each claim's SESOI is a config field (``claims``), declared before looking: defaults, YAML (also with a preset
+    underneath), a saved config read back equal, and bad values as one-line errors naming the field."""
+    import yaml
+
+    from emprobe.studies import Claims
+
+    c = StudyConfig().claims
+    assert (c.sesoi_fraction, c.sesoi_gap, c.sesoi_rho, c.sesoi_overlap, c.sesoi_pair_rho) == (0.25, None, 0.3, 0.05, 0.1)
+    f = tmp_path / "s.yaml"
+    f.write_text("preset: fast\nclaims: {sesoi_fraction: 0.5, sesoi_rho: 0.2, sesoi_pair_rho: 0.15}\n")
+    cfg = StudyConfig.from_yaml(f)
+    assert cfg.preset == "fast" and cfg.claims == Claims(sesoi_fraction=0.5, sesoi_rho=0.2, sesoi_pair_rho=0.15)
+    assert cfg.training == preset("fast").training
+    custom = preset("paper").with_(preset="custom", claims__sesoi_gap=0.01, prior_models=(("instruct", "m"),))
+    for c in (preset("demo"), preset("fast"), preset("paper"), cfg, custom):
+        f.write_text(yaml.safe_dump(c.to_dict()))
+        assert StudyConfig.from_yaml(f) == c
+    for text, match in (("claims: {sesoi_fraction: 0}", "`claims.sesoi_fraction` must be > 0"),
+                        ("claims: {sesoi_fraction: 1.5}", "`claims.sesoi_fraction` must be <= 1"),
+                        ("claims: {sesoi_rho: 1}", "`claims.sesoi_rho` must be < 1"),
+                        ("claims: {sesoi_gap: -0.02}", "`claims.sesoi_gap` must be > 0"),
+                        ("claims: {sesoi_overlap: big}", "`claims.sesoi_overlap` must be a number"),
+                        ("claims: {sesoi_pair_rho: .nan}", "`claims.sesoi_pair_rho` must be a number"),
+                        ("claims: {sesoi: 0.1}", "unknown claims field 'sesoi'"),
+                        ("claims: 0.25", "claims must be a mapping"),
+                        ("min_gap: 0.02", "`min_gap` is now `claims.sesoi_gap`"),
+                        ("grid: {seeds: [0, 1, 1]}", "`grid.seeds` repeats a value"),
+                        ("prior_models: [instruct]", "`prior_models` must be a mapping")):
+        f.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=match) as e:
+            StudyConfig.from_yaml(f)
+        assert "\n" not in str(e.value)

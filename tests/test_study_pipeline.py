@@ -67,7 +67,8 @@ def test_study_result_round_trips_summary_json_and_renders(tmp_path):
     from emprobe.studies import StudyResult
 
     v = {"id": "Claim 1", "stage": "dynamics", "claim": "no schedule is better aligned", "verdict": "inconclusive",
-         "number": "gap +0.01", "control": "controls", "uncertainty": "CI", "reason": "one schedule <only>"}
+         "number": "gap +0.01", "control": "controls", "uncertainty": "CI", "reason": "one schedule <only>",
+         "tested": "gaps at matched loss within ±SESOI", "sesoi": "25% of the EM-specific rise"}
     summary = {"emprobe_version": "0", "model": "tiny", "preset": "fast", "settings": {"training": {"steps": 4}},
                "setup": {"n_questions": 8}, "verdicts": [v], "timing": {"total_seconds": 3.0, "stages": {}},
                "section_order": ["margins", "dynamics"],
@@ -76,8 +77,8 @@ def test_study_result_round_trips_summary_json_and_renders(tmp_path):
                                         "plots": []}}}
     res = StudyResult.from_dict(summary, tmp_path)
     assert res.to_dict() == summary and list(res.sections) == ["margins", "dynamics"]
-    assert res.findings() == ["Claim 1 (no schedule is better aligned): inconclusive — gap +0.01 (one schedule <only>)",
-                              "Margins: m first", "Claim 1: d"]
+    assert res.findings() == ["Claim 1 (no schedule is better aligned): inconclusive — gap +0.01 (one schedule <only>)"
+                              " [SESOI: 25% of the EM-specific rise]", "Margins: m first", "Claim 1: d"]
     assert "one schedule &lt;only&gt;" in res._repr_html_() and "#fef7e0" in res._repr_html_()
     res.save()
     again = StudyResult.load(tmp_path)

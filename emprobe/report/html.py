@@ -62,6 +62,8 @@ def _section(name: str, sec: dict, out: Path) -> str:
     if v:
         parts.append(f'<p class="verdict v-{_e(v["verdict"].replace(" ", "-"))}">Verdict: {_e(v["verdict"])} — '
                      f'{_e(v["claim"])} ({_e(v["number"])}){": " + _e(v["reason"]) if v.get("reason") else ""}</p>')
+        parts += [f'<p class="ctl"><b>{label}:</b> {_e(v[k])}</p>' for k, label in (("tested", "As tested"),
+                                                                                    ("sesoi", "SESOI")) if v.get(k)]
     parts += [f'<p class="finding">• {_e(f)}</p>' for f in sec.get("findings", [])]
     parts.append(f'<p class="ctl"><b>Control:</b> {_e(sec.get("control", ""))}. '
                  f'<b>Uncertainty:</b> {_e(sec.get("uncertainty", ""))}.</p>')
@@ -111,15 +113,25 @@ def _verdicts(rows: list[dict]) -> str:
     if not rows:
         return ""
     body = "".join(_verdict_row(r) for r in rows)
-    return ("<h2 id=\"verdicts\">Verdicts</h2><table class=\"verdicts\"><tr><th>claim</th><th>verdict</th>"
-            f"<th>number</th><th>control</th><th>uncertainty</th></tr>{body}</table>")
+    return ("<h2 id=\"verdicts\">Verdicts</h2>" + RULE + "<table class=\"verdicts\"><tr><th>claim</th><th>verdict</th>"
+            f"<th>number</th><th>SESOI</th><th>control</th><th>uncertainty</th></tr>{body}</table>")
+
+
+#: the one verdict rule (:mod:`emprobe.analysis.stats.verdict`), stated above the verdicts
+RULE = ('<p class="meta">One rule for every claim: each declares its smallest effect of interest (SESOI) before '
+        'looking. <b>supported</b>: the 95% CI excludes 0 in the claimed direction (for claim 1, a claim of no '
+        'difference: every 90% TOST interval lies inside ±SESOI); <b>not supported</b>: the CI shows the effect '
+        'smaller than the SESOI, or of the opposite sign (claim 1: a gap of at least the SESOI is shown); '
+        '<b>inconclusive</b>: the data cannot tell, and the reason says why.</p>')
 
 
 def _verdict_row(r: dict) -> str:
     reason = f"<br><small>{_e(r['reason'])}</small>" if r.get("reason") else ""
-    return (f'<tr><td><b>{_e(r["id"])}</b>: {_e(r["claim"])}</td>'
+    tested = f"<br><small>As tested: {_e(r['tested'])}</small>" if r.get("tested") else ""
+    return (f'<tr><td><b>{_e(r["id"])}</b>: {_e(r["claim"])}{tested}</td>'
             f'<td class="v-{_e(r["verdict"].replace(" ", "-"))}"><b>{_e(r["verdict"])}</b>{reason}</td>'
-            f'<td>{_e(r["number"])}</td><td>{_e(r["control"])}</td><td>{_e(r["uncertainty"])}</td></tr>')
+            f'<td>{_e(r["number"])}</td><td>{_e(r.get("sesoi", "–"))}</td><td>{_e(r["control"])}</td>'
+            f'<td>{_e(r["uncertainty"])}</td></tr>')
 
 
 def check_summary(summary: Any, path: str | Path = "summary.json") -> dict:

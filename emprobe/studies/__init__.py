@@ -15,7 +15,7 @@ The names load on first use, so the command line (which reads the presets for it
 from emprobe.lazy import lazy_names
 
 #: public name -> submodule that defines it
-_NAMES = {"Cell": "cells", "cells": "cells", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
+_NAMES = {"Cell": "cells", "cells": "cells", "Claims": "config", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
           "Grid": "config", "Questions": "config", "StudyConfig": "config", "Training": "config", "preset": "config",
           "demo": "runner", "run_study": "runner", "study": "runner", "StudyContext": "context",
           "StudyResult": "result"}

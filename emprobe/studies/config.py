@@ -10,11 +10,12 @@ grid: {schedules: [cosine], lrs: [0.001], seeds: [0]}   # every dataset x schedu
 training: {steps: 20, save_steps: [0, 5, 10, 15, 20], batch_size: 4, lora_r: 16, max_length: 128, val_examples: 16}
 questions: {off_domain: builtin:em-core, n_questions: 37, n_references: 2}
 stages: [finetune, margins, directions, track, priors, dynamics, overlap, patch, steer, ablate, samples, explain]
+claims: {sesoi_fraction: 0.25, sesoi_rho: 0.3, sesoi_overlap: 0.05, sesoi_pair_rho: 0.1}   # declared before looking
 ```
 
 Every (dataset, schedule, lr, seed) cell is one fine-tuning run; each dataset's control trains once, at the
 first schedule / lr / seed. Presets: ``demo`` (one dataset, one schedule: the former ``emprobe demo``),
-``fast`` (the demo, smaller) and ``paper`` (two datasets x three schedules x two learning rates).
+``fast`` (the demo, smaller) and ``paper`` (two datasets x three schedules x two learning rates x three seeds).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Grid:
 
     def __post_init__(self) -> None:
         _check(self, "grid.", {"lrs": {"low": 0, "low_open": True}})
+        for f in (f for f in ("schedules", "lrs", "seeds") if len(set(getattr(self, f))) < len(getattr(self, f))):
+            raise ConfigError(f"`grid.{f}` repeats a value: {list(getattr(self, f))}")  # two runs, one directory
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,27 @@ class Questions:
 
 
 @dataclass(frozen=True)
+class Claims:
+    """Each claim's smallest effect of interest (SESOI), declared before looking (the one rule of
+    :mod:`emprobe.analysis.stats.verdict`). Claim 1: a schedule gap at matched in-domain loss matters from
+    ``sesoi_fraction`` of the dataset's established EM-specific rise, or from ``sesoi_gap`` nats/token when given;
+    claim 2: the true ρ beyond the base margin and the topic, ``sesoi_rho``; claim 3: the misaligned − control
+    mean-removed overlap ``sesoi_overlap`` and pair-similarity ρ ``sesoi_pair_rho``."""
+
+    sesoi_fraction: float = 0.25
+    sesoi_gap: float | None = None
+    sesoi_rho: float = 0.3
+    sesoi_overlap: float = 0.05
+    sesoi_pair_rho: float = 0.1
+
+    def __post_init__(self) -> None:
+        unit = {"low": 0, "low_open": True, "high": 1}
+        _check(self, "claims.", {"sesoi_fraction": unit, "sesoi_gap": {"low": 0, "low_open": True},
+                                 "sesoi_rho": {**unit, "high_open": True}, "sesoi_overlap": unit,
+                                 "sesoi_pair_rho": unit})
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """Settings of a study (see the module docstring); build from YAML with :meth:`from_yaml` or a preset."""
 
@@ -129,7 +153,7 @@ class StudyConfig:
     threads: int | None = None
     seed: int = 0
     n_permutations: int = 1000
-    min_gap: float = 0.02  # claim 1: the smallest margin gap (nats/token) that counts as a better-aligned schedule
+    claims: Claims = Claims()  # the verdicts' smallest effects of interest (SESOI), declared before looking
     eval_batch_size: int = 16
     max_new_tokens: int = 32
     steer_alphas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
@@ -139,7 +163,7 @@ class StudyConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        _check(self, "", {"threads": _POS, "n_permutations": _POS, "min_gap": {"low": 0, "low_open": True},
+        _check(self, "", {"threads": _POS, "n_permutations": _POS,
                           "eval_batch_size": _POS, "max_new_tokens": _POS, "seed": {}})
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
@@ -183,14 +207,20 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudyConfig":
         d = dict(d)
+        if "min_gap" in d:  # claim 1's former absolute margin
+            raise ConfigError("`min_gap` is now `claims.sesoi_gap` (or `claims.sesoi_fraction` of the EM rise)")
         _known(cls, d, "study setting")
         if "datasets" in d:
             d["datasets"] = tuple(_build(DatasetSpec, x, "dataset") for x in d["datasets"])
-        for key, kind in (("grid", Grid), ("training", Training), ("questions", Questions)):
-            if key in d and isinstance(d[key], dict):
+        for key, kind in (("grid", Grid), ("training", Training), ("questions", Questions), ("claims", Claims)):
+            if key in d:
                 d[key] = _build(kind, d[key], key)
-        if isinstance(d.get("prior_models"), dict):
-            d["prior_models"] = tuple(d["prior_models"].items())
+        pm = d.get("prior_models", {})  # {kind: model} as written, or [[kind, model], ...] as to_dict() saves it
+        if isinstance(pm, (list, tuple)) and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in pm):
+            pm = dict(pm)
+        if not isinstance(pm, dict):
+            raise ConfigError(f"`prior_models` must be a mapping kind: model, got {pm!r}")
+        d["prior_models"] = tuple(pm.items())
         for key in ("stages", "steer_alphas", "patch_depths", "patch_spans"):
             if key in d:
                 d[key] = tuple(d[key])
@@ -203,7 +233,8 @@ class StudyConfig:
         raw = read_yaml(path, "study config") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a study config is a YAML mapping (model, datasets, grid, ...)")
-        base = preset(raw.pop("preset")) if "preset" in raw else None
+        name = raw.pop("preset", "custom")  # "custom": a config saved by to_dict() without a preset
+        base = preset(name) if name != "custom" else None
         merged = {**(base.to_dict() if base else {}), **raw, **overrides}
         return cls.from_dict(merged)
 
@@ -261,7 +292,8 @@ PRESETS: dict[str, StudyConfig] = {
                         steer_alphas=(-1.0, 0.0, 1.0), max_new_tokens=16, patch_depths=(1 / 3, 2 / 3),
                         patch_spans=("last_prompt",), causal_samples=0),
     "paper": _DEMO.with_(preset="paper", out="emprobe-paper", datasets=(_DEMO.datasets[0], _MEDICAL),
-                         grid=Grid(schedules=("constant", "cosine", "warmup-stable-decay"), lrs=(5e-4, 1e-3)),
+                         grid=Grid(schedules=("constant", "cosine", "warmup-stable-decay"), lrs=(5e-4, 1e-3),
+                                   seeds=(0, 1, 2)),  # >= 3 seeds: claim 1's CIs cover run-to-run noise
                          training=Training(steps=16, save_steps=(0, 4, 8, 12, 16), val_examples=24),
                          questions=Questions(n_questions=24, n_references=2, n_causal=6, n_persona=6, n_samples=2,
                                              n_train_prompts=24)),

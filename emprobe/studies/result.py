@@ -20,7 +20,8 @@ REPORT = "report.html"
 @dataclass(frozen=True, eq=False)
 class StudyResult(Result):
     """``verdicts``: one row per claim tested (``id``, ``stage``, ``claim``, ``verdict``, ``number``, ``control``,
-    ``uncertainty``, ``reason``); ``sections``: stage -> its report section (title, findings, numbers, control,
+    ``uncertainty``, ``reason``, and from a study's claim stages ``tested``: the claim as tested, ``sesoi``: its
+    smallest effect of interest); ``sections``: stage -> its report section (title, findings, numbers, control,
     uncertainty, plots relative to ``out``); ``timing``: per-stage seconds, fine-tuning vs analysis."""
 
     out: Path
@@ -85,7 +86,8 @@ class StudyResult(Result):
     def findings(self) -> list[str]:
         """One line per verdict, then each section's first finding."""
         out = [f"{v['id']} ({v['claim']}): {v['verdict']} — {v['number']}" + (f" ({v['reason']})" if v.get("reason")
-                                                                             else "") for v in self.verdicts]
+                                                                             else "")
+               + (f" [SESOI: {v['sesoi']}]" if v.get("sesoi") else "") for v in self.verdicts]
         return out + [f"{s.get('title', k)}: {s['findings'][0]}" for k, s in self.sections.items() if s.get("findings")]
 
     def numbers(self) -> dict[str, Any]:
@@ -119,8 +121,9 @@ class StudyResult(Result):
         rows = "".join(
             f'<tr><td><b>{e(v["id"])}</b>: {e(v["claim"])}</td><td style="background:{_COLOURS.get(v["verdict"], "")}">'
             f'<b>{e(v["verdict"])}</b>' + (f'<br><small>{e(v["reason"])}</small>' if v.get("reason") else "")
-            + f'</td><td>{e(v["number"])}</td><td>{e(v["uncertainty"])}</td></tr>' for v in self.verdicts)
-        table = ("<table><tr><th>claim</th><th>verdict</th><th>number</th><th>uncertainty</th></tr>"
+            + f'</td><td>{e(v["number"])}</td><td>{e(v.get("sesoi", "–"))}</td><td>{e(v["uncertainty"])}</td></tr>'
+            for v in self.verdicts)
+        table = ("<table><tr><th>claim</th><th>verdict</th><th>number</th><th>SESOI</th><th>uncertainty</th></tr>"
                  f"{rows}</table>") if rows else "<p>(no claim stage ran)</p>"
         secs = "".join(f"<details><summary>{e(s.get('title', k))}</summary><ul>"
                        + "".join(f"<li>{e(f)}</li>" for f in s.get("findings", [])) + "</ul></details>"

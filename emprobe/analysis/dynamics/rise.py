@@ -67,7 +67,10 @@ def em_rises(long: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
 
 def seed_noise(checkpoints: pd.DataFrame) -> dict[str, float]:
     """Pooled seed-to-seed SD of the final off-domain margin (``ood_score`` at each run's last step) among runs that
-    share dataset, schedule and learning rate: ``{"sd", "n_cells", "n_runs"}`` (sd NaN with one run per cell)."""
+    share dataset, schedule and learning rate: ``{"sd", "n_cells", "n_runs"}`` (sd NaN with one run per cell).
+    Aligned-data control runs (a true ``control`` column) are no seeds of a misaligned cell: left out."""
+    if "control" in checkpoints.columns:
+        checkpoints = checkpoints[~checkpoints.control.astype(bool)]
     last = checkpoints.sort_values("step").groupby("run", sort=True).tail(1)
     cells = last.assign(lr=last.lr.astype(str)).groupby(["data", "schedule", "lr"]).ood_score
     var, dof, n_cells, n_runs = 0.0, 0, 0, 0

@@ -1,4 +1,5 @@
-"""Helpers shared by the stages: save a result, return its report section (``Result.to_section``)."""
+"""Helpers shared by the stages: save a result, return its report section (``Result.to_section``); a claim's
+section also says the claim as the study tested it and its smallest effect of interest."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ def result_section(ctx: StudyContext, result: Result, d: Path, **extra: Any) -> 
     out = result.save(d / "result")
     plots = [ctx.rel(out / "plot.png")] if (out / "plot.png").is_file() else []
     return result.to_section(plots=plots, **extra)
+
+
+def claim_section(ctx: StudyContext, result: Result, d: Path, tested: str, sesoi: str,
+                  notes: list[str] = ()) -> dict[str, Any]:
+    """:func:`result_section` of a claim's stage, its verdict carrying ``tested`` (the claim as this study tests it)
+    and ``sesoi`` (its smallest effect of interest, from the config's ``claims``, declared before looking);
+    ``notes`` are findings the stage adds (e.g. a control it could not form)."""
+    sec = result_section(ctx, result, d)
+    if sec.get("verdict"):
+        sec["verdict"].update(tested=tested, sesoi=sesoi)
+    sec["findings"] = [*sec["findings"], *notes]
+    return sec
 
 
 def plot_section(ctx: StudyContext, result: Result, d: Path, **extra: Any) -> dict[str, Any]:
