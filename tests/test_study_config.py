@@ -104,3 +104,13 @@ def test_one_stage_registry():
     v = {"claim": "c", "verdict": "supported", "number": "1", "control": "k", "uncertainty": "u"}
     rows = verdicts({"overlap": {"verdict": v}, "dynamics": {"verdict": v}, "samples": {}})
     assert [(r["id"], r["stage"]) for r in rows] == [("Claim 1", "dynamics"), ("Claim 3", "overlap")]
+
+
+def test_causal_questions_leave_half_for_the_cross_fit_direction():
+    """``n_causal`` = 12 in the demo and paper presets, at most half the questions (the mean-diff direction steer and
+    ablate use is fit on the rest); the fast preset stays small."""
+    assert preset("demo").questions.causal_count(30) == 12 and preset("paper").questions.causal_count(24) == 12
+    assert preset("demo").questions.causal_count(8) == 4 and preset("fast").questions.causal_count(8) == 3
+    assert preset("demo").causal_fraction == 0.25
+    with pytest.raises(ConfigError, match="causal_fraction"):
+        StudyConfig.from_dict({"causal_fraction": 0})
