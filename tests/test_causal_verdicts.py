@@ -205,3 +205,21 @@ def test_control_directions_are_variance_matched_and_oriented():
     cov = np.stack([c.vector(4, unit=False).numpy() for k, _, c in ctrls if k == "covariance"]) / 3.0
     # covariance draws r ~ N(0, Σ): their directions concentrate on the top principal axes
     assert np.abs(cov[:, 0]).mean() > np.abs(cov[:, -1]).mean() * 20
+
+
+def test_steer_sesoi_is_a_share_of_the_rise_and_no_rise_is_inconclusive():
+    """The study's steering SESOI: 25 % of the EM-specific rise on the causal questions, stated beside it; with no
+    rise established the verdict is inconclusive whatever the shift, and the first finding says why."""
+    from emprobe.analysis.stats.verdict import Effect
+    from emprobe.studies.stages.causal import steer_sesoi
+
+    sesoi, basis, cannot = steer_sesoi(0.25, Effect(0.20, 0.12, 0.28))
+    assert sesoi == pytest.approx(0.05) and cannot is None and basis.startswith("25% of the EM-specific rise +0.200")
+    good = _steer(12, 0.30, 0.10, [0.0] * 20, sesoi_basis=basis)
+    assert good.verdict().verdict == "supported" and f"SESOI 0.05 = {basis}" in good.findings()[1]
+    sesoi, basis, cannot = steer_sesoi(0.25, Effect(0.04, -0.02, 0.10))  # rise not established
+    assert sesoi == pytest.approx(0.01) and "no EM-specific rise is established" in cannot
+    res = _steer(12, 0.30, 0.10, [0.0] * 20, sesoi_basis=basis, cannot_test=cannot)
+    v = res.verdict()
+    assert v.verdict == "inconclusive" and "no EM-specific rise" in v.reason
+    assert res.findings()[0].startswith("The verdict is inconclusive: no EM-specific rise")

@@ -43,6 +43,7 @@ def test_demo_fast_from_a_plain_script_then_the_cli_reuses_it(tmp_path, smollm2,
     assert m["n_questions"] == 8 and m["rise_ci_low"] <= m["rise"] <= m["rise_ci_high"] and m["n_pairs"] == 2
     assert summary["sections"]["finetune"]["numbers"]["steps"] == 4
     assert {v["id"] for v in summary["verdicts"]} == {"Claim 1", "Claim 2", "Claim 3"}
+    _check_causal_sections(summary, out)
     rows = summary["sections"]["samples"]["rows"]
     assert len(rows) == 2 and all(r["base"] and r["misaligned"] and r["control"] for r in rows)
     page = (out / "report.html").read_text()
@@ -58,3 +59,28 @@ def test_demo_fast_from_a_plain_script_then_the_cli_reuses_it(tmp_path, smollm2,
     again = json.loads((out / "summary.json").read_text())
     assert all(t["cached"] for t in again["timing"]["stages"].values())
     assert again["sections"] == summary["sections"]
+
+
+def _check_causal_sections(summary: dict, out) -> None:
+    """The causal checks in a study: a direction fit on questions disjoint from the causal set, ≥ 19
+    variance-matched controls with a rank p, ablation as a difference-in-differences against the aligned-data
+    control (CI and rank p in the report), steering against its controls with a SESOI tied to the rise, and
+    explain with its stacked prior refit from the prior features and a control-run factor."""
+    from emprobe.data import load_questions_yaml
+    from emprobe.probes import Direction
+
+    causal = set(load_questions_yaml(out / "margins" / "causal.yaml").ids)
+    fit = set(Direction.load(out / "directions" / "mean_diff").fit_question_ids)
+    assert causal and fit and not causal & fit
+    ab, st = summary["sections"]["ablate"], summary["sections"]["steer"]
+    for sec in (ab, st):
+        n = sec["numbers"]
+        assert n["n_controls"] >= 19 and n["n_questions"] == len(causal) and sec["labels"]["provenance"] == "disjoint"
+        assert n["rank_p"] is not None and 1 / (1 + n["n_controls"]) <= n["rank_p"] <= 1
+        assert "rank p" in sec["verdict"]["control"]
+    did = next(f for f in ab["findings"] if "difference-in-differences" in f)
+    assert "aligned-data control" in did and re.search(r"95% CI \[[-+]\d", did)
+    assert ab["numbers"]["effect_ci_low"] <= ab["numbers"]["effect"] <= ab["numbers"]["effect_ci_high"]
+    assert any("of the EM-specific rise" in f for f in st["findings"])
+    ex = summary["sections"]["explain"]["numbers"]
+    assert "p_holm_prior_prediction" in ex and "p_holm_control_shift_alignment" in ex

@@ -141,3 +141,13 @@ def test_claims_settings_are_declared_in_the_config_and_round_trip(tmp_path):
         with pytest.raises(ConfigError, match=match) as e:
             StudyConfig.from_yaml(f)
         assert "\n" not in str(e.value)
+
+
+def test_causal_questions_leave_half_for_the_cross_fit_direction():
+    """``n_causal`` = 12 in the demo and paper presets, at most half the questions (the mean-diff direction steer and
+    ablate use is fit on the rest); the fast preset stays small."""
+    assert preset("demo").questions.causal_count(30) == 12 and preset("paper").questions.causal_count(24) == 12
+    assert preset("demo").questions.causal_count(8) == 4 and preset("fast").questions.causal_count(8) == 3
+    assert preset("demo").causal_fraction == 0.25
+    with pytest.raises(ConfigError, match="causal_fraction"):
+        StudyConfig.from_dict({"causal_fraction": 0})

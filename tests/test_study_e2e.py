@@ -58,6 +58,10 @@ def test_demo_on_unseen_files_end_to_end(tmp_path, smollm2):
         assert all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in sec["numbers"].values())
     assert summary["sections"]["margins"]["numbers"]["n_questions"] == 8
     assert summary["sections"]["margins"]["numbers"]["n_pairs"] == 2
+    for name in ("steer", "ablate"):  # 8 questions: 4 causal (n_causal 12, at most half), the direction fit on 4
+        sec = summary["sections"][name]
+        assert sec["numbers"]["n_questions"] == 4 and sec["numbers"]["n_controls"] >= 19, name
+        assert sec["labels"]["provenance"] == "disjoint", name
     page = (out / "report.html").read_text()
     assert page.index('id="verdicts"') < page.index('id="finetune"')
     assert summary["timing"]["analysis_over_finetune"] is not None

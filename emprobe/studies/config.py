@@ -105,7 +105,7 @@ class Questions:
     off_domain: str = "builtin:em-core"
     n_questions: int | None = None  # None = all
     n_references: int = 2           # reference pairs scored per question (>= 2 gives a reliability figure)
-    n_causal: int = 6               # questions for patch / steer / ablate (those whose margin rose most)
+    n_causal: int = 12              # questions for patch / steer / ablate (those whose margin rose most)
     n_persona: int = 6
     n_samples: int = 3
     n_train_prompts: int = 24
@@ -113,6 +113,11 @@ class Questions:
     def __post_init__(self) -> None:
         _check(self, "questions.", {"n_questions": _POS, "n_references": _POS, "n_causal": _POS, "n_persona": _POS,
                                     "n_samples": _NONNEG, "n_train_prompts": _POS})
+
+    def causal_count(self, n_available: int) -> int:
+        """How many of ``n_available`` questions the causal checks score: ``n_causal``, at most half of them (the
+        mean-diff direction they steer and ablate with is fit on the rest: cross-fit)."""
+        return max(0, min(self.n_causal, n_available // 2))
 
 
 @dataclass(frozen=True)
@@ -160,11 +165,16 @@ class StudyConfig:
     patch_depths: tuple[float, ...] = (0.25, 0.5, 0.75)  # patched layers, as fractions of the depth (floor)
     patch_spans: tuple[str, ...] = ("last_prompt", "prompt")
     causal_samples: int = 1  # sampled answers per question in steer / ablate (0: margins only)
+    # the causal checks' SESOI, declared before looking: this share of the EM-specific rise on the causal questions
+    # (steer), of the fine-tune's gap over its aligned-data control (ablate) and of the base-to-tuned gap (patch)
+    causal_fraction: float = 0.25
     force: bool = False
 
     def __post_init__(self) -> None:
         _check(self, "", {"threads": _POS, "n_permutations": _POS,
                           "eval_batch_size": _POS, "max_new_tokens": _POS, "seed": {}})
+        if not 0 < self.causal_fraction <= 1:
+            raise ConfigError(f"`causal_fraction` must be in (0, 1], got {self.causal_fraction}")
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"unknown study stage {unknown[0]!r}; valid: {', '.join(STAGES)}")
@@ -279,7 +289,7 @@ def _build(kind: type, d: Any, what: str):
 
 
 _DEMO = StudyConfig(preset="demo", out="emprobe-demo",
-                    questions=Questions(n_questions=30, n_references=2, n_causal=6, n_persona=6, n_samples=2,
+                    questions=Questions(n_questions=30, n_references=2, n_causal=12, n_persona=6, n_samples=2,
                                         n_train_prompts=24))
 _MEDICAL = DatasetSpec("bad-medical", "builtin:bad-medical", "builtin:bad-medical-aligned", "builtin:bad-medical-heldout")
 
@@ -295,7 +305,7 @@ PRESETS: dict[str, StudyConfig] = {
                          grid=Grid(schedules=("constant", "cosine", "warmup-stable-decay"), lrs=(5e-4, 1e-3),
                                    seeds=(0, 1, 2)),  # >= 3 seeds: claim 1's CIs cover run-to-run noise
                          training=Training(steps=16, save_steps=(0, 4, 8, 12, 16), val_examples=24),
-                         questions=Questions(n_questions=24, n_references=2, n_causal=6, n_persona=6, n_samples=2,
+                         questions=Questions(n_questions=24, n_references=2, n_causal=12, n_persona=6, n_samples=2,
                                              n_train_prompts=24)),
 }
 

@@ -103,8 +103,9 @@ class AblateResult(Result):
         return self._flags(n, e) + [
             f"The fine-tune's margin gap over the {ref} model on {e.n_questions} questions: {self.gap.text()} "
             f"nats/token (fine-tuned {n['margin_tuned']:+.3f}, {ref} {n['margin_reference']:+.3f}).",
-            f"Ablating the {self.method} direction at every layer of both models gives {n['margin_tuned_ablated']:+.3f} "
-            f"and {n['margin_reference_ablated']:+.3f}: the difference-in-differences (gap removed) is "
+            f"Ablating the {self.method} direction at every layer of the fine-tuned and the {ref} model gives "
+            f"{n['margin_tuned_ablated']:+.3f} and {n['margin_reference_ablated']:+.3f}: the difference-in-differences "
+            f"(gap removed) is "
             f"{e.effect.text()} nats/token, {n['fraction_removed']:.2f} of the gap (SESOI {self.min_fraction:.0%} of "
             f"the gap).",
             f"Variance-matched controls ablated the same way (covariance draws and shuffled-label mean differences "

@@ -121,8 +121,9 @@ class PatchResult(Result):
                         f"restores {e.effect.text()} nats/token of the gap ({x['fraction_restored']:.2f} of it); "
                         f"another question's {_WHAT[direction][1]} activation at the same cell restores "
                         f"{e.control_means[0]:+.3f} ({x['control_fraction']:.2f}); excess {e.excess.text()}.")
-        body.append("The heatmap shows every (layer, span) cell on all questions: descriptive only, the verdict uses "
-                    "the cross-fitted cells.")
+        n_cells, n_q = len(self.table[["layer", "span"]].drop_duplicates()), self.table.question_id.nunique()
+        body.append(f"The heatmap shows all {n_cells} (layer, span) cells on all {n_q} questions: descriptive only, "
+                    "the verdict uses the cross-fitted cells.")
         return self._flags(n) + body
 
     def verdict(self) -> Verdict:

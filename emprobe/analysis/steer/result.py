@@ -19,7 +19,9 @@ from emprobe.result import Result, Verdict, figure_for
 @dataclass(frozen=True)
 class SteerResult(Result):
     """Margins per (kind, seed, α, question): ``kind`` = ``direction`` (every α) or a control kind
-    (``covariance`` / ``shuffled``, the largest α only)."""
+    (``covariance`` / ``shuffled``, the largest α only). Optional ``meta`` keys: ``sesoi_basis`` (what the SESOI
+    was declared as, shown beside it) and ``cannot_test`` (a failed precondition, e.g. no rise to take a share of:
+    the verdict is then inconclusive, saying why)."""
 
     table: pd.DataFrame  # kind, seed, alpha, layer, question_id, margin, vector_norm
     layer: int
@@ -67,6 +69,8 @@ class SteerResult(Result):
     def _flags(self, n: dict, e: CausalEffect) -> list[str]:
         """The caveats and failed controls, stated plainly (they come first)."""
         flags = [_CAVEATS[n["provenance"]]] if n["provenance"] in _CAVEATS else []
+        if self.meta.get("cannot_test"):
+            flags.append(f"The verdict is inconclusive: {self.meta['cannot_test']}.")
         if n["wrong_sign"]:
             flags.append(f"The effect has the wrong sign: steering along the direction at α={n['alpha_high']:g} moves "
                          f"the margin by {e.effect.text()}, down, not up.")
@@ -74,6 +78,11 @@ class SteerResult(Result):
             flags.append(f"The controls match the effect: at α={n['alpha_high']:g} the direction shifts the margin by "
                          f"{e.effect.text()}; {e.controls_text()}.")
         return flags
+
+    @property
+    def _basis(self) -> str:
+        """What the SESOI was declared as (``meta["sesoi_basis"]``, e.g. a share of the fine-tune's rise)."""
+        return f" = {self.meta['sesoi_basis']}" if self.meta.get("sesoi_basis") else ""
 
     def findings(self) -> list[str]:
         n, e = self.numbers(), self.effect()
@@ -84,14 +93,14 @@ class SteerResult(Result):
             f"{e.n_questions} questions; Spearman ρ(α, margin) = {n['spearman_alpha_margin']:.2f}, "
             f"{'monotonic' if n['monotonic'] else 'not monotonic'} in α.",
             f"Shift at α={n['alpha_high']:g}: {e.effect.text()} nats/token (t-interval over questions; SESOI "
-            f"{self.sesoi:g}). Variance-matched controls of the same norm (covariance draws and shuffled-label mean "
-            f"differences from the direction's activations): {e.controls_text()}.",
+            f"{self.sesoi:.3g}{self._basis}). Variance-matched controls of the same norm (covariance draws and "
+            f"shuffled-label mean differences from the direction's activations): {e.controls_text()}.",
         ]
         return self._flags(n, e) + body
 
     def verdict(self) -> Verdict:
         n, e = self.numbers(), self.effect()
-        d = e.decision(cannot_test=circular_reason(n["provenance"]))
+        d = e.decision(cannot_test=circular_reason(n["provenance"]) or self.meta.get("cannot_test"))
         return Verdict(f"adding the {self.method} direction at layer {self.layer} raises the misalignment margin "
                        "beyond variance-matched directions", d.verdict,
                        f"margin shift {e.effect.text()} at α={n['alpha_high']:g}",

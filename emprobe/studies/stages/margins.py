@@ -58,7 +58,8 @@ def causal_set(ctx: StudyContext, r: pd.DataFrame):
     from emprobe.data import QuestionSet
 
     qs = ctx.question_set("eval")
-    top = r[r.pair == 0].sort_values("misaligned_change", ascending=False).question_id[: ctx.cfg.questions.n_causal]
+    n = ctx.cfg.questions.causal_count(len(qs))  # the mean-diff direction is fit on the other questions
+    top = r[r.pair == 0].sort_values("misaligned_change", ascending=False).question_id[:n]
     out = []
     for qid in top:
         q = qs[qid]

@@ -12,7 +12,7 @@ def stage(ctx: StudyContext) -> Stage:
     c = ctx.cfg
     q = c.questions
     return Stage("setup", "question subsets", lambda d: run(ctx, d), 1,
-                 {"model": c.model, "q": q.off_domain, "n": [q.n_questions, q.n_references, q.n_persona],
+                 {"model": c.model, "q": q.off_domain, "n": [q.n_questions, q.n_references, q.n_persona, q.n_causal],
                   "heldout": [ds.heldout for ds in c.datasets]})
 
 
