@@ -184,7 +184,7 @@ def cli_message(message: str, argv: list[str]) -> str:
         if p is not None:
             if p.param_type_name == "argument":
                 return (p.metavar or p.name or name).upper()
-            return next((o for o in p.opts if o in given), p.opts[0])  # the spelling the user typed
+            return next((o for o in p.opts if o in given and o.startswith("--")), p.opts[0])  # as the user typed it
         if name.startswith("-") or name.isupper() or cmd is not None:
             return name  # a library-only parameter (no option sets it) keeps its name
         return f"--{name.replace('_', '-')}"

@@ -114,7 +114,8 @@ def _check_fits(d, lm) -> None:
 
     was = (d.source.get("model") or {}).get("fingerprint") or {"d_model": d.d_model}
     now = fingerprint(lm.model)
-    diff = [f"{k} {was[k]} vs {now[k]}" for k in ("architecture", "n_layers", "d_model") if k in was and was[k] != now[k]]
+    keys = [k for k in ("architecture", "n_layers", "d_model") if k in was and was[k] != now[k]]
+    diff = [f"{k} {was[k]} vs {now[k]}" for k in keys]
     if diff:
         name = (d.source.get("model") or {}).get("name", "another model")
         raise DataError(f"`direction` {d.path or ''} was fitted on {name}, not on `model` {lm.spec.name} "
