@@ -87,6 +87,10 @@ def priors_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
+    if prompts is None and not features:
+        from emprobe.errors import ConfigError
+
+        raise ConfigError("`features` is required (or --prompts with --model for a target evaluated elsewhere)")
     for f in features or []:
         check_as("store", f, "features")
     tables = (("baseline", baseline), ("control_target", control_target), ("base_margin", base_margin),
@@ -103,10 +107,6 @@ def priors_cmd(
         return external_priors_cmd(target, prompts, model, features, layers, estimator, pca_on, train_prompts,
                                    0.05 if sesoi is None else sesoi, n_permutations, n_random, seed, threads, out,
                                    overwrite)
-    if not features:
-        from emprobe.errors import ConfigError
-
-        raise ConfigError("`features` is required (or --prompts with --model for a target evaluated elsewhere)")
     from emprobe.analysis.priors import priors
     from emprobe.analysis.priors.inputs import priors_inputs
     from emprobe.io import read_table
