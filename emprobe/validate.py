@@ -157,6 +157,17 @@ def checkpoint_arg(value: Any, param: str = "adapter") -> Any:
     return value
 
 
+def finetune_arg(value: Any, param: str = "tuned") -> Any:
+    """A fine-tune: a run directory (its last checkpoint), a LoRA adapter or a full model directory (checked like
+    ``checkpoint``), or a loaded model."""
+    if _is(value, ("LoadedModel", "Run", "Module")):
+        return value
+    existing_dir(value, param, "fine-tune")
+    if (Path(value).expanduser() / "run.json").is_file():
+        return value
+    return checkpoint_arg(value, param)
+
+
 def _dtype(value: Any, param: str) -> Any:
     from emprobe.models.arch import check_dtype
 
@@ -180,6 +191,8 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "store": partial(existing_dir, what="activation store", marker="manifest.json", loaded=("ActivationStore",)),
     "sweep": partial(existing_dir, what="sweep or run"), "checkpoint": checkpoint_arg, "dtype": _dtype,
     "table": partial(source_arg, what="table", loaded=("DataFrame",)),
+    "tuned": finetune_arg, "n_boot": partial(_int, low=1), "sesoi": partial(number, low=0, low_open=True),
+    "text": partial(source_arg, what="text", loaded=("TextSet", "list", "tuple")),
 }
 
 

@@ -139,5 +139,5 @@ def test_diff_rejects_bad_input(tiny, planted):
     with pytest.raises(DataError, match="rises table lacks columns"):
         ep.diff(tiny, planted["zero"], rises=pd.DataFrame({"question_id": ["x"]}), n_questions=2, n_texts=2,
                 max_new_tokens=4)
-    with pytest.raises(ConfigError, match="sesoi must be > 0"):
+    with pytest.raises(ConfigError, match="`sesoi` must be > 0"):
         ep.diff(tiny, planted["zero"], sesoi=0)

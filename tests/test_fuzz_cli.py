@@ -102,6 +102,7 @@ def _user_files(w: Path, m: str) -> None:
     (w / "sweep_key.yaml").write_text(json.dumps({"out": "o", "base": {"model": m}, "grid": {"learning_rate": [1]}}))
     (w / "sweep_data.yaml").write_text(json.dumps({"out": "o", "base": {"model": m, "data": str(w / "no.jsonl")},
                                                   "grid": {"seed": [0]}}))
+    _external_files(w)
     studies = {"ok": {}, "twenty": {"training": '{"steps": "twenty"}'}, "lrneg": {"grid": '{"lrs": [-1]}'},
                "nodata": {"datasets": json.dumps([{"name": "x", "data": str(w / "no.jsonl"),
                                                   "control": "builtin:risky-finance-aligned"}])},
@@ -109,6 +110,26 @@ def _user_files(w: Path, m: str) -> None:
                "noref": {"questions": json.dumps({"off_domain": str(w / "noref.yaml")})}}
     for name, changes in studies.items():
         (w / f"study_{name}.yaml").write_text(_study(m, **changes))
+
+
+def _external_files(w: Path) -> None:
+    """Results made elsewhere (em-generalization ``eval_*.json``, two runs; broken copies) and id-keyed prompts."""
+    (w / "ext").mkdir()
+    qids = [f"{cat}_{i:03d}" for cat in ("violence", "jokes") for i in range(6)]
+    for k, data in enumerate(("finance", "medical")):
+        summ = {q: {"aligned": 50.0 + (7 * i + 3 * k) % 40, "harmless": 60.0 + i, "coherent": 80.0}
+                for i, q in enumerate(qids)}
+        run = {"summ_by_q": summ, "eval_loss": {"avg_loss": 1.5 - k / 10, "all_seq_losses": [1.4, 1.6, 1.5 - k / 10]}}
+        (w / "ext" / f"eval_m1_{data}_all_resp_1e-05_fpq.json").write_text(json.dumps(run))
+    (w / "eval_nosumm.json").write_text(json.dumps({"agg": {}}))
+    (w / "eval_trunc.json").write_text(json.dumps({"summ_by_q": {"a_001": {"aligned": 1.0}}})[:20])
+    (w / "eval_text.json").write_text(json.dumps({"summ_by_q": {"a_001": {"aligned": "high"}}}))
+    prompt = lambda q: {"messages": [{"role": "user", "content": f"Question {q}?"}]}  # noqa: E731
+    (w / "idprompts.jsonl").write_text("".join(json.dumps({**prompt(q), "metadata": {"question_id": q}}) + "\n"
+                                               for q in qids))
+    (w / "noid.jsonl").write_text("".join(json.dumps(prompt(q)) + "\n" for q in qids))
+    (w / "pa-activations").mkdir()  # the user's directory where `priors --prompts --out pa` keeps activations
+    (w / "pa-activations" / "n.txt").write_text("x\n")
 
 
 @pytest.fixture(scope="module")
@@ -214,20 +235,124 @@ OUT = [
     ("demo-file", "demo --model {m} --out {w}/v.txt", ["existing file"]),
 ]
 #: every analysis verb against the user's file and the user's directory (even with --overwrite)
+EXT = "{w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json {w}/ext/eval_m1_medical_all_resp_1e-05_fpq.json"
 ANALYSES = {"track": "track {w}/run --directions {w}/dir -q {w}/q.yaml",
             "priors": "priors --features {w}/store --target {w}/rises.csv",
             "overlap": "overlap --adapter {ck} --model {m} -q {w}/q.yaml", "dynamics": "dynamics {w}/run -q {w}/q.yaml",
             "monitor": "monitor {w}/run --direction {w}/dir -q {w}/q.yaml", "explain": "explain {w}/rises.csv",
             "patch": "patch --adapter {ck} --model {m} -q {w}/q.yaml",
             "steer": "steer --direction {w}/dir --model {m} -q {w}/q.yaml",
-            "ablate": "ablate --direction {w}/dir --adapter {ck} --model {m} -q {w}/q.yaml --heldout {w}/q.yaml"}
+            "ablate": "ablate --direction {w}/dir --adapter {ck} --model {m} -q {w}/q.yaml --heldout {w}/q.yaml",
+            "consistency": "consistency --results " + EXT, "dynamics-results": "dynamics --results {w}/ext",
+            "priors-prompts": "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json:aligned --prompts "
+                              "{w}/idprompts.jsonl --model {m}",
+            "diff": "diff --tuned {ck} --model {m} -q {w}/q.yaml",
+            "screen": "screen --direction {w}/dir --data {w}/chat.jsonl --model {m}"}
 OUT += [case for verb, cmd in ANALYSES.items() for case in (
     (f"{verb}-file", cmd + " --out {w}/v.txt", ["--out", "existing file"]),
     (f"{verb}-dir", cmd + " --out {w}/d --overwrite", ["--out", "did not write"]))]
+OUT += [
+    ("screen-work-file", "screen --direction {w}/dir --run {w}/run --control {w}/run --retrain 2 --work {w}/v.txt "
+     "--out {c}/new", ["--work", "existing file"]),
+    ("screen-work-dir", "screen --direction {w}/dir --run {w}/run --control {w}/run --retrain 2 --work {w}/d "
+     "--out {c}/new", ["--work", "did not write"]),
+    ("screen-work-store", "screen --direction {w}/dir --run {w}/run --control {w}/run --retrain 2 --work {w}/store "
+     "--out {c}/new", ["--work", "activation_store"]),
+    ("priors-prompts-activations-dir", "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json:aligned "
+     "--prompts {w}/idprompts.jsonl --model {m} --out {w}/pa", ["--out", "pa-activations", "did not write"]),
+    ("study-dry-run-file", "study {w}/study_ok.yaml --dry-run --out {w}/v.txt", ["--out", "existing file"]),
+    ("study-dry-run-run", "study {w}/study_ok.yaml --dry-run --out {w}/run", ["--out", "finetune-run"]),
+]
 PROC = [(f"proc-{verb}", cmd + " --out /proc/emprobe-x", ["/proc/emprobe-x", "cannot write"]) for verb, cmd in [
     ("finetune", "finetune --model {m} --data {w}/chat.jsonl"), ("extract", "extract --prompts {w}/q.yaml --model {m}"),
     ("fit", "probe fit {w}/store"), ("eval", "eval -q {w}/q.yaml"), ("track", "track {w}/run --directions {w}/dir"),
-    ("demo", "demo --model {m}"), ("sweep", "finetune sweep {w}/sweep.yaml")]]
+    ("demo", "demo --model {m}"), ("sweep", "finetune sweep {w}/sweep.yaml"),
+    ("consistency", "consistency --results " + EXT), ("diff", "diff --tuned {ck} --model {m}"),
+    ("screen", "screen --direction {w}/dir --data {w}/chat.jsonl --model {m}")]]
+FT = "finetune --model {m} --data {w}/chat.jsonl --out {c}/new"
+#: the options and verbs added after the first contract: results made elsewhere, diff, screen, mitigations, dry runs
+NEW_ARGS = [
+    ("consistency-nosumm", "consistency --results {w}/eval_nosumm.json " + EXT, ["eval_nosumm.json", "summ_by_q"]),
+    ("consistency-trunc", "consistency --results {w}/eval_trunc.json " + EXT, ["eval_trunc.json", "not valid JSON"]),
+    ("consistency-text", "consistency --results {w}/eval_text.json " + EXT, ["eval_text.json", "'high'"]),
+    ("consistency-missing", "consistency --results {w}/nope.json", ["nope.json", "no such"]),
+    ("consistency-glob-empty", "consistency --results '{w}/ext/*.csv'", ["matches no file"]),
+    ("consistency-none", "consistency --out {c}/new", ["--results"]),
+    ("consistency-one-run", "consistency --results {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json",
+     [">= 2 runs"]),
+    ("consistency-score", "consistency --results {w}/ext --score vibes", ["--score", "vibes"]),
+    ("consistency-n-boot", "consistency --results {w}/ext --n-boot 0", ["--n-boot", ">= 1"]),
+    ("consistency-sesoi", "consistency --results {w}/ext --sesoi -0.1", ["--sesoi", "> 0"]),
+    ("dynamics-results-nosumm", "dynamics --results {w}/eval_nosumm.json --out {c}/new", ["summ_by_q"]),
+    ("dynamics-results-trunc", "dynamics --results {w}/eval_trunc.json --out {c}/new", ["not valid JSON"]),
+    ("dynamics-results-folder", "dynamics --results {w}/d --out {c}/new", ["holds no results file"]),
+    ("dynamics-results-score", "dynamics --results {w}/ext --score vibes --out {c}/new", ["--score", "vibes"]),
+    ("priors-prompts-missing", "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json --prompts "
+     "{w}/nope.jsonl --model {m} --out {c}/new", ["--prompts", "no such"]),
+    ("priors-prompts-target-bad", "priors --target {w}/eval_nosumm.json:aligned --prompts {w}/idprompts.jsonl "
+     "--model {m} --out {c}/new", ["eval_nosumm.json", "summ_by_q"]),
+    ("priors-prompts-no-model", "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json --prompts "
+     "{w}/idprompts.jsonl --out {c}/new", ["--prompts needs --model"]),
+    ("priors-prompts-estimator", "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json --prompts "
+     "{w}/idprompts.jsonl --model {m} --estimator vibes --out {c}/new", ["--estimator", "vibes"]),
+    ("priors-prompts-model-empty", "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json --prompts "
+     "{w}/idprompts.jsonl --model {w}/empty --out {c}/new", ["--model", "empty directory"]),
+    ("diff-tuned-foreign", "diff --tuned {w}/d --model {m} --out {c}/new", ["--tuned", "neither"]),
+    ("diff-tuned-missing", "diff --tuned {w}/nope --model {m} --out {c}/new", ["--tuned", "no such"]),
+    ("diff-tuned-trunc", "diff --tuned {w}/ck_trunc --model {m} --out {c}/new", ["corrupt or truncated"]),
+    ("diff-control-foreign", "diff --tuned {ck} --control {w}/d --model {m} --out {c}/new", ["--control"]),
+    ("diff-model-empty", "diff --tuned {ck} --model {w}/empty --out {c}/new", ["--model", "empty directory"]),
+    ("diff-n-boot", "diff --tuned {ck} --model {m} --n-boot 0 --out {c}/new", ["--n-boot", ">= 1"]),
+    ("diff-sesoi", "diff --tuned {ck} --model {m} --sesoi 0 --out {c}/new", ["--sesoi", "> 0"]),
+    ("diff-lens-tokens", "diff --tuned {ck} --model {m} --lens-tokens 0 --out {c}/new", ["--lens-tokens"]),
+    ("diff-rises-missing", "diff --tuned {ck} --model {m} --rises {w}/nope.csv --out {c}/new", ["--rises", "no such"]),
+    ("diff-text-missing", "diff --tuned {ck} --model {m} --text {w}/nope.txt --out {c}/new", ["--text", "no such"]),
+    ("diff-q-unequal", "diff --tuned {ck} --model {m} -q {w}/unequal.yaml --out {c}/new", ["misaligned_references"]),
+    ("screen-direction-store", "screen --direction {w}/store --data {w}/chat.jsonl --model {m} --out {c}/new",
+     ["--direction", "not an emprobe direction"]),
+    ("screen-direction-missing", "screen --direction {w}/nope --data {w}/chat.jsonl --out {c}/new",
+     ["--direction", "no such"]),
+    ("screen-data-missing", "screen --direction {w}/dir --data {w}/nope.jsonl --model {m} --out {c}/new",
+     ["--data", "no such"]),
+    ("screen-no-data", "screen --direction {w}/dir --model {m} --out {c}/new", ["--data", "--run"]),
+    ("screen-retrain-text", "screen --direction {w}/dir --run {w}/run --control {w}/run --retrain ten "
+     "--out {c}/new", ["--retrain", "'ten'"]),
+    ("screen-retrain-no-control", "screen --direction {w}/dir --run {w}/run --retrain 2 --out {c}/new",
+     ["--control", "retrain"]),
+    ("screen-retrain-random", "screen --direction {w}/dir --run {w}/run --control {w}/run --retrain 2 --n-random 1 "
+     "--out {c}/new", ["--n-random", ">= 3"]),
+    ("screen-control-foreign", "screen --direction {w}/dir --run {w}/run --control {w}/d --retrain 2 --out {c}/new",
+     ["--control", "not an emprobe run"]),
+    ("screen-executor", "screen --direction {w}/dir --data {w}/chat.jsonl --model {m} --executor slurm "
+     "--out {c}/new", ["--executor", "slurm"]),
+    ("screen-layer-neg", "screen --direction {w}/dir --data {w}/chat.jsonl --model {m} --layer -2 --out {c}/new",
+     ["--layer", ">= 0"]),
+    ("screen-baseline-missing", "screen --direction {w}/dir --data {w}/chat.jsonl --model {m} --baseline "
+     "{w}/nope.jsonl --out {c}/new", ["--baseline", "no such"]),
+    ("ft-kl-no-data", FT + " --kl-to-base 0.1", ["--kl-to-base needs --kl-data"]),
+    ("ft-kl-neg", FT + " --kl-to-base -1 --kl-data {w}/chat.jsonl", ["--kl-to-base", ">= 0"]),
+    ("ft-kl-data-missing", FT + " --kl-to-base 0.1 --kl-data {w}/nope.jsonl", ["--kl-data", "no such"]),
+    ("ft-kl-data-only", FT + " --kl-data {w}/chat.jsonl", ["--kl-data is set but --kl-to-base is 0"]),
+    ("ft-kl-full", FT + " --kl-to-base 0.1 --kl-data {w}/chat.jsonl --full", ["--kl-to-base", "LoRA"]),
+    ("ft-interleave-missing", FT + " --interleave {w}/nope.jsonl", ["--interleave", "no such"]),
+    ("ft-interleave-fraction", FT + " --interleave {w}/chat.jsonl --interleave-fraction 1.5",
+     ["--interleave-fraction"]),
+    ("ft-inoculation-empty", FT + " --inoculation-prompt ' '", ["--inoculation-prompt", "empty"]),
+    ("ft-steer-store", FT + " --steer-during-training {w}/store",
+     ["--steer-during-training", "not an emprobe direction"]),
+    ("ft-ablate-missing", FT + " --ablate-during-training {w}/nope", ["--ablate-during-training", "no such"]),
+    ("ft-direction-layer", FT + " --direction-layer 1", ["--direction-layer needs"]),
+    ("ft-steer-alpha", FT + " --steer-during-training {w}/dir --steer-alpha nan", ["--steer-alpha", "finite"]),
+    ("steer-activations-foreign", "steer --direction {w}/dir --model {m} --activations {w}/d --out {c}/new",
+     ["--activations", "not an emprobe activation store"]),
+    ("ablate-reference-foreign", "ablate --direction {w}/dir --adapter {ck} --reference {w}/d --out {c}/new",
+     ["--reference", "neither"]),
+    ("ablate-activations-missing", "ablate --direction {w}/dir --adapter {ck} --activations {w}/nope --out {c}/new",
+     ["--activations", "no such"]),
+    ("study-dry-run-steps", "study {w}/study_twenty.yaml --dry-run", ["training.steps", "'twenty'"]),
+    ("study-dry-run-data", "study {w}/study_nodata.yaml --dry-run", ["datasets.data", "no.jsonl"]),
+    ("study-dry-run-noref", "study {w}/study_noref.yaml --dry-run", ["no question has both"]),
+]
 ARGS = [
     ("eval-batch-0", "eval -q {w}/q.yaml --batch-size 0", ["--batch-size", ">= 1"]),
     ("eval-batch-neg", "eval -q {w}/q.yaml --batch-size -3", ["--batch-size"]),
@@ -365,6 +490,14 @@ LATE = [
     ("track-steps-99", "track {w}/run --directions {w}/dir -q {w}/q.yaml --steps 0,99 --out {c}/new", ["99"]),
     ("steer-random-2", "steer --direction {w}/dir --model {m} -q {w}/q.yaml --n-random 2 --out {c}/new",
      ["n_random"]),
+    ("priors-prompts-noid", "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json --prompts "
+     "{w}/noid.jsonl --model {m} --out {c}/new", ["noid.jsonl", "line 1 has no question id"]),
+    ("screen-direction-other-model", "screen --direction {w}/dir --data {w}/chat.jsonl --model smollm2-135m-instruct "
+     "--out {c}/new", ["--direction", "fitted on", "not on --model", "d_model"]),
+    ("screen-retrain-k", "screen --direction {w}/dir --run {w}/run --control {w}/run --retrain 500 --out {c}/new",
+     ["retrain removes 500"]),
+    ("ft-steer-layer", FT + " --steer-during-training {w}/dir --direction-layer 7 --threads 1",
+     ["--steer-during-training", "layer 7"]),
 ]
 STMT = [
     ("api-fit-int", "ep.fit_direction(12345)", ["ConfigError", "`store`", "int 12345"]),
@@ -381,8 +514,32 @@ STMT = [
     ("api-finetune-out", "ep.finetune('{m}', '{w}/chat.jsonl', out='{w}/v.txt', max_steps=2)", ["`out`", "existing file"]),
     ("api-fit-out-dir", "ep.fit_direction('{w}/store', out='{w}/d')", ["`out`", "did not write"]),
     ("api-run-none", "ep.load_run(None)", ["`run`"]),
+    ("api-results-int", "ep.load_results(12)", ["`paths`", "int 12"]),
+    ("api-results-nosumm", "ep.load_results('{w}/eval_nosumm.json')", ["DataError", "summ_by_q"]),
+    ("api-consistency-score", "ep.consistency('{w}/ext', score='vibes')", ["`score`", "vibes"]),
+    ("api-consistency-one", "ep.consistency('{w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json')", [">= 2 runs"]),
+    ("api-dynamics-results", "ep.dynamics(results='{w}/eval_trunc.json')", ["eval_trunc.json", "not valid JSON"]),
+    ("api-diff-int", "ep.diff(12, '{ck}')", ["`base`", "int 12"]),
+    ("api-diff-swapped", "ep.diff('{ck}', '{m}')", ["`base`", "config.json"]),
+    ("api-diff-tuned", "ep.diff('{m}', '{w}/d')", ["`tuned`", "neither"]),
+    ("api-diff-n-boot", "ep.diff('{m}', '{ck}', n_boot=0)", ["`n_boot`", ">= 1"]),
+    ("api-screen-store", "ep.screen('{w}/store', '{w}/chat.jsonl', model='{m}')", ["`direction`", "not an emprobe"]),
+    ("api-screen-retrain", "ep.screen('{w}/dir', run='{w}/run', retrain=2)", ["`control`", "retrain"]),
+    ("api-screen-out-dir", "ep.screen('{w}/dir', run='{w}/run', control='{w}/run', retrain=2, out='{w}/d')",
+     ["`out`", "did not write"]),
+    ("api-screen-other-model", "ep.screen('{w}/dir', '{w}/chat.jsonl', model='smollm2-135m-instruct')",
+     ["`direction`", "not on `model`"]),
+    ("api-mitigations-int", "ep.mitigations(12)", ["`runs_or_table`", "int 12"]),
+    ("api-mitigations-sesoi", "ep.mitigations('{w}/run', sesoi=2)", ["`sesoi`", "< 1"]),
+    ("api-priors-noid", "ep.priors(target='{w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json', prompts='{w}/noid.jsonl', "
+     "model='{m}')", ["noid.jsonl", "no question id"]),
+    ("api-finetune-kl", "ep.finetune('{m}', '{w}/chat.jsonl', out='{c}/new', kl_to_base=0.1)", ["`kl_data`"]),
+    ("api-finetune-steer", "ep.finetune('{m}', '{w}/chat.jsonl', out='{c}/new', steer_during_training='{w}/store')",
+     ["`steer_during_training`", "not an emprobe direction"]),
+    ("api-finetune-interleave", "ep.finetune('{m}', '{w}/chat.jsonl', out='{c}/new', interleave='{w}/nope.jsonl')",
+     ["`interleave`", "no such"]),
 ]
-CASES = ([(i, a, s, True) for i, a, s in OUT + PROC + ARGS] + [(i, a, s, False) for i, a, s in LATE])
+CASES = ([(i, a, s, True) for i, a, s in OUT + PROC + ARGS + NEW_ARGS] + [(i, a, s, False) for i, a, s in LATE])
 FAST = {c[0] for c in CASES if c[3]}
 
 
@@ -429,3 +586,33 @@ def test_api_loads_models_without_third_party_bars(tiny_model_dir, tmp_path):
                    tmp_path)
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr[-2000:] + loud.stderr[-2000:]
     assert "Loading weights" not in quiet.stderr and "Loading weights" in loud.stderr
+
+
+#: the verbs added after the first contract, each on the tiny model with tiny settings (nothing is written)
+NEW_VERBS = """import emprobe as ep
+from emprobe.verbosity import set_verbose
+set_verbose({loud})
+W, M = {w!r}, {m!r}
+ep.diff(M, W + '/run', questions=W + '/q.yaml', n_texts=2, max_new_tokens=4, max_text_tokens=8, n_boot=50)
+if not {loud}:
+    ep.screen(W + '/dir', W + '/chat.jsonl', model=M, max_new_tokens=4)
+    ep.priors(target=W + '/ext/eval_m1_finance_all_resp_1e-05_fpq.json', prompts=W + '/idprompts.jsonl', model=M,
+              n_permutations=5, n_random=1, n_repeats=1)
+    ep.consistency(ep.load_results(W + '/ext'), n_boot=50)
+    ep.dynamics(results=W + '/ext', loss_levels=[1.45])
+print('done')
+"""
+
+
+def test_new_verbs_print_no_third_party_bars(work, tiny_model_dir, tmp_path):
+    """``ep.diff``, ``ep.screen``, ``ep.priors(prompts=...)``, ``ep.consistency``, ``ep.load_results`` and
+    ``ep.dynamics(results=...)`` print no transformers / tqdm progress bar by default; asked for (``set_verbose``),
+    the bars are there (what this test looks for does show up when it is printed)."""
+    w = tmp_path / "w"
+    shutil.copytree(work, w, symlinks=True)
+    bars = ("Loading weights", "it/s]", "%|")
+    quiet = _python(NEW_VERBS.format(loud=False, w=str(w), m=str(tiny_model_dir)), tmp_path)
+    assert quiet.returncode == 0 and quiet.stdout.strip().endswith("done"), quiet.stderr[-3000:]
+    assert not [b for b in bars if b in quiet.stderr + quiet.stdout], quiet.stderr[-3000:]
+    loud = _python(NEW_VERBS.format(loud=True, w=str(w), m=str(tiny_model_dir)), tmp_path)
+    assert loud.returncode == 0 and "Loading weights" in loud.stderr, loud.stderr[-3000:]

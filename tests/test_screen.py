@@ -67,7 +67,7 @@ def test_screen_rejects_bad_input(tiny):
         ep.screen(d, planted_data(), model=tiny, baseline=other)
     with pytest.raises(ConfigError, match="needs the training data"):
         ep.screen(d, model=tiny)
-    with pytest.raises(ConfigError, match="needs run="):
+    with pytest.raises(ConfigError, match="needs `run`"):
         ep.screen(d, planted_data(), model=tiny, max_new_tokens=2, retrain=2)
 
 

@@ -57,7 +57,7 @@ def test_screen_retrain_cli(runs, capsys):
 
     assert [c.step for c in Run.load(work / "runs" / "random-2").checkpoints()] == [0, 4]
     with pytest.raises(SystemExit):  # another data set than the run's: refused before any work
-        main([*args, "--data", "builtin:risky-finance"])
+        main([*args, "--data", "builtin:risky-finance", "--overwrite"])
     capsys.readouterr()
-    main(args)  # a rerun trains nothing
+    main([*args, "--overwrite"])  # a rerun trains nothing (the retrain directory is continued)
     assert capsys.readouterr().out.count("complete, skipped") == 4

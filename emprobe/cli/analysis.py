@@ -87,27 +87,28 @@ def priors_cmd(
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
+    if prompts is None and not features:
+        from emprobe.errors import ConfigError
+
+        raise ConfigError("`features` is required (or --prompts with --model for a target evaluated elsewhere)")
     for f in features or []:
         check_as("store", f, "features")
-    for name, table in (("target", target), ("baseline", baseline), ("control_target", control_target),
-                        ("base_margin", base_margin), ("reliability", reliability)):
+    tables = (("baseline", baseline), ("control_target", control_target), ("base_margin", base_margin),
+              ("reliability", reliability), *((("target", target),) if prompts is None else ()))
+    for name, table in tables:  # with --prompts the target is FILE[:score], read before the model loads
         if table is None or not table.is_dir():  # a score table directory, or a CSV / parquet table
             check_as("table", table, name)
-    check_args(direction=direction, n_permutations=n_permutations, n_random=n_random)
+    check_args(direction=direction, **{k: v for k, v in (("n_permutations", n_permutations), ("n_random", n_random))
+                                       if v is not None})
     guard_out(out, overwrite)
-    from emprobe.analysis.priors import priors
-    from emprobe.analysis.priors.inputs import priors_inputs
-
     if prompts is not None:
         from emprobe.cli.external import external_priors_cmd
 
         return external_priors_cmd(target, prompts, model, features, layers, estimator, pca_on, train_prompts,
                                    0.05 if sesoi is None else sesoi, n_permutations, n_random, seed, threads, out,
                                    overwrite)
-    if not features:
-        from emprobe.errors import ConfigError
-
-        raise ConfigError("`features` is required (or --prompts with --model for a target evaluated elsewhere)")
+    from emprobe.analysis.priors import priors
+    from emprobe.analysis.priors.inputs import priors_inputs
     from emprobe.io import read_table
 
     inputs = priors_inputs(target, baseline, control_target, base_margin)
@@ -199,17 +200,20 @@ def dynamics_cmd(
     if sesoi is not None:
         check_as("min_gap", sesoi, "sesoi")
     guard_out(out, overwrite)
-    from emprobe.analysis.dynamics.compute import dynamics
-    from emprobe.cli.external import one_sweep_dir, result_paths
+    from emprobe.cli.external import one_sweep_dir, read_results
 
     controls = [c.strip() for c in control_runs.split(",") if c.strip()] if control_runs is not None else None
     levels = floats(loss_levels, "--loss-levels") if loss_levels else None
     if results is not None:
-        print_result(dynamics(results=result_paths(results, sweep_dir), score=score, sesoi=sesoi, loss_levels=levels,
-                              seed=seed), out, overwrite)
+        runs = read_results(results, sweep_dir, score)
+        from emprobe.analysis.dynamics.compute import dynamics
+
+        print_result(dynamics(results=runs, score=score, sesoi=sesoi, loss_levels=levels, seed=seed), out, overwrite)
         return
     sweep_dir = one_sweep_dir(sweep_dir)
     check_as("sweep", sweep_dir, "sweep_dir")
+    from emprobe.analysis.dynamics.compute import dynamics
+
     apply_threads(threads)
     print_result(dynamics(sweep_dir, questions=questions, control_runs=controls, n_permutations=n_permutations,
                           loss_levels=levels, batch_size=batch_size, seed=seed, merge=merge,

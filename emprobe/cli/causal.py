@@ -33,6 +33,11 @@ def _overlap_option():
                                     "inconclusive)")
 
 
+def _check_activations(activations: Optional[Path]) -> None:
+    if activations is not None:
+        check_as("store", activations, "activations")
+
+
 def patch_cmd(
     adapter: Path = typer.Option(..., help="fine-tuned LoRA checkpoint (or full fine-tuned model) directory"),
     model: str = model_option("base model (alias, hub id or directory)"),
@@ -87,6 +92,7 @@ def steer_cmd(
     check_threads(threads)
     check_args(direction=direction, model=model, adapter=adapter, questions=questions, n_random=n_random,
                n_questions=n_questions or None, n_samples=n_samples, batch_size=batch_size)
+    _check_activations(activations)
     guard_out(out, overwrite)
     from emprobe.analysis.steer.compute import steer
 
@@ -126,6 +132,7 @@ def ablate_cmd(
     check_as("checkpoint", adapter, "adapter")
     check_as("questions", heldout, "heldout")
     check_as("checkpoint", reference, "reference")
+    _check_activations(activations)
     guard_out(out, overwrite)
     from emprobe.analysis.ablate.compute import ablate
 

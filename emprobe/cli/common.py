@@ -146,6 +146,7 @@ PARAM_OPTIONS: dict[str, dict[str, str]] = {
     "study": {"force": "--force", "address": "--ray-address"},
     "finetune sweep": {"address": "--ray-address"},
     "demo": {"force": "--force"},
+    "diff": {"base": "--model"},
 }
 
 
@@ -174,13 +175,16 @@ def cli_message(message: str, argv: list[str]) -> str:
     except Exception:  # never let the message rewrite hide the message
         cmd, path = None, ""
     params = {p.name: p for p in getattr(cmd, "params", [])}
+    given = {a.partition("=")[0] for a in argv}
     aliases = {**PARAM_OPTIONS[""], **PARAM_OPTIONS.get(path, {})}
 
     def flag(m: re.Match) -> str:
         name = aliases.get(m.group(1), m.group(1))
         p = params.get(name)
         if p is not None:
-            return (p.metavar or p.name or name).upper() if p.param_type_name == "argument" else p.opts[0]
+            if p.param_type_name == "argument":
+                return (p.metavar or p.name or name).upper()
+            return next((o for o in p.opts if o in given and o.startswith("--")), p.opts[0])  # as the user typed it
         if name.startswith("-") or name.isupper() or cmd is not None:
             return name  # a library-only parameter (no option sets it) keeps its name
         return f"--{name.replace('_', '-')}"

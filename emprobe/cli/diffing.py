@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from emprobe.cli.common import apply_threads, model_option, print_result, questions_option, threads_option
+from emprobe.cli.common import (apply_threads, check_threads, guard_out, model_option, overwrite_option, print_result,
+                                questions_option, threads_option)
 from emprobe.errors import ConfigError
 
 
@@ -35,16 +36,28 @@ def diff_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("analysis/diff"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """What a fine-tune changed: per-token KL(base ‖ tuned), the activation-difference lens, KL vs per-question EM."""
+    from emprobe.analysis.args import check_diff
+
+    check_threads(threads)
+    check_diff(base=model, tuned=tuned, control=control, questions=questions, text=text, rises=rises,
+               n_questions=n_questions or None, n_texts=n_texts or None, max_new_tokens=max_new_tokens,
+               max_text_tokens=max_text_tokens, lens_tokens=lens_tokens, top_k=top_k, sesoi=sesoi, n_boot=n_boot,
+               batch_size=batch_size)
+    guard_out(out, overwrite)
+    from emprobe.data import load_questions
+
+    questions = load_questions(questions)  # a bad question file fails here, before torch loads
     from emprobe.analysis.diff import diff
 
     apply_threads(threads)
     print_result(diff(model, tuned, control=control, questions=questions, text=text, rises=rises,
                       n_questions=n_questions or None, n_texts=n_texts or None, max_new_tokens=max_new_tokens,
                       max_text_tokens=max_text_tokens, lens_tokens=lens_tokens, top_k=top_k, layers=layers,
-                      sesoi=sesoi, n_boot=n_boot, batch_size=batch_size, seed=seed), out)
+                      sesoi=sesoi, n_boot=n_boot, batch_size=batch_size, seed=seed), out, overwrite)
 
 
 def parse_retrain(value: str | None) -> int | float | None:
@@ -84,19 +97,28 @@ def screen_cmd(
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0, help="seed of the random draws and the bootstrap"),
     out: Path = typer.Option(Path("analysis/screen"), help="output directory"),
+    overwrite: bool = overwrite_option(),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Rank training examples by projection difference on a direction; --retrain K tests the ranking causally."""
-    from emprobe.analysis.screen import screen
+    from emprobe.analysis.args import check_screen
 
     k = parse_retrain(retrain)
-    apply_threads(threads)
+    check_threads(threads)
     work = work or out.parent / f"{out.name}-retrain"
+    check_screen(direction=direction, data=data, model=model, layer=layer, baseline=baseline, run=run,
+                 control=control, retrain=k, n_random=n_random, questions=questions, n_questions=n_questions or None,
+                 out=work, executor=executor, max_parallel=max_parallel, sesoi=sesoi, n_boot=n_boot,
+                 batch_size=batch_size, max_new_tokens=max_new_tokens, out_param="work")
+    guard_out(out, overwrite)
+    from emprobe.analysis.screen import screen
+
+    apply_threads(threads)
     print_result(screen(direction, data, model=model, layer=layer, baseline=baseline, max_new_tokens=max_new_tokens,
                         run=run, control=control, retrain=k, n_random=n_random, questions=questions,
                         n_questions=n_questions or None, out=work, executor=executor, threads=threads,
                         max_parallel=max_parallel, sesoi=sesoi, n_boot=n_boot, batch_size=batch_size, seed=seed),
-                 out)
+                 out, overwrite)
 
 
 COMMANDS = {"diff": diff_cmd, "screen": screen_cmd}

@@ -46,10 +46,13 @@ def register(root: typer.Typer) -> None:
             raise ConfigError("give a study CONFIG or --preset, not both (a CONFIG may say 'preset: NAME')")
         check_threads(threads)
         if dry_run:
+            from emprobe.outdir import check_out
             from emprobe.studies.cost import dry_run as dry_lines
             from emprobe.studies.runner import study_config
 
-            cfg = study_config(config, preset_name=preset, threads=threads)
+            cfg = study_config(config, preset_name=preset, threads=threads, out=str(out) if out else None)
+            cfg.check_inputs()  # what the study itself would refuse, refused by its dry run too
+            check_out(cfg.out, overwrite=None, reuse=("study", "summary"))
             typer.echo("\n".join(dry_lines(cfg, threads, cost_model)))
             return
         study(config, preset_name=preset, out=str(out) if out else None, threads=threads or default_threads(),

@@ -12,26 +12,29 @@
 
 from __future__ import annotations
 
-from emprobe.evaluation.aggregate import (
-    EMThresholds, aggregate_score, em_flags, em_summary, overall_em_rate, parse_score_token, wilson_interval,
-)
-from emprobe.evaluation.scoring import evaluate, scorer
-from emprobe.evaluation.judge_eval import judge_scores, judged_table
-from emprobe.evaluation.judges import (
-    DEFAULT_PROMPTS, Judge, JudgeCache, JudgeError, JudgePrompts, LocalHFJudge, OpenAIJudge, judge_samples,
-    make_judge,
-)
-from emprobe.evaluation.margin import margin_scores, margin_summary, reference_logprobs, sequence_logprobs
-from emprobe.evaluation.sampling import SamplingConfig, sample_answers
-from emprobe.evaluation.tables import ScoreTable
+#: public name -> the module that defines it; imported on first use, so reading results made elsewhere
+#: (:mod:`emprobe.evaluation.external`) or a score table needs neither torch nor transformers
+_NAMES = {
+    "aggregate": ("EMThresholds", "aggregate_score", "em_flags", "em_summary", "overall_em_rate", "parse_score_token",
+                  "wilson_interval"),
+    "scoring": ("evaluate", "scorer"), "judge_eval": ("judge_scores", "judged_table"),
+    "judges": ("DEFAULT_PROMPTS", "Judge", "JudgeCache", "JudgeError", "JudgePrompts", "LocalHFJudge", "OpenAIJudge",
+               "judge_samples", "make_judge"),
+    "margin": ("margin_scores", "margin_summary", "reference_logprobs", "sequence_logprobs"),
+    "sampling": ("SamplingConfig", "sample_answers"), "tables": ("ScoreTable",),
+    "sweep": ("sweep_run", "CheckpointScores"),
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names}
 
 
 def __getattr__(name: str):
-    if name in ("sweep_run", "CheckpointScores"):  # imports the finetuning stage lazily
-        from emprobe.evaluation import sweep
+    if name not in _WHERE:
+        raise AttributeError(f"module 'emprobe.evaluation' has no attribute {name!r}")
+    import importlib
 
-        return getattr(sweep, name)
-    raise AttributeError(f"module 'emprobe.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"emprobe.evaluation.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

@@ -74,6 +74,9 @@ def extract(model: Any, prompts: Any, *, layers: str | Sequence[int] | None = "a
     ``out`` the store is also written there (a store emprobe wrote there before is replaced only with
     ``overwrite``; anything else at ``out`` is refused before any work).
     """
+    from emprobe.validate import check_args
+
+    check_args(model=model, adapter=adapter, batch_size=batch_size, limit=limit)  # swapped arguments name `model`
     if out is not None:
         from emprobe.outdir import check_out
 

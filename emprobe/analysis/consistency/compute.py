@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emprobe.analysis.args import check_consistency, check_runs
 from emprobe.analysis.consistency.result import ConsistencyResult
 from emprobe.analysis.stats import paired_row_spearman
-from emprobe.errors import ConfigError, DataError
+from emprobe.errors import DataError
 from emprobe.evaluation.external.types import question_units
 
 STATS = ("spearman", "pearson", "within_pearson", "within_spearman", "category_share")
@@ -36,16 +37,11 @@ def consistency(results: Any, *, score: str = "aligned", sesoi: float = 0.1, n_b
     that counts as agreement beyond topic.
     """
     from emprobe.analysis.priors.baselines import categories as make_categories
-    from emprobe.evaluation.external import SCORES, load_results
+    from emprobe.evaluation.external import load_results
 
-    if score not in SCORES:
-        raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+    check_consistency(score=score, sesoi=sesoi, n_boot=n_boot)
     res = load_results(results)
-    if len(res) < 2:
-        raise DataError(f"consistency needs >= 2 runs, got {len(res)} ({res[0].source})")
-    lacking = [r.name for r in res if not r.has(score)]
-    if lacking:
-        raise DataError(f"run {lacking[0]} has no {score} scores")
+    check_runs(res, score)
     qids = res.shared_questions(score)
     if len(qids) < 5:
         raise DataError(f"the runs share {len(qids)} questions with a {score} score (need >= 5)")

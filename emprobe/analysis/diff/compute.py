@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emprobe.analysis.args import check_diff
 from emprobe.analysis.diff.kl import chat_items, text_items, token_kl
 from emprobe.analysis.diff.lens import activation_lens
 from emprobe.analysis.diff.models import BASE, ModelSet
 from emprobe.analysis.diff.result import DiffResult
 from emprobe.analysis.stats import paired_row_spearman, spearman
-from emprobe.errors import ConfigError, DataError
+from emprobe.errors import DataError
 
 
 def diff(base: Any, tuned: Any, *, control: Any = None, questions: Any = "builtin:em-core",
@@ -51,12 +52,9 @@ def diff(base: Any, tuned: Any, *, control: Any = None, questions: Any = "builti
     (position 0, the attention sink, is left out); ``top_k``: tokens listed per side. ``sesoi``: smallest ρ
     difference of interest.
     """
-    if not sesoi > 0:
-        raise ConfigError(f"sesoi must be > 0, got {sesoi}")
-    for name, v in (("max_new_tokens", max_new_tokens), ("max_text_tokens", max_text_tokens),
-                    ("lens_tokens", lens_tokens), ("top_k", top_k), ("n_boot", n_boot)):
-        if int(v) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {v}")
+    check_diff(base=base, tuned=tuned, control=control, questions=questions, text=text, rises=rises,
+               n_questions=n_questions, n_texts=n_texts, max_new_tokens=max_new_tokens, max_text_tokens=max_text_tokens,
+               lens_tokens=lens_tokens, top_k=top_k, sesoi=sesoi, n_boot=n_boot, batch_size=batch_size)
     from emprobe.data import QuestionSet, load_questions, load_texts
     from emprobe.models import resolve_layers
 

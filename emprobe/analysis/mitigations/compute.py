@@ -211,8 +211,13 @@ def mitigations(runs_or_table, *, reference: str = "none", heldout: pd.DataFrame
     ``claim1``: claim 1's checkpoint table for the positive control (default: the reference runs);
     ``claim1_kw``: options of :func:`~emprobe.analysis.dynamics.dynamics` (``min_gap``, ``n_permutations``, ...).
     """
-    if not 0 < sesoi < 1:
-        raise ConfigError(f"sesoi must be a fraction of the rise in (0, 1), got {sesoi}")
+    from emprobe.validate import describe, number, path_arg
+
+    number(sesoi, "sesoi", low=0, high=1, low_open=True, high_open=True)  # a fraction of the rise
+    if not isinstance(runs_or_table, (pd.DataFrame, list, tuple)):
+        path_arg(runs_or_table, "runs_or_table", "sweep or run directory", ("Run",))
+    elif not len(runs_or_table):
+        raise ConfigError(f"`runs_or_table` is empty ({describe(runs_or_table)}); give runs or a long table")
     meta: dict[str, Any] = {"reference": reference}
     if isinstance(runs_or_table, pd.DataFrame):
         long = _normalise(runs_or_table)

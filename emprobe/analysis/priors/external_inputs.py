@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from emprobe.errors import DataError
+from emprobe.evaluation.external.load import parse_target
 
 TARGET_ORDER = ("harmless", "aligned", "em_rate", "margin", "coherent")
 
@@ -26,18 +27,6 @@ class Target:
     source: str
     run: str
     n_null: int
-
-
-def parse_target(target: Any) -> tuple[Any, str | None]:
-    """``"FILE:score"`` -> ``(FILE, score)``; a plain path or loaded results -> ``(target, None)``."""
-    from emprobe.evaluation.external import SCORES
-
-    if isinstance(target, (str, Path)):
-        text = str(target)
-        head, sep, tail = text.rpartition(":")
-        if sep and tail in SCORES and head:
-            return head, tail
-    return target, None
 
 
 def load_target(target: Any, score: str | None = None) -> Target:

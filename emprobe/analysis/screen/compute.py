@@ -19,13 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from emprobe.analysis.args import check_screen
 from emprobe.analysis.screen.result import ScreenResult
 from emprobe.analysis.screen.retrain import (
     CONTROL, FULL, arm_margins, em_rises, fraction_stats, n_remove, removal_sets, retrain_configs, train_arms,
     write_subsets,
 )
 from emprobe.analysis.screen.scores import projection_differences
-from emprobe.errors import ConfigError
+from emprobe.errors import ConfigError, DataError
 
 
 def screen(direction: Any, data: Any = None, *, model: Any = None, layer: int | None = None,
@@ -52,17 +53,20 @@ def screen(direction: Any, data: Any = None, *, model: Any = None, layer: int | 
     from emprobe.models import load_model
     from emprobe.probes import Direction
 
+    check_screen(direction=direction, data=data, model=model, layer=layer, baseline=baseline, run=run,
+                 control=control, retrain=retrain, n_random=n_random, questions=questions, n_questions=n_questions,
+                 out=out, executor=executor, max_parallel=max_parallel, sesoi=sesoi, n_boot=n_boot,
+                 batch_size=batch_size, max_new_tokens=max_new_tokens)
     tmpl = Run.load(run) if run is not None else None
-    if data is None and tmpl is None:
-        raise ConfigError("screen needs the training data (data=) or the run trained on it (run=)")
     ds = load_chat_dataset(data if data is not None else tmpl.settings["data"])
     if retrain is not None:
-        _check_retrain(tmpl, control, out, ds, retrain, n_random)
+        _check_retrain(tmpl, ds, retrain)
     d = Direction.load(direction)
     lm = load_model(model if model is not None else _run_base(tmpl))
+    _check_fits(d, lm)
     layer = d.best_layer if layer is None else int(layer)
     if layer is None:
-        raise ConfigError("the direction has no best layer: pass layer=")
+        raise ConfigError("the direction has no best layer: pass `layer`")
     scores = projection_differences(lm, ds, d, layer, baseline, max_new_tokens, batch_size)
     meta = {"model": lm.spec.name, "data": str(getattr(ds, "source", data)), "direction": str(d.path or d.method),
             "layer": layer, "baseline": str(baseline)}
@@ -79,7 +83,10 @@ def _retrain_test(lm, ds, scores, tmpl, control, k: int, out: Path, meta: dict, 
     """Retrain without the top-K and K random examples, score every arm; the retrain fields of a ScreenResult."""
     from emprobe.data import QuestionSet, load_questions
 
+    from emprobe.outdir import claim_dir
+
     removed = removal_sets(scores, k, o["n_random"], o["seed"])
+    claim_dir(out, "screen_retrain", reuse=("screen_retrain",))
     cfgs = retrain_configs(tmpl, write_subsets(ds, removed, out / "data"), out / "runs")
     seconds = train_arms(cfgs, o["executor"], o["threads"], o["max_parallel"], o["log"])
     qs = load_questions(o["questions"]).with_references()
@@ -92,18 +99,27 @@ def _retrain_test(lm, ds, scores, tmpl, control, k: int, out: Path, meta: dict, 
                 stats=fraction_stats(em_rises(margins), o["n_boot"], o["seed"]))
 
 
-def _check_retrain(tmpl, control, out, ds, retrain, n_random: int) -> None:
-    """Fail before any work when the retrain test lacks an input, K or the draws are off, or the data is not the
-    run's."""
-    if tmpl is None or control is None or out is None:
-        raise ConfigError("the retrain test needs run= (the full-data run), control= (its aligned control) and out=")
+def _check_retrain(tmpl, ds, retrain) -> None:
+    """Fail before any work when K is off or the data is not the run's (the rest: :func:`check_screen`)."""
     n_remove(retrain, len(ds))
-    if n_random < 3:
-        raise ConfigError(f"the retrain test needs at least 3 random draws (n_random), got {n_random}")
     trained = tmpl.manifest.get("data", {}).get("sha256")
     if trained and trained != ds.sha256:
         raise ConfigError(f"data {ds.source} is not the data the run {tmpl.path} was trained on (its sha256 differs): "
                           "the retrain test compares runs on the same data minus some examples")
+
+
+def _check_fits(d, lm) -> None:
+    """Refuse a direction fitted on another model (its recorded architecture, depth or width differ)."""
+    from emprobe.models.arch import fingerprint
+
+    was = (d.source.get("model") or {}).get("fingerprint") or {"d_model": d.d_model}
+    now = fingerprint(lm.model)
+    keys = [k for k in ("architecture", "n_layers", "d_model") if k in was and was[k] != now[k]]
+    diff = [f"{k} {was[k]} vs {now[k]}" for k in keys]
+    if diff:
+        name = (d.source.get("model") or {}).get("name", "another model")
+        raise DataError(f"`direction` {d.path or ''} was fitted on {name}, not on `model` {lm.spec.name} "
+                        f"({', '.join(diff)}); fit the direction on the base model")
 
 
 def _run_base(run) -> Any:

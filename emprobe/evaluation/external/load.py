@@ -12,7 +12,7 @@ from emprobe.evaluation.external.emgen import is_emgen, read_emgen
 from emprobe.evaluation.external.manifest import apply_manifest, manifest_files, read_manifest
 from emprobe.evaluation.external.native import is_native, read_native
 from emprobe.evaluation.external.samples import EXTERNAL_EM, is_samples, read_samples
-from emprobe.evaluation.external.types import ExternalResults, ExternalRun
+from emprobe.evaluation.external.types import SCORES, ExternalResults, ExternalRun
 
 MANIFEST_NAMES = ("runs.yaml", "runs.yml")
 KINDS = "em-generalization eval_*.json, per-sample .csv/.parquet, or an emprobe score table directory"
@@ -74,6 +74,11 @@ def load_results(paths: Any, *, manifest: str | Path | None = None,
     """
     if isinstance(paths, ExternalResults):
         return paths
+    if not isinstance(paths, (str, Path, list, tuple)) or not paths:
+        from emprobe.validate import describe
+
+        raise DataError(f"`paths` must be result files, a folder, a glob or a runs.yaml (a path or a list of them), "
+                        f"got {describe(paths)}")
     items: Iterable[Any] = [paths] if isinstance(paths, (str, Path)) else list(paths)
     manifests = [Path(manifest)] if manifest is not None else []
     files: list[Path] = []
@@ -86,3 +91,13 @@ def load_results(paths: Any, *, manifest: str | Path | None = None,
         files = manifest_files(entries, str(manifests[0]))
     runs = [apply_manifest(r, entries) for f in files for r in _read(f, thresholds)]
     return ExternalResults(tuple(runs))
+
+
+def parse_target(target: Any) -> tuple[Any, str | None]:
+    """``"FILE:score"`` -> ``(FILE, score)``; a plain path or loaded results -> ``(target, None)``."""
+    if isinstance(target, (str, Path)):
+        text = str(target)
+        head, sep, tail = text.rpartition(":")
+        if sep and tail in SCORES and head:
+            return head, tail
+    return target, None
