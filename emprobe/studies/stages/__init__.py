@@ -42,6 +42,7 @@ REGISTRY: tuple[StageSpec, ...] = (
     StageSpec("priors", "priors", claim="Claim 2"),
     StageSpec("dynamics", "dynamics", claim="Claim 1"),
     StageSpec("overlap", "overlap", claim="Claim 3"),
+    StageSpec("diff", "diff"),
     StageSpec("patch", "causal", "patch_stage"),
     StageSpec("steer", "causal", "steer_stage"),
     StageSpec("ablate", "causal", "ablate_stage"),
