@@ -95,7 +95,7 @@ class WorkerPool:
         self.cache_dir = tempfile.mkdtemp(prefix="emprobe-val-cache-")
 
     def _spawn(self) -> _Worker:
-        from emprobe.finetuning.executors import _die_with_parent
+        from emprobe.finetuning.processes import _die_with_parent
 
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         env[VAL_CACHE_ENV] = self.cache_dir
