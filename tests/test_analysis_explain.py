@@ -251,4 +251,4 @@ def test_cli_explain_writes_the_result(tmp_path, capsys):
     assert summary["sesoi"] == 0.05 and "p_holm_prior_prediction" in summary
     with pytest.raises(SystemExit) as e:
         main(["explain", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "ex2")])
-    assert e.value.code == 2 and "no such rises table" in capsys.readouterr().err
+    assert e.value.code == 2 and "RISES" in (err := capsys.readouterr().err) and "no such table file" in err
