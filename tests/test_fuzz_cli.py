@@ -220,7 +220,8 @@ ANALYSES = {"track": "track {w}/run --directions {w}/dir -q {w}/q.yaml",
             "monitor": "monitor {w}/run --direction {w}/dir -q {w}/q.yaml", "explain": "explain {w}/rises.csv",
             "patch": "patch --adapter {ck} --model {m} -q {w}/q.yaml",
             "steer": "steer --direction {w}/dir --model {m} -q {w}/q.yaml",
-            "ablate": "ablate --direction {w}/dir --adapter {ck} --model {m} -q {w}/q.yaml --heldout {w}/q.yaml"}
+            "ablate": "ablate --direction {w}/dir --adapter {ck} --model {m} -q {w}/q.yaml --heldout {w}/q.yaml",
+            "mitigations": "mitigations {w}/run -q {w}/q.yaml"}
 OUT += [case for verb, cmd in ANALYSES.items() for case in (
     (f"{verb}-file", cmd + " --out {w}/v.txt", ["--out", "existing file"]),
     (f"{verb}-dir", cmd + " --out {w}/d --overwrite", ["--out", "did not write"]))]

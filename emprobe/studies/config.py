@@ -14,7 +14,8 @@ stages: [finetune, margins, directions, track, priors, dynamics, overlap, patch,
 
 Every (dataset, schedule, lr, seed) cell is one fine-tuning run; each dataset's control trains once, at the
 first schedule / lr / seed. Presets: ``demo`` (one dataset, one schedule: the former ``emprobe demo``),
-``fast`` (the demo, smaller) and ``paper`` (two datasets x three schedules x two learning rates).
+``fast`` (the demo, smaller), ``paper`` (two datasets x three schedules x two learning rates) and ``mitigations``
+(one dataset x five training-time mitigations and ``none``: ``grid.mitigations``, :mod:`.mitigation_grid`).
 """
 
 from __future__ import annotations
