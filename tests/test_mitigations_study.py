@@ -102,7 +102,7 @@ def test_mitigations_stage_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     assert sec["verdict"]["verdict"] in ("supported", "not supported", "inconclusive")
     assert (out / sec["plots"][0]).is_file()
     table = read_json(out / "mitigations" / "result" / "summary.json")
-    assert table["n_mitigations"] == 2 and table["kind"] == "mitigations"
+    assert table["n_mitigations"] == 2 and table["kind"] == "analysis-mitigations"
     import pandas as pd
 
     effects = pd.read_parquet(out / "mitigations" / "result" / "table.parquet")
