@@ -70,7 +70,8 @@ def test_stage_wiring_refuses_missing_inputs(tmp_path):
     from emprobe.studies.runner import build_stages
 
     steer = {"none": {}, "steer": {"steer_during_training": "persona"}}
-    no_dirs = StudyConfig(grid=Grid(mitigations=steer), stages=("finetune", "margins", "mitigations"), out=str(tmp_path))
+    no_dirs = StudyConfig(grid=Grid(mitigations=steer), stages=("finetune", "margins", "mitigations"),
+                          out=str(tmp_path))
     with pytest.raises(ConfigError, match="'finetune' needs stage 'directions'"):
         build_stages(StudyContext(no_dirs, log=None))
     no_axis = StudyConfig(stages=("finetune", "margins", "mitigations"), out=str(tmp_path))

@@ -238,7 +238,7 @@ class FinetuneConfig:
             self.checkpoint_steps(self.max_steps)  # explicit steps beyond `max_steps` fail before any loading
         if self.full and self.layers:
             raise ConfigError("`layers` restricts a LoRA adapter; it does not apply with `full`")
-        from emprobe.finetuning.mitigations import validate_mitigations
+        from emprobe.finetuning.mitigation_options import validate_mitigations
         from emprobe.models.arch import check_dtype, resolve_layers
 
         if self.layers:

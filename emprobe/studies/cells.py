@@ -1,5 +1,5 @@
-"""The study's fine-tuning runs: one per (dataset, schedule, lr, seed, mitigation) cell, plus one aligned-data control per
-dataset (trained at the grid's first schedule, lr and seed). Runs live under ``OUT/runs/<name>`` (outside any
+"""The study's fine-tuning runs: one per (dataset, schedule, lr, seed, mitigation) cell, plus one aligned-data control
+per dataset (trained at the grid's first schedule, lr and seed, without mitigation). Runs live under ``OUT/runs/<name>`` (outside any
 stage directory), so a changed cell retrains that run only: a finished run with the same settings is reused."""
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def finetune_config(cfg: StudyConfig, cell: Cell, runs_dir: Path):
 
     t = cfg.training
     mitigation = {m.name: m for m in cfg.grid.mitigations}[cell.mitigation].resolved(runs_dir.parent / "directions")
-    return FinetuneConfig(**mitigation, model=cfg.model, data=cell.data, out=str(runs_dir / cell.name), max_steps=t.steps,
+    return FinetuneConfig(**mitigation, model=cfg.model, data=cell.data, out=str(runs_dir / cell.name),
+                          max_steps=t.steps,
                           save_steps=t.checkpoints(), lr=cell.lr, schedule=cell.schedule,
                           warmup_steps=t.warmup_steps, decay_fraction=t.decay_fraction, batch_size=t.batch_size,
                           max_length=t.max_length, lora_r=t.lora_r, lora_alpha=2 * t.lora_r, seed=cell.seed,

@@ -24,13 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from emprobe.errors import ConfigError
+from emprobe.finetuning.mitigation_options import FIELDS, OPTIONS, validate_mitigations
 
 NONE = "none"
 #: the direction names a study fits itself (its ``directions`` stage)
 STUDY_DIRECTIONS = ("mean_diff", "persona")
-#: every FinetuneConfig field a mitigation set may set
-FIELDS = ("kl_to_base", "kl_data", "kl_batch_size", "interleave", "interleave_fraction", "inoculation_prompt",
-          "steer_during_training", "steer_alpha", "ablate_during_training", "direction_layer")
 _DIRECTION_FIELDS = ("steer_during_training", "ablate_during_training")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -98,9 +96,8 @@ def parse_mitigations(value: Any) -> tuple[MitigationSpec, ...]:
 
 def check_mitigations(specs: tuple[MitigationSpec, ...], batch_size: int) -> None:
     """``none`` present and empty, every other set enabling a mitigation, option values of the right type and
-    range (the fine-tuning checks, :func:`~emprobe.finetuning.mitigations.validate_mitigations`)."""
-    from emprobe.finetuning import FinetuneConfig
-    from emprobe.finetuning.mitigations import OPTIONS, validate_mitigations
+    range (the fine-tuning checks, :func:`~emprobe.finetuning.mitigation_options.validate_mitigations`)."""
+    from emprobe.finetuning.config import FinetuneConfig
     from emprobe.validate import field_types
 
     by = {s.name: s for s in specs}
