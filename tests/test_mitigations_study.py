@@ -10,8 +10,16 @@ import pytest
 import yaml
 
 from emprobe.errors import ConfigError
-from emprobe.studies.cells import cells, finetune_config, reference_cell
 from emprobe.studies.config import Grid, Questions, StudyConfig, Training, preset
+
+# emprobe.studies.cells is imported inside the tests: importing the submodule at collection would rebind the
+# package's lazily loaded name `emprobe.studies.cells` (the function) to the module for later test files
+
+
+def _cells():
+    from emprobe.studies.cells import cells, finetune_config, reference_cell
+
+    return cells, finetune_config, reference_cell
 
 
 def test_preset_round_trips_through_yaml(tmp_path):
@@ -29,6 +37,7 @@ def test_preset_round_trips_through_yaml(tmp_path):
 
 
 def test_cells_cross_mitigations_with_datasets_and_keep_the_control(tmp_path):
+    cells, finetune_config, reference_cell = _cells()
     cfg = preset("mitigations")
     cs = cells(cfg)
     assert [c.name for c in cs] == ["risky-finance-misaligned", *(f"risky-finance-misaligned-{m}" for m in
