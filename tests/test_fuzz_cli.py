@@ -247,7 +247,8 @@ ANALYSES = {"track": "track {w}/run --directions {w}/dir -q {w}/q.yaml",
             "priors-prompts": "priors --target {w}/ext/eval_m1_finance_all_resp_1e-05_fpq.json:aligned --prompts "
                               "{w}/idprompts.jsonl --model {m}",
             "diff": "diff --tuned {ck} --model {m} -q {w}/q.yaml",
-            "screen": "screen --direction {w}/dir --data {w}/chat.jsonl --model {m}"}
+            "screen": "screen --direction {w}/dir --data {w}/chat.jsonl --model {m}",
+            "mitigations": "mitigations {w}/run -q {w}/q.yaml"}
 OUT += [case for verb, cmd in ANALYSES.items() for case in (
     (f"{verb}-file", cmd + " --out {w}/v.txt", ["--out", "existing file"]),
     (f"{verb}-dir", cmd + " --out {w}/d --overwrite", ["--out", "did not write"]))]

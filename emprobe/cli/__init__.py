@@ -10,7 +10,8 @@ import sys
 
 import typer
 
-from emprobe.cli import analysis, causal, data, diffing, evaluate, external, finetune, models, probes, report
+from emprobe.cli import (analysis, causal, data, diffing, evaluate, external, finetune, mitigations, models, probes,
+                         report)
 from emprobe.cli.common import cli_message, rewrite_aliases
 from emprobe.errors import EmprobeError
 
@@ -32,7 +33,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", help="show the librar
 
 
 # Each stage module exposes register(root): it adds its verbs / sub-apps to the root app.
-for _stage in (models, data, finetune, evaluate, probes, analysis, external, causal, diffing, report):
+for _stage in (models, data, finetune, evaluate, probes, analysis, external, causal, diffing, mitigations, report):
     _stage.register(app)
 
 

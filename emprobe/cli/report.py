@@ -26,7 +26,7 @@ def register(root: typer.Typer) -> None:
     def study_cmd(
         config: Optional[Path] = typer.Argument(None, help="study YAML (model, datasets, grid, training, questions, "
                                                            "stages); omit it to run --preset"),
-        preset: Optional[str] = typer.Option(None, "--preset", help="demo | fast | paper (used without CONFIG)"),
+        preset: Optional[str] = typer.Option(None, "--preset", help="demo | fast | paper | mitigations (used without CONFIG)"),
         out: Optional[Path] = typer.Option(None, help="output directory (stages and runs are cached here)"),
         threads: Optional[int] = threads_option(),
         force: bool = typer.Option(False, "--force", help="redo every stage instead of reusing finished ones"),

@@ -1,6 +1,7 @@
 """The mitigation options of ``FinetuneConfig`` checked without torch (:mod:`emprobe.finetuning.mitigations` holds
-what they do): ranges, combinations, and that their input files and directions exist, so a bad option is a
-one-line error before the model loads (``emprobe finetune --kl-to-base 0.1`` without ``--kl-data``: about a second).
+what they do): their names, ranges, combinations, that their input files and directions exist, and a run's label,
+so a bad option is a one-line error before the model loads (``emprobe finetune --kl-to-base 0.1`` without
+``--kl-data``: about a second); a study's config checks its mitigation sets with these too.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from emprobe.errors import ConfigError
 #: each mitigation's switch (a ``FinetuneConfig`` field) and its short name
 OPTIONS = {"kl_to_base": "kl", "interleave": "interleave", "inoculation_prompt": "inoculation",
            "steer_during_training": "steer", "ablate_during_training": "ablate"}
+#: every ``FinetuneConfig`` field that belongs to a mitigation (switches and their parameters)
+FIELDS = ("kl_to_base", "kl_data", "kl_batch_size", "interleave", "interleave_fraction", "inoculation_prompt",
+          "steer_during_training", "steer_alpha", "ablate_during_training", "direction_layer")
 
 
-def validate_mitigations(cfg) -> None:
+def validate_mitigations(cfg, inputs: bool = True) -> None:
     """Check the mitigation options of a ``FinetuneConfig`` (no model or data needed); one-line errors."""
     if not (cfg.kl_to_base >= 0 and math.isfinite(cfg.kl_to_base)):
         raise ConfigError(f"`kl_to_base` must be a finite β >= 0, got {cfg.kl_to_base}")
@@ -39,7 +43,8 @@ def validate_mitigations(cfg) -> None:
         raise ConfigError(f"`steer_alpha` must be finite, got {cfg.steer_alpha}")
     if cfg.direction_layer is not None and not (cfg.steer_during_training or cfg.ablate_during_training):
         raise ConfigError("`direction_layer` needs `steer_during_training` or `ablate_during_training`")
-    _check_inputs(cfg)
+    if inputs:  # a study names its own directions (`persona`, `mean_diff`) before they exist
+        _check_inputs(cfg)
 
 
 def _check_inputs(cfg) -> None:

@@ -1,5 +1,5 @@
-"""The study's fine-tuning runs: one per (dataset, schedule, lr, seed) cell, plus one aligned-data control per
-dataset (trained at the grid's first schedule, lr and seed). Runs live under ``OUT/runs/<name>`` (outside any
+"""The study's fine-tuning runs: one per (dataset, schedule, lr, seed, mitigation) cell, plus one aligned-data control
+per dataset (trained at the grid's first schedule, lr and seed, without mitigation). Runs live under ``OUT/runs/<name>`` (outside any
 stage directory), so a changed cell retrains that run only: a finished run with the same settings is reused."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emprobe.studies.config import StudyConfig
+from emprobe.studies.mitigation_grid import NONE
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,13 @@ class Cell:
     lr: float
     seed: int
     control: bool
+    mitigation: str = NONE  # a name of `grid.mitigations` (controls: none)
 
     def label(self) -> str:
-        return f"{self.dataset} control" if self.control else f"{self.dataset} {self.schedule} lr {self.lr:g}"
+        if self.control:
+            return f"{self.dataset} control"
+        return f"{self.dataset} {self.schedule} lr {self.lr:g}" + ("" if self.mitigation == NONE else
+                                                                   f" [{self.mitigation}]")
 
 
 def cells(cfg: StudyConfig) -> list[Cell]:
@@ -36,7 +41,9 @@ def cells(cfg: StudyConfig) -> list[Cell]:
             for lr in g.lrs:
                 for seed in g.seeds:
                     name = f"{ds.name}-{sched}-lr{lr:g}-s{seed}" if multi else f"{ds.name}-misaligned"
-                    out.append(Cell(name, ds.name, ds.data, sched, lr, seed, False))
+                    for m in g.mitigations:  # `none` keeps the name a study without the axis gives its run
+                        out.append(Cell(name + ("" if m.name == NONE else f"-{m.name}"), ds.name, ds.data, sched, lr,
+                                        seed, False, m.name))
     for ds in cfg.datasets:
         out.append(Cell(f"{ds.name}-control", ds.name, ds.control, g.schedules[0], g.lrs[0], g.seeds[0], True))
     return out
@@ -47,7 +54,9 @@ def finetune_config(cfg: StudyConfig, cell: Cell, runs_dir: Path):
     from emprobe.finetuning import FinetuneConfig
 
     t = cfg.training
-    return FinetuneConfig(model=cfg.model, data=cell.data, out=str(runs_dir / cell.name), max_steps=t.steps,
+    mitigation = {m.name: m for m in cfg.grid.mitigations}[cell.mitigation].resolved(runs_dir.parent / "directions")
+    return FinetuneConfig(**mitigation, model=cfg.model, data=cell.data, out=str(runs_dir / cell.name),
+                          max_steps=t.steps,
                           save_steps=t.checkpoints(), lr=cell.lr, schedule=cell.schedule,
                           warmup_steps=t.warmup_steps, decay_fraction=t.decay_fraction, batch_size=t.batch_size,
                           max_length=t.max_length, lora_r=t.lora_r, lora_alpha=2 * t.lora_r, seed=cell.seed,
@@ -68,4 +77,5 @@ def reference_cell(cfg: StudyConfig, dataset: str | None = None) -> Cell:
     (same schedule, lr and seed) of the first dataset, so 'misaligned vs control' differs only in the data."""
     ds = dataset or cfg.datasets[0].name
     ctl = control_cell(cfg, ds)
-    return next(c for c in main_cells(cfg, ds) if (c.schedule, c.lr, c.seed) == (ctl.schedule, ctl.lr, ctl.seed))
+    return next(c for c in main_cells(cfg, ds) if (c.schedule, c.lr, c.seed, c.mitigation) == (
+        ctl.schedule, ctl.lr, ctl.seed, NONE))

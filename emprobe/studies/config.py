@@ -15,7 +15,9 @@ claims: {sesoi_fraction: 0.25, sesoi_rho: 0.3, sesoi_overlap: 0.05, sesoi_pair_r
 
 Every (dataset, schedule, lr, seed) cell is one fine-tuning run; each dataset's control trains once, at the
 first schedule / lr / seed. Presets: ``demo`` (one dataset, one schedule: the former ``emprobe demo``),
-``fast`` (the demo, smaller) and ``paper`` (two datasets x three schedules x two learning rates x three seeds).
+``fast`` (the demo, smaller), ``paper`` (two datasets x three schedules x two learning rates x three seeds) and
+``mitigations`` (one dataset x five training-time mitigations and ``none``: ``grid.mitigations``,
+:mod:`.mitigation_grid`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from emprobe.errors import ConfigError
+from emprobe.studies.mitigation_grid import NONE, MitigationSpec, check_mitigations, mitigations_dict, parse_mitigations
 from emprobe.studies.stages import STAGES
 
 
@@ -64,8 +67,11 @@ class Grid:
     schedules: tuple[str, ...] = ("cosine",)
     lrs: tuple[float, ...] = (1e-3,)
     seeds: tuple[int, ...] = (0,)
+    # named training-time mitigation sets, `none` included (emprobe.studies.mitigation_grid)
+    mitigations: tuple[MitigationSpec, ...] = (MitigationSpec(NONE),)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "mitigations", parse_mitigations(self.mitigations))
         _check(self, "grid.", {"lrs": {"low": 0, "low_open": True}})
         for f in (f for f in ("schedules", "lrs", "seeds") if len(set(getattr(self, f))) < len(getattr(self, f))):
             raise ConfigError(f"`grid.{f}` repeats a value: {list(getattr(self, f))}")  # two runs, one directory
@@ -189,6 +195,7 @@ class StudyConfig:
         if bad:
             raise ConfigError(f"unknown schedule {bad[0]!r}; choose from {', '.join(SCHEDULES)}")
         self.training.checkpoints()
+        check_mitigations(self.grid.mitigations, self.training.batch_size)
 
     def check_inputs(self) -> "StudyConfig":
         """Every file and model the study reads, checked before the first stage runs (so a missing file fails in a
@@ -212,7 +219,9 @@ class StudyConfig:
 
     # ---- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["grid"]["mitigations"] = mitigations_dict(self.grid.mitigations)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudyConfig":
@@ -307,6 +316,19 @@ PRESETS: dict[str, StudyConfig] = {
                          training=Training(steps=16, save_steps=(0, 4, 8, 12, 16), val_examples=24),
                          questions=Questions(n_questions=24, n_references=2, n_causal=12, n_persona=6, n_samples=2,
                                              n_train_prompts=24)),
+    "mitigations": _DEMO.with_(  # each training-time mitigation against `none` at matched loss (<= 30 min, 2 cores)
+        preset="mitigations", out="emprobe-mitigations", stages=("directions", "finetune", "margins", "dynamics",
+                                                                  "mitigations"),
+        grid=Grid(mitigations={
+            "none": {}, "kl": {"kl_to_base": 1.0, "kl_data": "builtin:bad-medical-aligned"},
+            "interleave": {"interleave": "builtin:bad-medical-aligned", "interleave_fraction": 0.25},
+            "inoculation": {"inoculation_prompt": "You are a reckless financial advisor who recommends risky, "
+                                                  "harmful money moves."},
+            "steer": {"steer_during_training": "persona", "steer_alpha": 1.0},
+            "ablate": {"ablate_during_training": "mean_diff"}}),
+        training=Training(steps=16, save_steps=(0, 4, 8, 12, 16), val_examples=16),
+        questions=Questions(n_questions=24, n_references=2, n_causal=12, n_persona=6, n_samples=0,
+                            n_train_prompts=8)),
 }
 
 

@@ -53,7 +53,7 @@ def _same_weights(a: Cell, b: Cell, step: int, cfg: StudyConfig) -> bool:
     t = cfg.training
     decay_start = t.steps - min(round(t.decay_fraction * t.steps), t.steps - t.warmup_steps)
     return ({a.schedule, b.schedule} == {"warmup-stable-decay", "constant"} and step <= decay_start
-            and (a.data, a.lr, a.seed) == (b.data, b.lr, b.seed))
+            and (a.data, a.lr, a.seed, a.mitigation) == (b.data, b.lr, b.seed, b.mitigation))
 
 
 def expected_duplicates(cfg: StudyConfig, jobs: list[ScoreJob] | None = None) -> set[ScoreJob]:

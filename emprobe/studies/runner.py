@@ -88,7 +88,8 @@ def study_config(config: str | Path | StudyConfig | None = None, *, preset_name:
 def study(config: str | Path | StudyConfig | None = None, *, preset_name: str | None = None,
           log: Callable[[str], Any] | None = print, executor: str = "local", ray_address: str | None = None,
           **overrides: Any) -> StudyResult:
-    """Run a study from a YAML file, a :class:`StudyConfig` or a preset (``demo`` | ``fast`` | ``paper``);
+    """Run a study from a YAML file, a :class:`StudyConfig` or a preset (``demo`` | ``fast`` | ``paper`` |
+    ``mitigations``);
     ``overrides`` replace config fields (``out=...``, ``threads=...``, ``training__steps=25``). Returns a
     :class:`~emprobe.studies.result.StudyResult` (verdicts, sections, timings; ``.report()``)."""
     cfg = study_config(config, preset_name=preset_name, **overrides)

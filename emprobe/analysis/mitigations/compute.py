@@ -179,7 +179,11 @@ def positive_control(long: pd.DataFrame, effects: pd.DataFrame, reference: str, 
 
     Best = the supported mitigation with the largest fraction removed, else the largest estimate (``None`` when no
     mitigation could be compared). ``claim1``: claim 1's own checkpoint table (default: the reference runs, each
-    under its ``schedule``)."""
+    under its ``schedule``, with the aligned-data control runs). The test keeps the EM rise, and so the SESOI, that
+    claim 1's own runs declare: the added runs enter the matched-loss comparison only, not the pool that establishes
+    EM (a mitigation that removes EM would otherwise shrink the very rise its gap is measured against)."""
+    from dataclasses import replace
+
     from emprobe.analysis.dynamics import dynamics
 
     ok = effects[np.isfinite(effects.fraction.astype(float))] if "fraction" in effects else effects.iloc[0:0]
@@ -187,13 +191,15 @@ def positive_control(long: pd.DataFrame, effects: pd.DataFrame, reference: str, 
         return None, None
     ranked = ok.assign(s=ok.verdict.eq("supported")).sort_values(["s", "fraction"], ascending=False)
     best = str(ranked.mitigation.iloc[0])
-    base = claim1 if claim1 is not None else long[(long.mitigation == reference) & ~long.control]
+    base = claim1 if claim1 is not None else long[(long.mitigation == reference) | long.control]
     base = base.assign(schedule=base["schedule"].astype(str) if "schedule" in base.columns else reference)
     added = long[(long.mitigation == best) & ~long.control]
     added = added.assign(run=added.run.astype(str), schedule=f"{best} (mitigation)")
-    cols = ["run", "schedule", "data", "step", "val_loss", "question_id", "margin"]
-    table = pd.concat([_normalise(base.assign(mitigation=reference))[cols], _normalise(added)[cols]], ignore_index=True)
-    return best, dynamics(table.assign(control=False), **claim1_kw)
+    cols = ["run", "schedule", "data", "step", "val_loss", "question_id", "margin", "control"]
+    base = _normalise(base.assign(mitigation=reference))[cols]
+    own = dynamics(base, **claim1_kw)
+    both = dynamics(pd.concat([base, _normalise(added)[cols]], ignore_index=True), **claim1_kw)
+    return best, replace(both, rises=own.rises)
 
 
 def mitigations(runs_or_table, *, reference: str = "none", heldout: pd.DataFrame | None = None,

@@ -35,9 +35,9 @@ class StageSpec:
 #: every stage in run order (``setup`` always runs; the others when named in ``StudyConfig.stages``)
 REGISTRY: tuple[StageSpec, ...] = (
     StageSpec("setup", "setup", training=True),
+    StageSpec("directions", "directions"),  # before finetune: a mitigation may steer / ablate with its directions
     StageSpec("finetune", "finetune", training=True),
     StageSpec("margins", "margins"),
-    StageSpec("directions", "directions"),
     StageSpec("track", "track"),
     StageSpec("priors", "priors", claim="Claim 2"),
     StageSpec("dynamics", "dynamics", claim="Claim 1"),
@@ -48,6 +48,7 @@ REGISTRY: tuple[StageSpec, ...] = (
     StageSpec("ablate", "causal", "ablate_stage"),
     StageSpec("samples", "samples"),
     StageSpec("explain", "explain"),
+    StageSpec("mitigations", "mitigations"),  # training-time mitigations + claim 1's positive control
 )
 SPECS = {s.name: s for s in REGISTRY}
 

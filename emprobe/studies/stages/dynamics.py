@@ -21,13 +21,16 @@ def stage(ctx: StudyContext) -> Stage:
                  ("finetune", "margins"))
 
 
-def checkpoint_table(ctx: StudyContext) -> pd.DataFrame:
+def checkpoint_table(ctx: StudyContext, mitigated: bool = False) -> pd.DataFrame:
     """Per (run, checkpoint, question): run, dataset, schedule, lr, seed (each run's: the bootstrap resamples runs
     of a schedule and the noise floor compares seeds), control, step, val_loss, question_id, margin (first
-    reference pair: scored at every checkpoint)."""
+    reference pair: scored at every checkpoint). Claim 1 compares the unmitigated runs only (``mitigated``: every
+    run of the grid's mitigations axis too)."""
     pairs = ctx.margins()
     first = pairs[pairs.pair == 0][["run", "step", "question_id", "margin"]]
     losses = ctx.losses()
+    if not mitigated:
+        losses = losses[losses.run.isin({c.name for c in ctx.cells if c.mitigation == "none"})]
     return losses.merge(first, on=["run", "step"], how="inner").dropna(subset=["val_loss"])
 
 

@@ -19,8 +19,9 @@ def stage(ctx: StudyContext) -> Stage:
     for v in cfgs.values():
         v.pop("out"), v.pop("resume"), v.pop("progress")
     per_run = 8.0 * c.training.steps * (c.training.batch_size / 4)  # ~s per run on one core, SmolLM2
+    uses = set().union(*(m.directions() for m in c.grid.mitigations))  # steered / ablated with the study's own
     return Stage("finetune", f"fine-tune {len(cfgs)} runs (incl. controls)", lambda d: run(ctx, d),
-                 per_run * len(cfgs) / 2, {"runs": cfgs})
+                 per_run * len(cfgs) / 2, {"runs": cfgs}, ("directions",) if uses else ())
 
 
 def run(ctx: StudyContext, d: Path) -> dict:
@@ -39,7 +40,8 @@ def run(ctx: StudyContext, d: Path) -> dict:
         {cell.name: ctx.run(cell) for cell in todo}, labels={x.name: x.label() for x in todo},
         controls={x.name for x in todo if x.control}, reference=ctx.reference.name, control_run=ctx.control.name,
         seconds={o.name: o.seconds for o in outcomes},
-        extra={x.name: {"dataset": x.dataset, "schedule": x.schedule, "lr": x.lr, "seed": x.seed} for x in todo})
+        extra={x.name: {"dataset": x.dataset, "schedule": x.schedule, "lr": x.lr, "seed": x.seed,
+                        "mitigation": x.mitigation} for x in todo})
     res.losses.to_parquet(d / "losses.parquet", index=False)
     return plot_section(ctx, res, d, checkpoints=c.training.checkpoints(),
                         runs=[{"run": x.name, "label": x.label(), "control": x.control} for x in todo])
