@@ -26,7 +26,7 @@ def stage(ctx: StudyContext) -> Stage:
     runs = sum(not x.control and x.dataset == c.datasets[0].name for x in ctx.cells)
     return Stage("mitigations", "mitigations at matched in-domain loss; claim 1's positive control",
                  lambda d: run(ctx, d), 5 + 0.22 * 2 * n_held * (runs + 1),
-                 {"perm": c.n_permutations, "seed": c.seed, "min_gap": c.min_gap, "heldout": n_held},
+                 {"perm": c.n_permutations, "seed": c.seed, "claims": [c.claims.sesoi_fraction, c.claims.sesoi_gap], "heldout": n_held},
                  ("setup", "finetune", "margins"))
 
 
@@ -57,5 +57,6 @@ def run(ctx: StudyContext, d: Path) -> dict:
     if heldout is not None:
         heldout.to_parquet(d / "heldout.parquet", index=False)
     res = mitigations(table, heldout=heldout, seed=c.seed,
-                      claim1_kw={"n_permutations": c.n_permutations, "min_gap": c.min_gap})
+                      claim1_kw={"n_permutations": c.n_permutations, "sesoi_fraction": c.claims.sesoi_fraction,
+                                 "sesoi": c.claims.sesoi_gap})
     return result_section(ctx, res, d)
