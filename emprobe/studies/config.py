@@ -196,6 +196,10 @@ class StudyConfig:
             raise ConfigError(f"unknown schedule {bad[0]!r}; choose from {', '.join(SCHEDULES)}")
         self.training.checkpoints()
         check_mitigations(self.grid.mitigations, self.training.batch_size)
+        if any(m.directions() for m in self.grid.mitigations) and {"steer", "ablate"} & set(self.stages):
+            raise ConfigError("mitigations that train with the study's own directions need them before fine-tuning, "
+                              "while steer/ablate need them fit after it (outside the causal questions): run the "
+                              "causal stages in another study")
 
     def check_inputs(self) -> "StudyConfig":
         """Every file and model the study reads, checked before the first stage runs (so a missing file fails in a

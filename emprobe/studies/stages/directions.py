@@ -20,10 +20,16 @@ SPECS = {"mean_diff": ("eval", "references", "response_mean"), "persona": ("pers
 ACTS = "mean_diff_acts"  # the mean-diff direction's activations (the causal checks' controls come from them)
 
 
+def cross_fit(ctx: StudyContext) -> bool:
+    """Whether the direction is fit outside the causal set: when steer or ablate score it (a study whose
+    mitigations train with the study's directions fits them before fine-tuning, on every question)."""
+    return "margins" in ctx.cfg.stages and any(s in ctx.cfg.stages for s in ("steer", "ablate"))
+
+
 def stage(ctx: StudyContext) -> Stage:
-    depends = ("setup", *(("margins",) if "margins" in ctx.cfg.stages else ()))  # the causal set, when there is one
+    depends = ("setup", *(("margins",) if cross_fit(ctx) else ()))  # the causal set, when there is one
     return Stage("directions", "base-model directions (mean-diff, persona)", lambda d: run(ctx, d), 30,
-                 {"model": ctx.cfg.model, "seed": ctx.cfg.seed, "cross_fit": True}, depends)
+                 {"model": ctx.cfg.model, "seed": ctx.cfg.seed, "cross_fit": cross_fit(ctx)}, depends)
 
 
 def fit_questions(ctx: StudyContext):
@@ -31,7 +37,7 @@ def fit_questions(ctx: StudyContext):
     from emprobe.data import QuestionSet
 
     qs = ctx.question_set("eval")
-    if "margins" not in ctx.cfg.stages:
+    if not cross_fit(ctx):
         return qs
     causal = set(ctx.question_set("causal").ids)
     return QuestionSet([q for q in qs if q.id not in causal], qs.source, f"{qs.name}-fit")
