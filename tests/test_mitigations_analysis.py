@@ -124,7 +124,7 @@ def test_bad_tables_fail_in_one_line():
         mitigations(df[df.mitigation == "none"])
     with pytest.raises(ConfigError, match="NaN or inf"):
         mitigations(df.assign(margin=np.where(df.index == 3, np.nan, df.margin)))
-    with pytest.raises(ConfigError, match="sesoi must be a fraction"):
+    with pytest.raises(ConfigError, match="`sesoi` must be < 1"):
         mitigations(df, sesoi=25)
 
 

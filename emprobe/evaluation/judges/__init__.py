@@ -19,7 +19,7 @@ def make_judge(url: str | None = None, model: str | None = None, local: str | No
     if local:
         return LocalHFJudge(local, **{k: v for k, v in kw.items() if k == "min_mass"})
     if not model:
-        raise ConfigError("a judge needs a judge model name (HTTP judge) or a local model (local HF judge)")
+        raise ConfigError("a judge needs `judge`: a judge model name (HTTP judge) or a local model (local HF judge)")
     from emprobe.evaluation.judges.openai_http import DEFAULT_URL
 
     return OpenAIJudge(model, url or DEFAULT_URL, api_key_env=api_key_env, cache=cache, **kw)
