@@ -98,9 +98,10 @@ def test_preset_behaviour_lives_in_config_fields():
 
 def test_one_stage_registry():
     from emprobe.studies.runner import verdicts
-    from emprobe.studies.stages import REGISTRY, STAGES
+    from emprobe.studies.stages import DEFAULT_STAGES, REGISTRY, STAGES
 
-    assert [s.name for s in REGISTRY][1:] == list(STAGES) == list(StudyConfig().stages)
+    assert [s.name for s in REGISTRY][1:] == list(STAGES)
+    assert list(StudyConfig().stages) == list(DEFAULT_STAGES) == [s for s in STAGES if s != "mitigations"]
     assert {s.name: s.claim for s in REGISTRY if s.claim} == {"priors": "Claim 2", "dynamics": "Claim 1",
                                                               "overlap": "Claim 3"}
     v = {"claim": "c", "verdict": "supported", "number": "1", "control": "k", "uncertainty": "u"}

@@ -28,7 +28,7 @@ from typing import Any
 
 from emprobe.errors import ConfigError
 from emprobe.studies.mitigation_grid import NONE, MitigationSpec, check_mitigations, mitigations_dict, parse_mitigations
-from emprobe.studies.stages import STAGES
+from emprobe.studies.stages import DEFAULT_STAGES, STAGES
 
 
 def _check(obj: Any, where: str, ranges: dict[str, dict[str, Any]]) -> None:
@@ -158,7 +158,7 @@ class StudyConfig:
     training: Training = Training()
     questions: Questions = Questions()
     prior_models: tuple[tuple[str, str], ...] = ()  # (kind, model); empty = the study model itself
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = DEFAULT_STAGES
     out: str = "emprobe-study"
     preset: str = "custom"
     threads: int | None = None

@@ -54,5 +54,7 @@ SPECS = {s.name: s for s in REGISTRY}
 
 #: the stages a config may list (``setup`` is implied)
 STAGES = tuple(s.name for s in REGISTRY if s.name != "setup")
+#: the stages a study runs unless its config lists others (``mitigations`` needs a ``grid.mitigations`` axis)
+DEFAULT_STAGES = tuple(s for s in STAGES if s != "mitigations")
 
-__all__ = ["REGISTRY", "SPECS", "STAGES", "StageSpec"]
+__all__ = ["DEFAULT_STAGES", "REGISTRY", "SPECS", "STAGES", "StageSpec"]
