@@ -15,15 +15,23 @@ from emprobe.studies.stages import REGISTRY, SPECS
 
 
 def build_stages(ctx: StudyContext) -> list[Stage]:
-    """The enabled stages in registry order (``setup`` always runs); a stage whose inputs are disabled is an
-    error."""
+    """The enabled stages in registry order, each moved after the stages it depends on (the directions stage comes
+    after margins when it is cross-fitted, before fine-tuning when a mitigation trains with it; ``setup`` always
+    runs); a stage whose inputs are disabled is an error."""
     chosen = [spec.build(ctx) for spec in REGISTRY if spec.name == "setup" or spec.name in ctx.cfg.stages]
     names = {s.name for s in chosen}
     for s in chosen:
         missing = [dep for dep in s.depends if dep not in names]
         if missing:
             raise ConfigError(f"study stage {s.name!r} needs stage {missing[0]!r}; add it to 'stages'")
-    return chosen
+    ordered: list[Stage] = []
+    while len(ordered) < len(chosen):  # the first stage (registry order) whose dependencies have run
+        done = {s.name for s in ordered}
+        ready = [s for s in chosen if s.name not in done and set(s.depends) <= done]
+        if not ready:
+            raise ConfigError(f"study stages depend on each other in a cycle: {sorted({s.name for s in chosen} - done)}")
+        ordered.append(ready[0])
+    return ordered
 
 
 def verdicts(sections: dict[str, dict]) -> list[dict[str, Any]]:
