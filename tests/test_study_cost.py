@@ -80,7 +80,7 @@ def test_dry_run_prints_the_work_and_the_prediction_when_a_model_is_fitted(tmp_p
     monkeypatch.setattr(cost, "MODEL_FILE", tmp_path / "none.json")
     lines = cost.dry_run(cfg, threads=2)
     n = len(margin_plan(cfg)) - len(expected_duplicates(cfg))
-    assert lines[0].startswith("study paper on smollm2-135m-instruct: 14 fine-tuning runs x 16 steps")
+    assert lines[0].startswith("study paper on smollm2-135m-instruct: 38 fine-tuning runs x 16 steps")
     assert f"{n} models scored" in lines[1] and lines[-1].startswith("no predicted time: no cost model fitted")
     coef = {"finetuning": {"one": 10.0, "train_per_worker": 1e-3, "val_per_worker": 5e-4},
             "margins": {"one": 3.0, "prompt_tokens": 1e-3, "ref_tokens": 2e-3}, "stages": {}, "params": 1.35e8}

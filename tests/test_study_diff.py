@@ -23,7 +23,7 @@ def test_diff_stage_reads_the_reference_run_its_control_and_the_margins_rises(tm
     import torch
 
     from emprobe.models.testing import save_tiny_llama
-    from emprobe.outdir import claim_dir
+    from emprobe.io import claim_dir
     from emprobe.studies import runner
     from emprobe.studies.config import preset
     from emprobe.studies.context import StudyContext

@@ -15,12 +15,16 @@ The names load on first use, so the command line (which reads the presets for it
 from emprobe.lazy import lazy_names
 
 #: public name -> submodule that defines it
-_NAMES = {"Cell": "cells", "cells": "cells", "Claims": "config", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
+_NAMES = {"Claims": "config", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
           "Grid": "config", "Questions": "config", "StudyConfig": "config", "Training": "config", "preset": "config",
           "demo": "runner", "run_study": "runner", "study": "runner", "StudyContext": "context",
           "StudyResult": "result"}
 
-__all__ = sorted(_NAMES)
+# ``cells`` (a function) shares its name with its submodule: bound here, after the submodule's import, so a later
+# ``import emprobe.studies.cells`` cannot rebind the package attribute to the module (config and cells are light)
+from emprobe.studies.cells import Cell, cells  # noqa: E402
+
+__all__ = sorted([*_NAMES, "Cell", "cells"])
 
 
 __getattr__, __dir__ = lazy_names(__name__, _NAMES, globals())

@@ -83,7 +83,7 @@ def _retrain_test(lm, ds, scores, tmpl, control, k: int, out: Path, meta: dict, 
     """Retrain without the top-K and K random examples, score every arm; the retrain fields of a ScreenResult."""
     from emprobe.data import QuestionSet, load_questions
 
-    from emprobe.outdir import claim_dir
+    from emprobe.io import claim_dir
 
     removed = removal_sets(scores, k, o["n_random"], o["seed"])
     claim_dir(out, "screen_retrain", reuse=("screen_retrain",))
