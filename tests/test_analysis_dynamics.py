@@ -77,7 +77,7 @@ def test_identical_schedules_with_seed_noise_are_supported_and_the_noise_floor_i
     levels = sorted(res.comparison.matched.loss_level.unique())  # lower end + quartiles of the shared range
     assert levels == pytest.approx([2.15 + q * 0.85 for q in (0.0, 0.25, 0.5, 0.75)])
     one = dynamics(_sweep(seed=1, seeds=(0,)), **FAST)  # one seed: said, and the CIs cover questions (and lrs) only
-    assert np.isnan(one.noise["sd"]) and any(f.startswith("One seed per") for f in one.findings())
+    assert np.isnan(one.noise["sd"]) and any(f.startswith("1 seed per") for f in one.findings())
     # as a study writes it: the control run named by a column, under its dataset's name (same schedule and lr as a
     # misaligned run): it is no second seed of that cell, and it still gives the EM-specific rise
     study = _sweep(seed=1, seeds=(0,)).assign(control=lambda t: t.data.str.endswith("-aligned"), data="risky-finance")

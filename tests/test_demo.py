@@ -15,8 +15,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = {"finetune", "margins", "directions", "track", "priors", "dynamics", "overlap", "patch", "steer", "ablate",
-            "samples", "explain"}
+SECTIONS = {"finetune", "margins", "directions", "track", "priors", "dynamics", "overlap", "diff", "patch", "steer",
+            "ablate", "samples", "explain"}
 
 
 def test_demo_fast_from_a_plain_script_then_the_cli_reuses_it(tmp_path, smollm2, capsys):
@@ -27,7 +27,7 @@ def test_demo_fast_from_a_plain_script_then_the_cli_reuses_it(tmp_path, smollm2,
     script.write_text(f"import emprobe as ep\nep.demo(fast=True, out={str(out)!r}, threads=2)\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=1800, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"\[2/13\] fine-tune.*est\. ", proc.stdout) and "report.html" in proc.stdout
+    assert re.search(r"\[2/14\] fine-tune.*est\. ", proc.stdout) and "report.html" in proc.stdout
     assert "Loading weights" not in proc.stdout + proc.stderr  # library progress bars stay quiet
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["section_order"]) == SECTIONS == set(summary["sections"])

@@ -139,7 +139,7 @@ class DynamicsResult(Result):
     def _noise_line(self) -> str:
         n = self.noise
         if not np.isfinite(n.get("sd", np.nan)):
-            return ("One seed per dataset × schedule × learning rate: run-to-run (seed) noise is not measured, and the "
+            return ("1 seed per dataset × schedule × learning rate: run-to-run (seed) noise is not measured, and the "
                     "CIs cover question sampling (and learning-rate variants within a schedule) only.")
         return (f"Noise floor: the seed-to-seed SD of the final off-domain margin is {n['sd']:.4f} nats/token (pooled "
                 f"over {n['n_cells']} dataset × schedule × lr cells, {n['n_runs']} runs); the gap CIs include it.")
