@@ -105,7 +105,7 @@ def priors_cmd(
         from emprobe.cli.external import external_priors_cmd
 
         return external_priors_cmd(target, prompts, model, features, layers, estimator, pca_on, train_prompts,
-                                   0.05 if sesoi is None else sesoi, n_permutations, n_random, seed, threads, out,
+                                   sesoi, n_permutations, n_random, seed, threads, out,
                                    overwrite)
     from emprobe.analysis.priors import priors
     from emprobe.analysis.priors.inputs import priors_inputs
@@ -116,7 +116,7 @@ def priors_cmd(
         inputs["reliability"] = reliability
     cats = read_table(categories, "categories table") if categories is not None else None
     print_result(priors(features, **inputs, categories=cats, layers=layers, direction=direction, alpha=alpha,
-                        sesoi=0.3 if sesoi is None else sesoi, n_sim=n_sim, n_permutations=n_permutations,
+                        sesoi=sesoi, n_sim=n_sim, n_permutations=n_permutations,
                         n_random=n_random, seed=seed), out, overwrite)
 
 
