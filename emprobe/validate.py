@@ -245,8 +245,21 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if origin in (tuple, list):
-        inner = _type_name(args[0]) if args else "values"
-        return f"a list of {inner.removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+        return f"a list of {_plural(args[0])}" if args else "a list"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _plural(tp: Any) -> str:
+    """``tp`` named in the plural, as a list's items: ``integers``, ``lists of text``, ``numbers or null``."""
+    import types
+    import typing
+
+    names = {int: "integers", float: "numbers", str: "text", bool: "true or false values", type(None): "null"}
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_plural(a) for a in args)
+    if origin in (tuple, list):
+        return f"lists of {_plural(args[0])}" if args else "lists"
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 

@@ -151,6 +151,21 @@ def test_split_half_reliability_matches_theory(n_p):
     assert np.isnan(one["reliability"]) and one["n_questions"] == 0
 
 
+def test_reliability_of_pure_noise_is_never_negative():
+    """Spearman–Brown on a negative split-half r would print impossible reliabilities (2r/(1+r) < 0, down to −∞);
+    a reliability is a share of variance, so r ≤ 0 gives 0 and the CI stays inside [0, 1]."""
+    from emprobe.analysis.stats import spearman_brown
+
+    assert spearman_brown(-0.6, 1, 1) == 0.0 and spearman_brown(-0.2, 1, 2) == 0.0
+    assert spearman_brown(0.5, 2, 2) == pytest.approx(2 / 3)
+    rng = np.random.default_rng(5)
+    qs = [f"q{i}" for i in range(8)]
+    noise = pd.DataFrame({"question_id": np.repeat(qs, 2), "pair": np.tile([0, 1], 8), "v": rng.standard_normal(16)})
+    rel = split_half_reliability(noise, value="v")
+    assert 0.0 <= rel["reliability_ci_low"] <= rel["reliability"] <= rel["reliability_ci_high"] <= 1.0
+    assert rel["reliability_ci_low"] == 0.0 and rel["ceiling_rho_low"] == 0.0
+
+
 def test_partial_correlation_given_several_controls():
     rng = np.random.default_rng(3)
     z = rng.standard_normal(500)

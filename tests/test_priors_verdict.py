@@ -94,6 +94,18 @@ def test_reliability_gates_not_supported_by_its_lower_bound():
     assert strong.verdict().verdict == "supported"
 
 
+def test_a_target_without_established_signal_is_inconclusive_even_when_predicted():
+    """A helper once saw "supported" on 8 questions whose split-half reliability was negative: a target whose
+    per-question differences are not shown to be signal (reliability CI reaching 0) cannot support the claim,
+    however well something seems to predict it."""
+    res = priors(**_world(30, 0.8, 0, reliability=0.0), **FAST)
+    v = res.verdict()
+    assert res.effect["ci_low"] > 0  # the estimator alone would have said "supported"
+    assert v.verdict == "inconclusive" and "no per-question signal established" in v.reason
+    shown = priors(**_world(30, 0.8, 0, reliability=0.5), **FAST)  # reliability shown above 0: the effect passes
+    assert shown.verdict().verdict == "supported"
+
+
 def test_topic_alone_is_said_first_and_not_credited_to_the_activations():
     """The activations encode the topic, and the target is topic + noise: the activations' plain ρ is high, the
     category alone does as well, and nothing is left beyond the topic."""

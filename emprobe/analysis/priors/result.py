@@ -5,7 +5,8 @@ Verdict (the one rule, :func:`~emprobe.analysis.stats.verdict.decide`): the deci
 the controls, on the scale of the true correlation (simulated through the same estimator on the real features),
 against the SESOI: supported when its CI excludes 0 (and reaches the SESOI); not supported when the CI lies below
 the SESOI, unless the target's reliability (lower 95 % bound) caps any correlation below the SESOI or is unknown;
-inconclusive otherwise, with the simulated power at the SESOI.
+inconclusive otherwise, with the simulated power at the SESOI — and inconclusive whatever the effect when the
+target's measured reliability is not shown to exceed 0 (its lower 95 % bound at 0: no per-question signal to predict).
 """
 
 from __future__ import annotations
@@ -135,7 +136,18 @@ class PriorsResult(Result):
         det = e["detectable_rho"]
         wide = (f"too few questions ({self.n_questions}): simulated power at the SESOI {e['power']:.0%}"
                 + (f", 80% power from ρ {det:.2f}" if np.isfinite(det) else ", 80% power at no ρ < 0.95"))
-        return decide(eff, self.sesoi, cannot_reject=block, wide=wide, fmt="+.2f")
+        return decide(eff, self.sesoi, cannot_test=self._no_signal(), cannot_reject=block, wide=wide, fmt="+.2f")
+
+    def _no_signal(self) -> str | None:
+        """Why the test cannot be made: the target's measured reliability is not shown to exceed 0 (its lower 95 %
+        bound is 0), so no per-question variation is established for any predictor to predict — an apparent
+        prediction of such a target is noise or estimator bias, not support (``None`` when reliability is
+        unknown or shown)."""
+        rel, low = (float(self.reliability.get(k, float("nan"))) for k in ("reliability", "reliability_ci_low"))
+        if not np.isfinite(low) or low > 0:
+            return None
+        return (f"no per-question signal established: the target's split-half reliability {rel:.2f} has a 95% CI "
+                f"reaching {low:.2f} (its per-question differences may be noise)")
 
     def verdict(self) -> Verdict:
         d, e = self.decision(), self.effect

@@ -159,10 +159,13 @@ def _half_r(halves: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def spearman_brown(r: float, h1: int, h2: int) -> float:
     """Reliability of the mean of ``h1 + h2`` items from the correlation ``r`` of two half-means of ``h1`` and
     ``h2`` items (true score + independent item noise): solves ``r² (1 + λ/h1)(1 + λ/h2) = 1`` for the noise
-    ratio λ; equals ``2 r / (1 + r)`` when ``h1 == h2``. ``r ≤ 0`` gives ``2 r / (1 + r)`` (no true signal)."""
-    if not np.isfinite(r) or r <= -1:
+    ratio λ; equals ``2 r / (1 + r)`` when ``h1 == h2``. A reliability is a share of variance, so ``r ≤ 0`` (no
+    true-score variance detected) gives 0, not the formula's impossible negative values."""
+    if not np.isfinite(r):
         return float("nan")
-    if r <= 0 or h1 == h2:
+    if r <= 0:
+        return 0.0
+    if h1 == h2:
         return float(2 * r / (1 + r))
     if r >= 1:
         return 1.0
