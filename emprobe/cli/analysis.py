@@ -13,6 +13,7 @@ import typer
 
 from emprobe.cli.common import (apply_threads, check_threads, floats, guard_out, model_option, overwrite_option,
                                 print_result, questions_option, threads_option)
+from emprobe.cli.priors import priors_cmd
 from emprobe.validate import check_args, check_as
 
 
@@ -43,81 +44,6 @@ def track_cmd(
     apply_threads(threads)
     print_result(track(run_dir, directions, questions, refit=refit, n_random=n_random, batch_size=batch_size,
                        seed=seed, steps=step_list, merge=merge), out, overwrite)
-
-
-def priors_cmd(
-    features: Optional[list[Path]] = typer.Option(
-        None, "--features", help="activation store of a pre-fine-tuning model (repeatable)"),
-    target: Path = typer.Option(..., help="score table dir (emprobe eval) or judged answers CSV/parquet; with "
-                                          "--prompts: FILE[:score] of a run evaluated elsewhere"),
-    baseline: Optional[Path] = typer.Option(None, help="baseline target (the base model's scores): predict the rise over it"),
-    control_target: Optional[Path] = typer.Option(
-        None, help="the aligned-data control's scores: the target becomes rise − control change (EM-specific)"),
-    base_margin: Optional[Path] = typer.Option(
-        None, help="base-model margins for the headroom baseline (default: --baseline when it is a margin table)"),
-    reliability: Optional[Path] = typer.Option(
-        None, help="per-pair rises (CSV/parquet: question_id, pair, rise[, control]) for the target's reliability "
-                   "(default: from margin score tables)"),
-    layers: Optional[str] = typer.Option(None, help="layers to use as features (per store's model; default all, "
-                                                    "with --prompts the last)"),
-    direction: Optional[Path] = typer.Option(None, help="direction for the single-direction predictor"),
-    categories: Optional[Path] = typer.Option(
-        None, help="question categories (CSV/parquet: question_id, category) for the topic control (default: the "
-                   "score table's own categories)"),
-    sesoi: Optional[float] = typer.Option(
-        None, help="smallest effect of interest, declared before looking: the true ρ beyond the controls (default "
-                   "0.3); with --prompts the R² margin over category and text (default 0.05)"),
-    n_sim: int = typer.Option(400, help="simulated targets per true ρ (calibration and power)"),
-    alpha: float = typer.Option(1.0, help="ridge penalty (relative to the kernel's trace)"),
-    n_permutations: Optional[int] = typer.Option(None, help="target shuffles for the p-values (default 1000; "
-                                                            "200 with --prompts)"),
-    n_random: Optional[int] = typer.Option(None, help="random-feature draws for the control (default 50; 3 with "
-                                                      "--prompts)"),
-    seed: int = typer.Option(0, help="seed of the shuffles and random features"),
-    out: Path = typer.Option(Path("analysis/priors"), help="output directory"),
-    overwrite: bool = overwrite_option(),
-    prompts: Optional[str] = typer.Option(
-        None, "--prompts", help="external target: one prompt per question id (chat JSONL with metadata.question_id "
-                                "or a question set); --target is then a run evaluated elsewhere"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="with --prompts: model whose prompt "
-                                                                    "activations are the features"),
-    estimator: str = typer.Option("ridge", help="with --prompts: ridge | paper (PCA energies + Lasso, as the paper)"),
-    pca_on: str = typer.Option("eval", help="with --estimator paper: fit the PCA on the eval or the train prompts"),
-    train_prompts: Optional[str] = typer.Option(None, help="with --pca-on train: the fine-tuning data"),
-    threads: Optional[int] = threads_option(),
-) -> None:
-    """Predict per-question EM after fine-tuning from prompt activations before it (LOQO), against headroom (claim 2)."""
-    if prompts is None and not features:
-        from emprobe.errors import ConfigError
-
-        raise ConfigError("`features` is required (or --prompts with --model for a target evaluated elsewhere)")
-    for f in features or []:
-        check_as("store", f, "features")
-    tables = (("baseline", baseline), ("control_target", control_target), ("base_margin", base_margin),
-              ("reliability", reliability), *((("target", target),) if prompts is None else ()))
-    for name, table in tables:  # with --prompts the target is FILE[:score], read before the model loads
-        if table is None or not table.is_dir():  # a score table directory, or a CSV / parquet table
-            check_as("table", table, name)
-    check_args(direction=direction, **{k: v for k, v in (("n_permutations", n_permutations), ("n_random", n_random))
-                                       if v is not None})
-    guard_out(out, overwrite)
-    if prompts is not None:
-        from emprobe.cli.external import external_priors_cmd
-
-        return external_priors_cmd(target, prompts, model, features, layers, estimator, pca_on, train_prompts,
-                                   sesoi, n_permutations, n_random, seed, threads, out,
-                                   overwrite)
-    from emprobe.analysis.priors import priors
-    from emprobe.analysis.priors.inputs import priors_inputs
-    from emprobe.io import read_table
-
-    inputs = priors_inputs(target, baseline, control_target, base_margin)
-    if reliability is not None:
-        inputs["reliability"] = reliability
-    cats = read_table(categories, "categories table") if categories is not None else None
-    print_result(priors(features, **inputs, categories=cats, layers=layers, direction=direction, alpha=alpha,
-                        sesoi=sesoi, n_sim=n_sim, n_permutations=n_permutations,
-                        n_random=n_random, seed=seed), out, overwrite)
 
 
 def overlap_cmd(

@@ -11,9 +11,10 @@ the loss covers assistant tokens only. See :mod:`emprobe.finetuning.run` for the
 :meth:`Run.iter_models` for iterating checkpoints with one loaded base model.
 """
 
-from emprobe.finetuning.config import FinetuneConfig, log_spaced_steps
+from emprobe.finetuning.config import FinetuneConfig
 from emprobe.finetuning.run import Checkpoint, Run, checkpoint_name, load_run
 from emprobe.finetuning.schedules import SCHEDULES, lr_curve
+from emprobe.finetuning.steps import log_spaced_steps
 
 __all__ = ["SCHEDULES", "Checkpoint", "FinetuneConfig", "Run", "checkpoint_name", "finetune", "load_run",
            "log_spaced_steps", "lr_curve"]

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from emprobe.errors import ConfigError
+from emprobe.finetuning.steps import checkpoint_steps
 from emprobe.models.registry import DEFAULT_MODEL
 
 #: Fields that only say *how* to run, not *what* is trained: they may differ on ``resume`` and do not
@@ -263,40 +264,6 @@ class FinetuneConfig:
         return max(1, math.ceil(self.epochs * per_epoch))
 
     def checkpoint_steps(self, total: int) -> list[int]:
-        """The sorted steps to checkpoint in a run of ``total`` steps (always 0 and ``total``)."""
-        steps = {0, total}
-        explicit = self.save_steps or []
-        beyond = [s for s in explicit if s > total]
-        if beyond:
-            limit = f"`max_steps` {self.max_steps}" if self.max_steps is not None else f"the run's {total} steps"
-            raise ConfigError(f"`save_steps` {','.join(map(str, beyond))} beyond {limit}")
-        steps.update(explicit)
-        if self.save_every:
-            steps.update(range(0, total + 1, self.save_every))
-        k = self.save_log_spaced
-        if k is None and not explicit and not self.save_every:
-            k = 6
-        if k:
-            steps.update(log_spaced_steps(k, total))
-        return sorted(steps)
-
-
-def log_spaced_steps(k: int, total: int) -> list[int]:
-    """``k`` distinct steps from 0 to ``total``: 0 plus log-spaced steps from 1 to ``total`` (fewer if
-    ``total`` is small)."""
-    if k < 2:
-        raise ConfigError(f"log-spaced checkpoints need k >= 2, got {k}")
-    want = min(k - 1, total)
-    n = want
-    while True:
-        if n == 1:
-            pts = {total}
-        else:
-            pts = {round(math.exp(math.log(total) * i / (n - 1))) for i in range(n)}
-        if len(pts) >= want or n > 4 * total:
-            break
-        n += 1
-    pts = sorted(pts)
-    while len(pts) > want:  # drop from the dense low end, keep 1 and total
-        pts.pop(1)
-    return [0] + pts
+        """The sorted steps to checkpoint in a run of ``total`` steps (always 0 and ``total``):
+        :func:`~emprobe.finetuning.steps.checkpoint_steps` of ``save_steps``, ``save_every``, ``save_log_spaced``."""
+        return checkpoint_steps(total, self.save_steps, self.save_every, self.save_log_spaced, self.max_steps)

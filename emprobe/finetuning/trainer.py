@@ -3,13 +3,13 @@
 The training loop is transformers' own (optimizer, scheduler, data order, gradient accumulation,
 data parallelism under ``torchrun`` / ``accelerate launch``, exact resume). emprobe adds the data
 (assistant-only labels from :class:`~emprobe.models.ChatFormatter`), the checkpoint trajectory and the
-run directory (:mod:`emprobe.finetuning.run`), written by rank 0 only.
+run directory (:mod:`emprobe.finetuning.run`), written by rank 0 only. The adapter and how checkpoints save their
+weights: :mod:`emprobe.finetuning.lora`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import shutil
 import time
@@ -20,7 +20,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from emprobe.errors import ConfigError
 from emprobe.finetuning.checkpoints import ProgressBar, TrajectoryCallback
 from emprobe.finetuning.config import FinetuneConfig
 from emprobe.finetuning.dataset import (
@@ -30,6 +29,8 @@ from emprobe.finetuning.dataset import (
     tokenize_chat,
 )
 from emprobe.finetuning.dist import barrier, world
+from emprobe.finetuning.lora import lora_config  # noqa: F401  (re-exported: `from ...trainer import lora_config`)
+from emprobe.finetuning.lora import attach_lora, weights_saver
 from emprobe.finetuning.mitigations import Mitigations, inoculate
 from emprobe.finetuning.run import STATE_DIR, Run
 from emprobe.finetuning.rundir import RunWriter, plan_run_dir
@@ -57,59 +58,6 @@ def _versions() -> dict[str, str]:
 
     return {"emprobe": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
-
-
-def lora_config(cfg: FinetuneConfig, n_layers: int):
-    """The peft ``LoraConfig`` for ``cfg`` (``layers`` restricts the adapter to those decoder blocks)."""
-    from peft import LoraConfig
-
-    from emprobe.models import resolve_layers
-
-    targets: Any = cfg.targets.strip()
-    if targets != "all-linear":
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
-        if not targets:
-            raise ConfigError("`targets` is empty: use all-linear or module names like q_proj,v_proj")
-    layers = None
-    if cfg.layers and cfg.layers.strip().lower() != "all":
-        layers = resolve_layers(cfg.layers, n_layers)
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, layers_to_transform=layers, use_rslora=cfg.rslora,
-                      bias="none", task_type="CAUSAL_LM")
-
-
-def _attach_lora(model, cfg: FinetuneConfig, n_layers: int):
-    from peft import get_peft_model
-
-    config = lora_config(cfg, n_layers)  # a bad `layers` is reported as such, not as a `targets` problem
-    try:
-        return get_peft_model(model, config)
-    except ValueError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ConfigError(f"`targets` {cfg.targets!r} does not fit this model: {first}") from None
-
-
-def _weights_saver(full: bool, tokenizer, base_name: str) -> Callable[[Any, Path], None]:
-    """How a checkpoint's weights are written: the peft adapter, or full weights + config + tokenizer.
-
-    Adapters name ``base_name`` (the model spec, e.g. the alias) as their base. During training peft keeps
-    the local model directory there, so that its save never looks the alias up on the hub.
-    """
-    from emprobe.models.adapters import ADAPTER_CONFIG
-    from emprobe.models.arch import unwrap
-
-    def save(model, d: Path) -> None:
-        if full:
-            unwrap(model).save_pretrained(d, safe_serialization=True)
-            tokenizer.save_pretrained(d)
-            return
-        model.save_pretrained(d, safe_serialization=True)
-        (d / "README.md").unlink(missing_ok=True)  # peft's empty model card
-        conf = json.loads((d / ADAPTER_CONFIG).read_text())
-        conf["base_model_name_or_path"] = base_name
-        (d / ADAPTER_CONFIG).write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
-
-    return save
 
 
 def _response_trainer_class():
@@ -230,6 +178,24 @@ def _run_manifest(cfg: FinetuneConfig, prep: _Prepared, n_trainable: int, n_proc
     )
 
 
+def _with_lora(lm, cfg: FinetuneConfig):
+    with _quiet():
+        return attach_lora(lm.model, cfg, lm.n_layers)
+
+
+def _trainer(model, args, prep: _Prepared, pad_id: int, callbacks: list[Any]):
+    """The response-loss ``Trainer`` of the run, its mitigations set, transformers' own printing removed."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    mit = prep.mitigations
+    trainer = _response_trainer_class()(model=model, args=args, train_dataset=mit.train_dataset(prep.train),
+                                        data_collator=PadCollator(pad_id), callbacks=callbacks)
+    trainer.mitigations, trainer.n_primary = mit, len(prep.train)
+    for cb in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(cb)
+    return trainer
+
+
 def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = (),
              log: Callable[[str], None] | None = None, **options: Any) -> Run:
     """Fine-tune ``model`` (alias, hub id, directory, loaded model or a whole :class:`FinetuneConfig`) on ``data``
@@ -238,7 +204,6 @@ def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = 
     printed beside the progress bar). Under ``torchrun`` every rank calls this and rank 0 alone writes. With
     ``resume=True`` a complete run is returned as is."""
     from transformers import set_seed
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     cfg = FinetuneConfig.build(model, data, **options).validate()
     rank, n_proc = world()
@@ -260,11 +225,7 @@ def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = 
     _ = args.device  # initialises the process group under torchrun before the barriers below
     n_proc = args.world_size
     set_seed(cfg.seed)
-    if cfg.full:
-        model = prep.lm.model.train()
-    else:
-        with _quiet():
-            model = _attach_lora(prep.lm.model, cfg, prep.lm.n_layers)
+    model = prep.lm.model.train() if cfg.full else _with_lora(prep.lm, cfg)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     writer = RunWriter(plan.out, _run_manifest(cfg, prep, n_trainable, n_proc)) if main else None
@@ -274,14 +235,9 @@ def finetune(model: Any = None, data: Any = None, *, callbacks: Sequence[Any] = 
 
     pad_id = prep.lm.tokenizer.pad_token_id
     bar.total = prep.total
-    traj = TrajectoryCallback(writer, prep.steps, _weights_saver(cfg.full, prep.lm.tokenizer, prep.spec.name),
+    traj = TrajectoryCallback(writer, prep.steps, weights_saver(cfg.full, prep.lm.tokenizer, prep.spec.name),
                               prep.val, cfg.batch_size, pad_id, say, prep.total, _val_key(cfg, prep), cfg.val_ci)
-    mit = prep.mitigations
-    trainer = _response_trainer_class()(model=model, args=args, train_dataset=mit.train_dataset(prep.train),
-                                        data_collator=PadCollator(pad_id), callbacks=[traj, bar, *callbacks])
-    trainer.mitigations, trainer.n_primary = mit, len(prep.train)
-    for cb in (ProgressCallback, PrinterCallback):
-        trainer.remove_callback(cb)
+    trainer = _trainer(model, args, prep, pad_id, [traj, bar, *callbacks])
     say(f"{f'resuming at step {plan.resume_step}' if plan.mode == 'resume' else 'training'}: {prep.spec.name} on "
         f"{prep.data.name} ({len(prep.train)} train / {len(prep.val)} val examples), "
         f"{'full' if cfg.full else f'LoRA r={cfg.lora_r}'} ({n_trainable:,} trainable parameters), "

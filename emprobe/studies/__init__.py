@@ -15,8 +15,8 @@ The names load on first use, so the command line (which reads the presets for it
 from emprobe.lazy import lazy_names
 
 #: public name -> submodule that defines it
-_NAMES = {"Claims": "config", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "config",
-          "Grid": "config", "Questions": "config", "StudyConfig": "config", "Training": "config", "preset": "config",
+_NAMES = {"Claims": "sections", "PRESETS": "config", "STAGES": "config", "DatasetSpec": "sections", "Grid": "sections",
+          "Questions": "sections", "StudyConfig": "config", "Training": "sections", "preset": "config",
           "demo": "runner", "run_study": "runner", "study": "runner", "StudyContext": "context",
           "StudyResult": "result"}
 

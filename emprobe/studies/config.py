@@ -17,7 +17,8 @@ Every (dataset, schedule, lr, seed) cell is one fine-tuning run; each dataset's 
 first schedule / lr / seed. Presets: ``demo`` (one dataset, one schedule: the former ``emprobe demo``),
 ``fast`` (the demo, smaller), ``paper`` (two datasets x three schedules x two learning rates x three seeds) and
 ``mitigations`` (one dataset x five training-time mitigations and ``none``: ``grid.mitigations``,
-:mod:`.mitigation_grid`).
+:mod:`.mitigation_grid`). The sections (``DatasetSpec``, ``Grid``, ``Training``, ``Questions``, ``Claims``) are
+defined in :mod:`.sections` and importable from here.
 """
 
 from __future__ import annotations
@@ -27,124 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from emprobe.errors import ConfigError
-from emprobe.studies.mitigation_grid import NONE, MitigationSpec, check_mitigations, mitigations_dict, parse_mitigations
+from emprobe.studies.mitigation_grid import check_mitigations, mitigations_dict
+# the sections live in .sections; importing them from here (``from emprobe.studies.config import Grid``) still works
+from emprobe.studies.sections import POS, Claims, DatasetSpec, Grid, Questions, Training, check_section
 from emprobe.studies.stages import DEFAULT_STAGES, STAGES
-
-
-def _check(obj: Any, where: str, ranges: dict[str, dict[str, Any]]) -> None:
-    """Types of every field (``training.steps: twenty``), then ranges (``grid.lrs: [-1]``): one-line errors
-    naming the setting, raised when the config is built, before any stage runs."""
-    from emprobe.validate import field_types, number
-
-    field_types(obj, lambda f: f"`{where}{f}`")
-    for name, kw in ranges.items():
-        value = getattr(obj, name)
-        for x in value if isinstance(value, tuple) else (value,):
-            number(x, f"{where}{name}", **{"none": True, **kw})  # None: the annotation allows it (checked above)
-    lists = [f.name for f in fields(obj) if isinstance(getattr(obj, f.name), tuple) and not getattr(obj, f.name)]
-    if lists and where in ("grid.",):
-        raise ConfigError(f"`{where}{lists[0]}` is empty; give at least one value")
-
-
-_POS, _NONNEG = {"low": 1}, {"low": 0}
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A narrow training set, its aligned-data control (same prompts, aligned answers), its in-domain held-out set."""
-
-    name: str
-    data: str
-    control: str
-    heldout: str | None = None
-
-    def __post_init__(self) -> None:
-        _check(self, "datasets.", {})
-
-
-@dataclass(frozen=True)
-class Grid:
-    schedules: tuple[str, ...] = ("cosine",)
-    lrs: tuple[float, ...] = (1e-3,)
-    seeds: tuple[int, ...] = (0,)
-    # named training-time mitigation sets, `none` included (emprobe.studies.mitigation_grid)
-    mitigations: tuple[MitigationSpec, ...] = (MitigationSpec(NONE),)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mitigations", parse_mitigations(self.mitigations))
-        _check(self, "grid.", {"lrs": {"low": 0, "low_open": True}})
-        for f in (f for f in ("schedules", "lrs", "seeds") if len(set(getattr(self, f))) < len(getattr(self, f))):
-            raise ConfigError(f"`grid.{f}` repeats a value: {list(getattr(self, f))}")  # two runs, one directory
-
-
-@dataclass(frozen=True)
-class Training:
-    steps: int = 20
-    save_steps: tuple[int, ...] | None = None  # default: 0 and four more, evenly spaced
-    batch_size: int = 4
-    lora_r: int = 16
-    max_length: int = 128
-    val_examples: int = 16          # held-out examples validated at step 0 (the pool)
-    val_ci: float | None = 0.3      # later checkpoints: the fewest of them whose loss CI half-width is <= this
-    warmup_steps: int = 0
-    decay_fraction: float = 0.5  # warmup-stable-decay: decay over the last half, so it differs from constant
-
-    def __post_init__(self) -> None:
-        _check(self, "training.", {"steps": {"low": 2}, "save_steps": _NONNEG, "batch_size": _POS, "lora_r": _POS,
-                                   "max_length": _POS, "val_examples": _POS, "warmup_steps": _NONNEG,
-                                   "decay_fraction": {"low": 0, "high": 1}})
-
-    def checkpoints(self) -> list[int]:
-        if self.save_steps is not None:
-            steps = sorted(set(self.save_steps))
-        else:
-            every = max(1, self.steps // (4 if self.steps >= 20 else 2))
-            steps = sorted({0, *range(0, self.steps + 1, every), self.steps})
-        if self.steps < 2 or max(steps) > self.steps or 0 not in steps or len(steps) < 3:
-            raise ConfigError(f"a study needs >= 2 steps and >= 3 checkpoints including 0 (got steps {self.steps}, "
-                              f"checkpoints {steps})")
-        return steps
-
-
-@dataclass(frozen=True)
-class Questions:
-    off_domain: str = "builtin:em-core"
-    n_questions: int | None = None  # None = all
-    n_references: int = 2           # reference pairs scored per question (>= 2 gives a reliability figure)
-    n_causal: int = 12              # questions for patch / steer / ablate (those whose margin rose most)
-    n_persona: int = 6
-    n_samples: int = 3
-    n_train_prompts: int = 24
-
-    def __post_init__(self) -> None:
-        _check(self, "questions.", {"n_questions": _POS, "n_references": _POS, "n_causal": _POS, "n_persona": _POS,
-                                    "n_samples": _NONNEG, "n_train_prompts": _POS})
-
-    def causal_count(self, n_available: int) -> int:
-        """How many of ``n_available`` questions the causal checks score: ``n_causal``, at most half of them (the
-        mean-diff direction they steer and ablate with is fit on the rest: cross-fit)."""
-        return max(0, min(self.n_causal, n_available // 2))
-
-
-@dataclass(frozen=True)
-class Claims:
-    """Each claim's smallest effect of interest (SESOI), declared before looking (the one rule of
-    :mod:`emprobe.analysis.stats.verdict`). Claim 1: a schedule gap at matched in-domain loss matters from
-    ``sesoi_fraction`` of the dataset's established EM-specific rise, or from ``sesoi_gap`` nats/token when given;
-    claim 2: the true ρ beyond the base margin and the topic, ``sesoi_rho``; claim 3: the misaligned − control
-    mean-removed overlap ``sesoi_overlap`` and pair-similarity ρ ``sesoi_pair_rho``."""
-
-    sesoi_fraction: float = 0.25
-    sesoi_gap: float | None = None
-    sesoi_rho: float = 0.3
-    sesoi_overlap: float = 0.05
-    sesoi_pair_rho: float = 0.1
-
-    def __post_init__(self) -> None:
-        unit = {"low": 0, "low_open": True, "high": 1}
-        _check(self, "claims.", {"sesoi_fraction": unit, "sesoi_gap": {"low": 0, "low_open": True},
-                                 "sesoi_rho": {**unit, "high_open": True}, "sesoi_overlap": unit,
-                                 "sesoi_pair_rho": unit})
 
 
 @dataclass(frozen=True)
@@ -177,8 +64,8 @@ class StudyConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        _check(self, "", {"threads": _POS, "n_permutations": _POS,
-                          "eval_batch_size": _POS, "max_new_tokens": _POS, "seed": {}})
+        check_section(self, "", {"threads": POS, "n_permutations": POS,
+                                 "eval_batch_size": POS, "max_new_tokens": POS, "seed": {}})
         if not 0 < self.causal_fraction <= 1:
             raise ConfigError(f"`causal_fraction` must be in (0, 1], got {self.causal_fraction}")
         unknown = [s for s in self.stages if s not in STAGES]
