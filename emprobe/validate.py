@@ -236,31 +236,22 @@ def _fits(value: Any, tp: Any) -> bool:
     return isinstance(value, origin or tp) if isinstance(origin or tp, type) else True
 
 
-def _type_name(tp: Any) -> str:
+_SINGULAR = {int: "an integer", float: "a number", str: "text", bool: "true or false", type(None): "null"}
+_PLURAL = {int: "integers", float: "numbers", str: "text", bool: "true or false values", type(None): "null"}
+
+
+def _type_name(tp: Any, plural: bool = False) -> str:
+    """``tp`` in words: ``an integer``, ``a list of lists of text``; ``plural`` names a list's items (``integers``)."""
     import types
     import typing
 
-    names = {int: "an integer", float: "a number", str: "text", bool: "true or false", type(None): "null"}
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args)
+        return " or ".join(_type_name(a, plural) for a in args)
     if origin in (tuple, list):
-        return f"a list of {_plural(args[0])}" if args else "a list"
-    return names.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _plural(tp: Any) -> str:
-    """``tp`` named in the plural, as a list's items: ``integers``, ``lists of text``, ``numbers or null``."""
-    import types
-    import typing
-
-    names = {int: "integers", float: "numbers", str: "text", bool: "true or false values", type(None): "null"}
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_plural(a) for a in args)
-    if origin in (tuple, list):
-        return f"lists of {_plural(args[0])}" if args else "lists"
-    return names.get(tp, getattr(tp, "__name__", str(tp)))
+        inner = f" of {_type_name(args[0], True)}" if args else ""
+        return f"lists{inner}" if plural else f"a list{inner}"
+    return (_PLURAL if plural else _SINGULAR).get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def field_types(obj: Any, name: Callable[[str], str] = lambda f: f"`{f}`") -> None:

@@ -22,7 +22,7 @@ _NAMES = {"Claims": "sections", "PRESETS": "config", "STAGES": "config", "Datase
 
 # ``cells`` (a function) shares its name with its submodule: bound here, after the submodule's import, so a later
 # ``import emprobe.studies.cells`` cannot rebind the package attribute to the module (config and cells are light)
-from emprobe.studies.cells import Cell, cells  # noqa: E402
+from emprobe.studies.cells import Cell, cells  # noqa: E402, F401
 
 __all__ = sorted([*_NAMES, "Cell", "cells"])
 
