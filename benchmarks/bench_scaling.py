@@ -18,6 +18,7 @@ checked on every point (predicted / measured) and, with ``--check-presets``, its
 
     python benchmarks/bench_scaling.py --threads 2 --write-model emprobe/studies/cost_model.json
     python benchmarks/bench_scaling.py --quick           # two axes, one doubling, tiny: checks the script runs
+    python benchmarks/bench_scaling.py --from-points OUT/points.jsonl --write-model M.json   # refit, no measuring
 """
 
 from __future__ import annotations
@@ -120,10 +121,17 @@ def parts(stages: dict) -> dict:
     return {"finetuning": stages.get("setup", 0) + stages.get("finetune", 0), "margins": stages.get("margins", 0)}
 
 
+def _fast_basis() -> dict:
+    from emprobe.studies.config import preset
+    from emprobe.studies.cost import stage_basis
+
+    return stage_basis(preset("fast"))
+
+
 def measure(a, out: Path) -> list[dict]:
     """Run every point (appending to ``out/points.jsonl`` as they finish)."""
     from emprobe.studies.config import preset
-    from emprobe.studies.cost import study_work
+    from emprobe.studies.cost import stage_basis, study_work
 
     models = [m for m in a.models.split(",") if m]
     axes = [x for x in a.axes.split(",") if x]
@@ -143,7 +151,7 @@ def measure(a, out: Path) -> list[dict]:
             print(f"[{len(points) + 1}/{len(plan)}] {m} {axis} {value if value is not None else ''}", flush=True)
             r = run_point(cfg, a.threads)
             r.update(model=m, axis=axis, k=k, value=value, work=study_work(cfg, a.threads).to_dict(),
-                     parts=parts(r["stages"]))
+                     parts=parts(r["stages"]), stage_basis=stage_basis(cfg))
             print(f"    {r['wall_s']:.1f} s wall, fine-tuning {r['parts']['finetuning']:.1f} s, margins "
                   f"{r['parts']['margins']:.1f} s, peak {r['peak_mb']:.0f} MB", flush=True)
             fh.write(json.dumps(r) + "\n")
@@ -226,6 +234,7 @@ def fit_and_report(a, points: list[dict], out: Path) -> None:
         coef = {part: fit_part(works, [p["parts"][part] for p in mine], part) for part in ("finetuning", "margins")}
         full = next((p for p in mine if p["axis"] == "reference" and len(p["stages"]) > 3), None)
         coef["stages"] = {k: v for k, v in (full["stages"] if full else {}).items() if k not in ("setup", *CORE)}
+        coef["stage_basis"] = full["stage_basis"] if full else None
         coef["params"] = _params(m)
         models[m] = coef
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -261,12 +270,18 @@ def main() -> int:
     ap.add_argument("--write-model", default=None, help="write the fitted cost model here")
     ap.add_argument("--check-presets", action="store_true", help="print the model's demo / paper predictions")
     ap.add_argument("--quick", action="store_true", help="SmolLM2, two axes, one doubling, no other stages")
+    ap.add_argument("--from-points", default=None, help="refit from a finished run's points.jsonl (no measuring)")
     a = ap.parse_args()
     if a.quick:
         a.models, a.axes, a.doublings, a.qwen_axes = SMOL, "questions,steps", 1, ""
     out = Path(a.out or tempfile.mkdtemp(prefix="bench-scaling-out-"))
     out.mkdir(parents=True, exist_ok=True)
-    points = measure(a, out)
+    if a.from_points:
+        points = [json.loads(line) for line in Path(a.from_points).read_text().splitlines() if line.strip()]
+        for p in points:  # points measured before the stage basis was recorded: the preset they ran is fast's
+            p.setdefault("stage_basis", _fast_basis())
+    else:
+        points = measure(a, out)
     fit_and_report(a, points, out)
     return 0
 

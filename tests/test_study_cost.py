@@ -72,6 +72,24 @@ def test_predict_sums_the_parts(tmp_path):
     json.dumps(p)
 
 
+def test_other_stages_scale_with_the_questions_they_score():
+    """Causal checks grow with the causal questions (every control runs on each); the rest half with the
+    off-domain questions (half is loading models); without the reference's basis the stage time is taken as is."""
+    from emprobe.studies.cost import stage_basis
+
+    coef = {"finetuning": {"one": 0.0, "train_per_worker": 0.0, "val_per_worker": 0.0},
+            "margins": {"one": 0.0, "prompt_tokens": 0.0, "ref_tokens": 0.0},
+            "stages": {"ablate": 40.0, "overlap": 12.0}, "params": 1.35e8}
+    fast, demo = preset("fast"), preset("demo").with_(stages=("finetune", "margins", "overlap", "ablate"))
+    ref, basis = stage_basis(fast), stage_basis(demo)
+    assert ref == {"questions": 8, "causal": 3} and basis == {"questions": 30, "causal": 12}
+    cm = {"models": {"smollm2-135m-instruct": {**coef, "stage_basis": ref}}, "machine": {}}
+    sec = predict(demo, cm, threads=2)["seconds"]
+    assert sec["ablate"] == pytest.approx(40.0 * 12 / 3) and sec["overlap"] == pytest.approx(12.0 * (0.5 + 0.5 * 30 / 8))
+    old = predict(demo, {"models": {"smollm2-135m-instruct": coef}, "machine": {}}, threads=2)["seconds"]
+    assert old["ablate"] == 40.0 and old["overlap"] == 12.0
+
+
 def test_dry_run_prints_the_work_and_the_prediction_when_a_model_is_fitted(tmp_path, monkeypatch):
     from emprobe.errors import ConfigError
     from emprobe.studies import cost

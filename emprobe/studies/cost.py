@@ -7,8 +7,11 @@ Each part of a study costs time linear in the work it does, and the work is coun
   (tokens of every run's training batches and validation passes; ``workers`` runs side by side);
 * margins: ``load + c_prompt * prompt_tokens + c_ref * reference_tokens`` over what the study scores
   (:mod:`emprobe.studies.plan`, equal checkpoints counted once);
-* every other stage: its measured time (they work on fixed-size subsets: causal questions, persona questions,
-  training prompts).
+* every other stage: its time measured on the benchmark's reference study, scaled to the config's questions
+  (:func:`stage_basis`): the causal checks (patch, steer, ablate) in proportion to the causal questions they
+  score (each question runs every variance-matched control); the others taken as half fixed (loading models)
+  and half in proportion to the off-domain questions (a split read off the fast preset and the demo, 8 and 30
+  questions: their stage times grow 1.7-2.6x for 3.75x the questions).
 
 The coefficients are per model (the benchmark fits SmolLM2-135M and Qwen2.5-Coder-0.5B; another model scales the
 nearest fitted one by parameter count) and belong to the machine the benchmark ran on (recorded in the file with
@@ -197,11 +200,34 @@ def predict(cfg, cost_model: dict[str, Any] | None = None, threads: int | None =
     for part in PARTS:
         c = coef[part]
         parts[part] = scale * sum(c[k] * v for k, v in work.features(part).items())
+    basis, ref = stage_basis(cfg), coef.get("stage_basis")
     for stage, seconds in coef.get("stages", {}).items():
         if stage in cfg.stages:
-            parts[stage] = scale * seconds
+            parts[stage] = scale * seconds * _stage_factor(stage, basis, ref)
     return {"seconds": parts, "total_seconds": sum(parts.values()), "work": work.to_dict(), "fitted_model": used,
             "scale": scale, "machine": cm.get("machine", {})}
+
+
+CAUSAL_STAGES = ("patch", "steer", "ablate")
+
+
+def stage_basis(cfg) -> dict[str, int]:
+    """What the stages besides fine-tuning and margins grow with: the off-domain questions scored and the causal
+    questions among them (the benchmark stores its reference study's in the cost model)."""
+    from emprobe.data import load_questions
+
+    q = cfg.questions
+    n = len(load_questions(q.off_domain).with_references().subset(q.n_questions, q.n_references, 1))
+    return {"questions": n, "causal": q.causal_count(n)}
+
+
+def _stage_factor(stage: str, basis: dict[str, int], ref: dict[str, int] | None) -> float:
+    """How much longer ``stage`` takes at ``basis`` than at the reference's ``ref`` (1 when ``ref`` is unknown)."""
+    if not ref:
+        return 1.0
+    if stage in CAUSAL_STAGES:
+        return basis["causal"] / max(ref["causal"], 1)
+    return 0.5 + 0.5 * basis["questions"] / max(ref["questions"], 1)
 
 
 def fit_part(works: list[StudyWork], seconds: list[float], part: str) -> dict[str, float]:
