@@ -278,8 +278,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if a.from_points:
         points = [json.loads(line) for line in Path(a.from_points).read_text().splitlines() if line.strip()]
+        fast = _fast_basis()
         for p in points:  # points measured before the stage basis was recorded: the preset they ran is fast's
-            p.setdefault("stage_basis", _fast_basis())
+            p.setdefault("stage_basis", fast)
     else:
         points = measure(a, out)
     fit_and_report(a, points, out)

@@ -123,12 +123,24 @@ def _finetune_work(cfg, threads: int) -> tuple[int, int, float, float]:
     return len(runs), max(1, min(threads, len(runs))), train, val
 
 
-def _margin_work(cfg) -> tuple[int, float, float]:
+@lru_cache(maxsize=8)
+def _off_domain(path: str, n_questions: int | None, n_references: int):
+    """The off-domain questions a study scores (loaded once per dry run: the margins and the other stages count
+    them alike)."""
     from emprobe.data import load_questions
+
+    return load_questions(path).with_references().subset(n_questions, n_references, 1)
+
+
+def _scored_questions(cfg):
+    q = cfg.questions
+    return _off_domain(q.off_domain, q.n_questions, q.n_references)
+
+
+def _margin_work(cfg) -> tuple[int, float, float]:
     from emprobe.studies.plan import expected_duplicates, margin_plan
 
-    q = cfg.questions
-    qs = load_questions(q.off_domain).with_references().subset(q.n_questions, q.n_references, 1)
+    qs = _scored_questions(cfg)
     chat = _chat(cfg.model)
     per_q = []
     for x in qs:
@@ -214,11 +226,8 @@ CAUSAL_STAGES = ("patch", "steer", "ablate")
 def stage_basis(cfg) -> dict[str, int]:
     """What the stages besides fine-tuning and margins grow with: the off-domain questions scored and the causal
     questions among them (the benchmark stores its reference study's in the cost model)."""
-    from emprobe.data import load_questions
-
-    q = cfg.questions
-    n = len(load_questions(q.off_domain).with_references().subset(q.n_questions, q.n_references, 1))
-    return {"questions": n, "causal": q.causal_count(n)}
+    n = len(_scored_questions(cfg))
+    return {"questions": n, "causal": cfg.questions.causal_count(n)}
 
 
 def _stage_factor(stage: str, basis: dict[str, int], ref: dict[str, int] | None) -> float:
