@@ -114,12 +114,13 @@ def circular_reason(provenance: str) -> str | None:
     return "the direction was fit on the questions it is scored on (circular)" if provenance == "overlap" else None
 
 
-def margins_under(lm, questions, edits=None, batch_size: int = 8) -> pd.Series:
-    """Per-question margins (indexed by question id) with ``edits`` (``{layer: edit}``) active."""
+def margins_under(lm, questions, edits=None, batch_size: int = 8, share_prompts: bool | None = None) -> pd.Series:
+    """Per-question margins (indexed by question id) with ``edits`` (``{layer: edit}``) active (``share_prompts``:
+    see :func:`~emprobe.evaluation.margin.sequence_logprobs`)."""
     from emprobe.evaluation import margin_scores
 
     with intervene(lm.model, edits or {}):
-        summ = margin_scores(lm, questions, batch_size=batch_size).summary
+        summ = margin_scores(lm, questions, batch_size=batch_size, share_prompts=share_prompts).summary
     return summ.set_index("question_id").margin.astype(float)
 
 

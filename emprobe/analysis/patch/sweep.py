@@ -6,11 +6,14 @@ copy per question serves all of its references). Pass 2 runs the destination mod
 (direction, layer, span) with its residual stream at that layer replaced by the source model's activation on the
 span (``last_prompt`` or every ``prompt`` column) — of the *same* question (the real patch) or of *another*
 question (the control: a random cyclic derangement of the questions, so no item ever gets its own prompt back;
-prompts of different lengths are aligned on their last token). Output: one margin per (cell, question).
+prompts of different lengths are aligned on their last token). Blocks ``0..l`` of the destination model are not run
+again in pass 2: the clean pass records their output and pass 2 replays it (:mod:`emprobe.models.replay`), which
+gives the full forward's result. Output: one margin per (cell, question).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +22,7 @@ import torch
 
 from emprobe.analysis.stats.subspace import control_rng
 from emprobe.errors import ConfigError
+from emprobe.models.replay import replay
 from emprobe.probes.interventions import replace_where, scored_forward
 
 SPANS = ("last_prompt", "prompt")
@@ -55,20 +59,27 @@ def _batches(base_lm, tuned_lm, questions, batch_size: int):
     return rows, make_batches([Encoded(tuple(i), n) for i, n in items], batch_size, pad, "right")
 
 
-def _clean_pass(models: dict, batches, qid: np.ndarray, layers: Sequence[int]) -> tuple[dict, dict]:
-    """Clean log-probs per model, and ``{model: {layer: {question: [n_prompt, d]}}}`` prompt activations."""
+def _clean_pass(models: dict, batches, qid: np.ndarray, layers: Sequence[int], replayed: Sequence[str]
+                ) -> tuple[dict, dict, dict]:
+    """Clean log-probs per model, ``{model: {layer: {question: [n_prompt, d]}}}`` prompt activations, and
+    ``{model: Recording}``: the block outputs at ``layers`` of every batch of the ``replayed`` models (the patch
+    destinations), which pass 2 replays instead of running blocks ``0..layer`` again."""
+    from emprobe.models.replay import record
+
     clean = {name: np.zeros(len(qid)) for name in models}
     acts: dict = {name: {layer: {} for layer in layers} for name in models}
-    for b in batches:
-        idx = np.array(b.index)
-        lo, hi = b.span("prompt")
-        for name, model in models.items():
-            lp, cap = scored_forward(model, b, capture=layers)
-            clean[name][idx] = lp.numpy()
-            for r, item in enumerate(b.index):
-                for layer in layers:
-                    acts[name][layer].setdefault(qid[item], cap[layer][r, int(lo[r]):int(hi[r])].clone())
-    return clean, acts
+    with contextlib.ExitStack() as stack:
+        recs = {name: stack.enter_context(record(models[name], layers)) for name in replayed}
+        for b in batches:
+            idx = np.array(b.index)
+            lo, hi = b.span("prompt")
+            for name, model in models.items():
+                lp, cap = scored_forward(model, b, capture=layers)
+                clean[name][idx] = lp.numpy()
+                for r, item in enumerate(b.index):
+                    for layer in layers:
+                        acts[name][layer].setdefault(qid[item], cap[layer][r, int(lo[r]):int(hi[r])].clone())
+    return clean, acts, recs
 
 
 def _patch_values(b, qid: np.ndarray, source: dict, span: str, mapping: dict | None, like: torch.Tensor):
@@ -98,16 +109,17 @@ def sweep(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequence[s
     rows, batches = _batches(base_lm, tuned_lm, questions, batch_size)
     qid = rows.question_id.astype(str).to_numpy()
     models = {"base": base_lm.model, "tuned": tuned_lm.model}
-    clean, acts = _clean_pass(models, batches, qid, layers)
+    clean, acts, recs = _clean_pass(models, batches, qid, layers, {PATCH_DIRECTIONS[d][1] for d in directions})
     mapping = derangement(list(dict.fromkeys(qid)), seed)
     cells = {(d, l_, s, c): np.zeros(len(qid)) for d in directions for l_ in layers for s in spans for c in (False, True)}
-    for b in batches:
+    for i, b in enumerate(batches):
         idx = np.array(b.index)
         for (direction, layer, span, control), out in cells.items():
             src, dst = PATCH_DIRECTIONS[direction]
             source = acts[src][layer]
             values, mask = _patch_values(b, qid, source, span, mapping if control else None, next(iter(source.values())))
-            out[idx] = scored_forward(models[dst], b, {layer: replace_where(values, mask)})[0].numpy()
+            with replay(models[dst], recs[dst].forward(i), layer):  # blocks 0..layer as in the clean pass
+                out[idx] = scored_forward(models[dst], b, {layer: replace_where(values, mask)})[0].numpy()
     frames = [margins(rows, lp).rename("margin").reset_index().assign(direction=d, layer=l_, span=s, control=c)
               for (d, l_, s, c), lp in cells.items()]
     table = pd.concat(frames, ignore_index=True)[["question_id", "direction", "layer", "span", "control", "margin"]]

@@ -6,7 +6,9 @@ margin per question (misaligned minus aligned reference log-prob). The effect is
 at the largest α (steered − unsteered), with a t-interval over questions; the controls are scored the same way at
 that α, and the verdict (:mod:`emprobe.analysis.causal_effect`) needs the shift, its excess over the controls and
 its rank among them. The direction must have been fit on other questions than the ones scored here (cross-fit).
-Samples (temperature 0.7, top-p 0.9) at α = 0 and the largest α are kept beside the scores.
+Samples (temperature 0.7, top-p 0.9) at α = 0 and the largest α are kept beside the scores. Cost: blocks
+``0..layer`` run once; every steered pass replays their output (:mod:`emprobe.models.replay`, the full forward's
+result), so a sweep costs the blocks after the steered layer per α and control.
 """
 
 from __future__ import annotations
@@ -37,13 +39,22 @@ def _rows(kind: str, i: int, alpha: float, layer: int, per_q: pd.Series, norm: f
 def _steer_table(lm, direction, controls, layer: int, alphas: Sequence[float], questions, unit: bool,
                  batch_size: int) -> pd.DataFrame:
     """Per-question margins for each α along the direction, and for every control at the largest α (α = 0, the
-    unedited model, is scored once)."""
-    clean = margins_under(lm, questions, None, batch_size)
+    unedited model, is scored once). Blocks ``0..layer`` run once: the unedited pass records block ``layer``'s
+    outputs and every steered pass replays them (:mod:`emprobe.models.replay`; whole sequences, not a shared
+    prompt cache, so that the passes line up batch for batch)."""
+    from emprobe.models.replay import record, replay
+
+    with record(lm.model, [layer]) as rec:
+        clean = margins_under(lm, questions, None, batch_size, share_prompts=False)
     rows = []
     for kind, i, d, alist in [("direction", 0, direction, alphas)] + [(k, i, c, alphas[-1:]) for k, i, c in controls]:
         vec = d.vector(layer, unit=unit)
         for a in alist:
-            m = clean if a == 0 else margins_under(lm, questions, {layer: add_vector(vec, a)}, batch_size)
+            if a == 0:
+                m = clean
+            else:
+                with replay(lm.model, rec, layer):
+                    m = margins_under(lm, questions, {layer: add_vector(vec, a)}, batch_size, share_prompts=False)
             rows += _rows(kind, i, a, layer, m, float(vec.norm()))
     return pd.DataFrame(rows)
 
