@@ -221,17 +221,27 @@ def fit_and_report(a, points: list[dict], out: Path) -> None:
     """Fit the cost model, print and write the table, the plot, the model and its check."""
     import platform
 
-    from emprobe.studies.cost import StudyWork, fit_part, predict
+    from emprobe.studies.cost import StudyWork, fit_part, identifiable, predict, scale_part
 
     table, exps = _table(points)
     print(table)
     (out / "table.md").write_text(table + "\n")
     _plot(points, out / "scaling.png")
-    models = {}
+    models: dict = {}
     for m in dict.fromkeys(p["model"] for p in points):
         mine = [p for p in points if p["model"] == m]
         works = [StudyWork(**{**p["work"], "stages": tuple(p["work"]["stages"])}) for p in mine]
-        coef = {part: fit_part(works, [p["parts"][part] for p in mine], part) for part in ("finetuning", "margins")}
+        coef = {}
+        for part in ("finetuning", "margins"):
+            secs = [p["parts"][part] for p in mine]
+            if identifiable(works, part) or not models:
+                coef[part] = fit_part(works, secs, part)
+            else:  # too few points to pin every coefficient: the first model's, times one measured factor
+                first = next(iter(models))
+                coef[part], factor = scale_part(models[first][part], works, secs, part)
+                coef.setdefault("scaled_from", {"model": first})[part] = round(factor, 4)
+                print(f"{m} {part}: {first}'s coefficients x {factor:.3f} (its {len(mine)} points cannot pin all "
+                      f"{len(coef[part])})")
         full = next((p for p in mine if p["axis"] == "reference" and len(p["stages"]) > 3), None)
         coef["stages"] = {k: v for k, v in (full["stages"] if full else {}).items() if k not in ("setup", *CORE)}
         coef["stage_basis"] = full["stage_basis"] if full else None
@@ -241,6 +251,11 @@ def fit_and_report(a, points: list[dict], out: Path) -> None:
     cm = {"machine": {"cpus": os.cpu_count(), "threads": a.threads, "platform": platform.platform(),
                       "date": time.strftime("%Y-%m-%d"), "load_average_at_end": load},
           "models": models, "exponents": exps, "points": len(points)}
+    counts = {m: sum(p["model"] == m for p in points) for m in models}
+    cm["machine"]["note"] = ("fitted from measured points (" + ", ".join(f"{m}: {n}" for m, n in counts.items()) +
+                             "; fine-tuning + margins; a model whose points cannot pin every coefficient scales the "
+                             "first model's by one measured factor per part); other stages from each model's fast "
+                             "preset's full run")
     print("model check (predicted / measured, fine-tuning + margins):")
     for p in points:
         w = StudyWork(**{**p["work"], "stages": tuple(p["work"]["stages"])})

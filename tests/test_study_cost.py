@@ -8,7 +8,16 @@ import json
 import pytest
 
 from emprobe.studies.config import preset
-from emprobe.studies.cost import PARTS, StudyWork, exponent, fit_part, predict, study_work
+from emprobe.studies.cost import (
+    PARTS,
+    StudyWork,
+    exponent,
+    fit_part,
+    identifiable,
+    predict,
+    scale_part,
+    study_work,
+)
 from emprobe.studies.plan import expected_duplicates, margin_plan
 
 
@@ -55,6 +64,18 @@ def test_fit_recovers_planted_coefficients_and_exponents():
     assert m["prompt_tokens"] == pytest.approx(4e-3, rel=1e-3) and m["ref_tokens"] == pytest.approx(9e-3, rel=1e-3)
     assert exponent([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
     assert exponent([1, 2, 4], [5, 5, 5]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_model_with_too_few_points_scales_the_first_models_coefficients():
+    """A second model measured along the question axis only: its fine-tuning features never change, so its own fit
+    is not identified; one measured factor per part on the first model's coefficients is."""
+    first = {"one": 5.0, "train_per_worker": 3e-3, "val_per_worker": 1e-3}
+    works = [_work(1e4, 2e3, p, r) for p, r in [(500, 900), (1000, 1800), (500, 900)]]
+    assert not identifiable(works, "finetuning") and identifiable(
+        [_work(t, v, 1, 1) for t, v in [(1e4, 2e3), (2e4, 2e3), (1e4, 4e3)]], "finetuning")
+    secs = [2.7 * (5 + (3e-3 * w.train_tokens + 1e-3 * w.val_tokens) / 2) for w in works]
+    coef, factor = scale_part(first, works, secs, "finetuning")
+    assert factor == pytest.approx(2.7) and coef["train_per_worker"] == pytest.approx(2.7 * 3e-3)
 
 
 def test_predict_sums_the_parts(tmp_path):

@@ -256,6 +256,26 @@ def fit_part(works: list[StudyWork], seconds: list[float], part: str) -> dict[st
     return {k: float(c / s) for k, c, s in zip(names, coef, scale)}
 
 
+def identifiable(works: list[StudyWork], part: str) -> bool:
+    """Whether ``works`` pin every coefficient of ``part`` (their feature rows have full rank)."""
+    import numpy as np
+
+    x = np.array([[w.features(part)[k] for k in FEATURES[part]] for w in works], dtype=float)
+    return len(works) >= len(FEATURES[part]) and np.linalg.matrix_rank(x / np.maximum(x.max(0), 1e-12)) == x.shape[1]
+
+
+def scale_part(coef: dict[str, float], works: list[StudyWork], seconds: list[float], part: str
+               ) -> tuple[dict[str, float], float]:
+    """``(coefficients, factor)``: another model's ``part`` coefficients ``coef`` times the one factor (geometric
+    mean of measured / predicted) that fits this model's measured ``seconds`` — for a model measured on too few
+    points to fit every coefficient (e.g. only the question axis, which leaves fine-tuning's features fixed)."""
+    import numpy as np
+
+    pred = np.array([sum(coef[k] * v for k, v in w.features(part).items()) for w in works], dtype=float)
+    factor = float(np.exp(np.mean(np.log(np.asarray(seconds, float) / np.maximum(pred, 1e-9)))))
+    return {k: v * factor for k, v in coef.items()}, factor
+
+
 def exponent(factors: list[float], values: list[float]) -> float:
     """Least-squares slope of ``log(values)`` on ``log(factors)``: the cost's exponent along one axis."""
     import numpy as np
