@@ -75,6 +75,15 @@ def axis_config(base, axis: str, k: int):
     raise ValueError(axis)
 
 
+def point_config(p: dict):
+    """The study config a measured point ran: the fast preset on its model, its axis doubled ``k`` times."""
+    from emprobe.studies.config import preset
+
+    base = preset("fast").with_(model=p["model"])
+    cfg = base if p["axis"] == "reference" else axis_config(base, p["axis"], p["k"])[0]
+    return cfg.with_(stages=tuple(p["work"]["stages"]))
+
+
 def _tree_rss(pid: int) -> int:
     import psutil
 
@@ -293,9 +302,12 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if a.from_points:
         points = [json.loads(line) for line in Path(a.from_points).read_text().splitlines() if line.strip()]
+        from emprobe.studies.cost import study_work
+
         fast = _fast_basis()
         for p in points:  # points measured before the stage basis was recorded: the preset they ran is fast's
             p.setdefault("stage_basis", fast)
+            p["work"] = study_work(point_config(p), a.threads).to_dict()  # the work as this code counts it
     else:
         points = measure(a, out)
     fit_and_report(a, points, out)

@@ -11,6 +11,7 @@ from emprobe.studies.config import preset
 from emprobe.studies.cost import (
     PARTS,
     StudyWork,
+    expected_longest,
     exponent,
     fit_part,
     identifiable,
@@ -64,6 +65,17 @@ def test_fit_recovers_planted_coefficients_and_exponents():
     assert m["prompt_tokens"] == pytest.approx(4e-3, rel=1e-3) and m["ref_tokens"] == pytest.approx(9e-3, rel=1e-3)
     assert exponent([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
     assert exponent([1, 2, 4], [5, 5, 5]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_training_tokens_count_each_batch_padded_to_its_longest_row():
+    from itertools import product
+
+    sizes = [1, 2, 3, 4, 10]
+    for b in (1, 2, 3):  # against every draw of b examples (with replacement)
+        draws = list(product(sizes, repeat=b))
+        assert expected_longest(sizes, b) == pytest.approx(sum(map(max, draws)) / len(draws))
+    assert expected_longest(sizes, 1) == pytest.approx(4.0)
+    assert expected_longest([7] * 5, 4) == pytest.approx(7.0)
 
 
 def test_a_model_with_too_few_points_scales_the_first_models_coefficients():

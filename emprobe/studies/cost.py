@@ -4,7 +4,8 @@
 Each part of a study costs time linear in the work it does, and the work is counted from the config:
 
 * fine-tuning (stages ``setup`` + ``finetune``): ``start + (c_train * train_tokens + c_val * val_tokens) / workers``
-  (tokens of every run's training batches and validation passes; ``workers`` runs side by side);
+  (tokens of every run's training batches, each padded to its longest row (:func:`expected_longest`), and of
+  its length-sorted validation passes; ``workers`` runs side by side);
 * margins: ``load + c_prompt * prompt_tokens + c_ref * reference_tokens`` over what the study scores
   (:mod:`emprobe.studies.plan`, equal checkpoints counted once);
 * every other stage: its time measured on the benchmark's reference study, scaled to the config's questions
@@ -18,6 +19,11 @@ nearest fitted one by parameter count) and belong to the machine the benchmark r
 its thread count); the benchmark also reports the fitted exponent of each axis (questions, pairs, checkpoints,
 runs, seeds, steps), which the linear parts reproduce. Tokens are counted with the model's tokenizer when it is on
 disk (a prepared built-in model or a local directory), else estimated at 4 characters a token.
+
+Limit: the coefficients come from the fast preset's short examples (≤ 128 tokens). Per token, long examples cost
+more (the LM head's ``[batch, length, vocab]`` logits and attention grow with length): the insecure-code
+organism (Qwen2.5-Coder-0.5B, 234-244 tokens a mean example, up to 768) fine-tuned in 753 s where 479 s were
+predicted (1.57x; its margins: 74 s measured, 77 s predicted).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from emprobe.errors import ConfigError
 
@@ -94,14 +100,25 @@ def _length(chat, messages: list[dict[str, str]], response: str | None = None) -
 
 
 @lru_cache(maxsize=32)
-def _example_tokens(model: str, data: str, max_length: int) -> float:
-    """Mean tokens per training example of ``data`` (prompt + response, capped at ``max_length``)."""
+def _example_tokens(model: str, data: str, max_length: int, batch_size: int = 1) -> float:
+    """Tokens per example of ``data`` as a batch of ``batch_size`` runs them (prompt + response, capped at
+    ``max_length``): the mean length for 1, else the expected length of the longest of ``batch_size`` random
+    examples, since each training batch is padded to its longest row (data of uneven lengths, e.g. code, costs
+    far more than its mean)."""
     from emprobe.data import load_chat_dataset
 
     chat = _chat(model)
     ds = load_chat_dataset(data)
-    sizes = [min(max_length, sum(_length(chat, ex.prompt_messages, ex.response))) for ex in ds]
-    return sum(sizes) / len(sizes)
+    return expected_longest([min(max_length, sum(_length(chat, ex.prompt_messages, ex.response))) for ex in ds],
+                            batch_size)
+
+
+def expected_longest(sizes: Sequence[float], batch_size: int) -> float:
+    """The expected longest of ``batch_size`` sizes drawn at random (with replacement) from ``sizes``; their mean
+    for a batch of 1."""
+    xs, n = sorted(sizes), len(sizes)
+    # P(longest <= the i-th shortest) = (i / n) ** batch_size
+    return sum(x * (((i + 1) / n) ** batch_size - (i / n) ** batch_size) for i, x in enumerate(xs))
 
 
 def _finetune_work(cfg, threads: int) -> tuple[int, int, float, float]:
@@ -115,9 +132,8 @@ def _finetune_work(cfg, threads: int) -> tuple[int, int, float, float]:
     n_val = pool if getattr(t, "val_ci", None) is None else min(pool, MIN_EXAMPLES)
     train = val = 0.0
     for c in runs:
-        tok = _example_tokens(cfg.model, c.data, t.max_length)
-        train += t.steps * t.batch_size * tok
-        val += (n_ckpt - 1) * n_val * tok
+        train += t.steps * t.batch_size * _example_tokens(cfg.model, c.data, t.max_length, t.batch_size)
+        val += (n_ckpt - 1) * n_val * _example_tokens(cfg.model, c.data, t.max_length)  # length-sorted batches
     for data in {c.data for c in runs}:  # step 0: the whole held-out pool, once per dataset
         val += pool * _example_tokens(cfg.model, data, t.max_length)
     return len(runs), max(1, min(threads, len(runs))), train, val
