@@ -230,7 +230,7 @@ def fit_and_report(a, points: list[dict], out: Path) -> None:
     """Fit the cost model, print and write the table, the plot, the model and its check."""
     import platform
 
-    from emprobe.studies.cost import StudyWork, fit_part, identifiable, predict, scale_part
+    from emprobe.studies.cost import StudyWork, example_tokens, fit_part, identifiable, predict, scale_part
 
     table, exps = _table(points)
     print(table)
@@ -255,6 +255,8 @@ def fit_and_report(a, points: list[dict], out: Path) -> None:
         coef["stages"] = {k: v for k, v in (full["stages"] if full else {}).items() if k not in ("setup", *CORE)}
         coef["stage_basis"] = full["stage_basis"] if full else None
         coef["params"] = _params(m)
+        coef["example_tokens"] = round(max(example_tokens(point_config(p), p["work"]["train_tokens"], p["work"]["runs"])
+                                           for p in mine), 1)  # the longest (padded) examples fitted
         models[m] = coef
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cm = {"machine": {"cpus": os.cpu_count(), "threads": a.threads, "platform": platform.platform(),

@@ -10,6 +10,7 @@ import pytest
 from emprobe.studies.config import preset
 from emprobe.studies.cost import (
     PARTS,
+    describe,
     StudyWork,
     expected_longest,
     exponent,
@@ -140,3 +141,14 @@ def test_dry_run_prints_the_work_and_the_prediction_when_a_model_is_fitted(tmp_p
     assert lines[2].startswith("predicted time") and lines[-1].split()[0] == "total"
     with pytest.raises(ConfigError, match="no cost model"):
         cost.dry_run(cfg, cost_model=tmp_path / "missing.json")
+
+
+def test_the_dry_run_cautions_when_the_examples_are_longer_than_the_fitted_ones():
+    coef = {"finetuning": {"one": 10.0, "train_per_worker": 1e-3, "val_per_worker": 5e-4},
+            "margins": {"one": 3.0, "prompt_tokens": 1e-3, "ref_tokens": 2e-3}, "params": 1.35e8}
+    cfg = preset("fast").with_(stages=("finetune", "margins"))
+    for fitted, cautioned in ((20.0, True), (500.0, False)):
+        cm = {"models": {"smollm2-135m-instruct": {**coef, "example_tokens": fitted}}, "machine": {"threads": 2}}
+        lines = describe(cfg, predict(cfg, cm, threads=2))
+        assert any(x.startswith("caution: its training batches run") for x in lines) is cautioned
+

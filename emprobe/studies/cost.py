@@ -233,7 +233,7 @@ def predict(cfg, cost_model: dict[str, Any] | None = None, threads: int | None =
         if stage in cfg.stages:
             parts[stage] = scale * seconds * _stage_factor(stage, basis, ref)
     return {"seconds": parts, "total_seconds": sum(parts.values()), "work": work.to_dict(), "fitted_model": used,
-            "scale": scale, "machine": cm.get("machine", {})}
+            "scale": scale, "machine": cm.get("machine", {}), "fitted_example_tokens": coef.get("example_tokens")}
 
 
 CAUSAL_STAGES = ("patch", "steer", "ablate")
@@ -321,7 +321,22 @@ def describe(cfg, prediction: dict[str, Any]) -> list[str]:
                                                 f"{prediction['scale']:.2f}" if fitted != cfg.model else "") + "):")
     lines += [f"  {part:<11} {fmt_seconds(s):>7}" for part, s in prediction["seconds"].items()]
     lines.append(f"  {'total':<11} {fmt_seconds(prediction['total_seconds']):>7}")
+    fit_len, mine = prediction.get("fitted_example_tokens"), example_tokens(cfg, w["train_tokens"], w["runs"])
+    if fit_len and mine > LONG_EXAMPLES * fit_len:
+        lines.append(f"caution: its training batches run {mine:.0f} tokens an example (padded), the cost model was "
+                     f"fitted at <= {fit_len:.0f}: longer examples cost more per token (see emprobe.studies.cost), so "
+                     "fine-tuning will likely take longer than predicted")
     return lines
+
+
+#: a study whose padded training examples are this many times the fitted ones gets a caution in its dry run
+LONG_EXAMPLES = 1.5
+
+
+def example_tokens(cfg, train_tokens: float, runs: int) -> float:
+    """Padded tokens per training example of study ``cfg`` (its work's ``train_tokens`` over ``runs``)."""
+    t = cfg.training
+    return train_tokens / max(1, runs * t.steps * t.batch_size)
 
 
 def dry_run(cfg, threads: int | None = None, cost_model: str | Path | None = None) -> list[str]:
