@@ -170,7 +170,7 @@ def measure(a, out: Path) -> list[dict]:
 
 
 def _table(points: list[dict]) -> tuple[str, dict]:
-    from emprobe.studies.cost import exponent
+    from emprobe.studies.cost_fit import exponent
 
     lines = ["| model | axis | values | seconds (fine-tuning + margins) | peak MB | exponent: time | exponent: memory |",
              "|---|---|---|---|---|---|---|"]
@@ -230,7 +230,8 @@ def fit_and_report(a, points: list[dict], out: Path) -> None:
     """Fit the cost model, print and write the table, the plot, the model and its check."""
     import platform
 
-    from emprobe.studies.cost import StudyWork, example_tokens, fit_part, identifiable, predict, scale_part
+    from emprobe.studies.cost import StudyWork, example_tokens, predict
+    from emprobe.studies.cost_fit import fit_part, identifiable, scale_part
 
     table, exps = _table(points)
     print(table)

@@ -8,18 +8,8 @@ import json
 import pytest
 
 from emprobe.studies.config import preset
-from emprobe.studies.cost import (
-    PARTS,
-    describe,
-    StudyWork,
-    expected_longest,
-    exponent,
-    fit_part,
-    identifiable,
-    predict,
-    scale_part,
-    study_work,
-)
+from emprobe.studies.cost import PARTS, StudyWork, describe, expected_longest, predict, study_work
+from emprobe.studies.cost_fit import exponent, fit_part, identifiable, scale_part
 from emprobe.studies.plan import expected_duplicates, margin_plan
 
 
