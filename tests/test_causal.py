@@ -82,7 +82,7 @@ def test_self_patch_is_a_no_op_and_controls_exist(pair):
     assert sorted(res.clean.half.value_counts()) == [2, 2]  # the two halves the cells are chosen on
     # patching a model with its own activations changes nothing (the control, another question's, does)
     same = patch(tuned, tuned, qs, layers=[1], spans=["prompt"], n_questions=None, directions=("base→tuned",),
-                 batch_size=8)
+                 batch_size=3)  # one model under both names, over several batches: the replay keeps them apart
     real = same.table[~same.table.control].set_index("question_id").margin
     clean = same.clean.set_index("question_id").margin_tuned
     assert real.to_numpy() == pytest.approx(clean.loc[real.index].to_numpy(), abs=1e-5)

@@ -62,23 +62,26 @@ def _batches(base_lm, tuned_lm, questions, batch_size: int):
 def _clean_pass(models: dict, batches, qid: np.ndarray, layers: Sequence[int], replayed: Sequence[str]
                 ) -> tuple[dict, dict, dict]:
     """Clean log-probs per model, ``{model: {layer: {question: [n_prompt, d]}}}`` prompt activations, and
-    ``{model: Recording}``: the block outputs at ``layers`` of every batch of the ``replayed`` models (the patch
-    destinations), which pass 2 replays instead of running blocks ``0..layer`` again."""
+    ``{model: [Recording per batch]}``: the block outputs at ``layers`` of the ``replayed`` models (the patch
+    destinations), which pass 2 replays instead of running blocks ``0..layer`` again (each recorded around its own
+    forward, so two names for one model cannot mix their recordings)."""
     from emprobe.models.replay import record
 
     clean = {name: np.zeros(len(qid)) for name in models}
     acts: dict = {name: {layer: {} for layer in layers} for name in models}
-    with contextlib.ExitStack() as stack:
-        recs = {name: stack.enter_context(record(models[name], layers)) for name in replayed}
-        for b in batches:
-            idx = np.array(b.index)
-            lo, hi = b.span("prompt")
-            for name, model in models.items():
+    recs: dict = {name: [] for name in replayed}
+    for b in batches:
+        idx = np.array(b.index)
+        lo, hi = b.span("prompt")
+        for name, model in models.items():
+            with record(model, layers) if name in recs else contextlib.nullcontext() as rec:
                 lp, cap = scored_forward(model, b, capture=layers)
-                clean[name][idx] = lp.numpy()
-                for r, item in enumerate(b.index):
-                    for layer in layers:
-                        acts[name][layer].setdefault(qid[item], cap[layer][r, int(lo[r]):int(hi[r])].clone())
+            if name in recs:
+                recs[name].append(rec)
+            clean[name][idx] = lp.numpy()
+            for r, item in enumerate(b.index):
+                for layer in layers:
+                    acts[name][layer].setdefault(qid[item], cap[layer][r, int(lo[r]):int(hi[r])].clone())
     return clean, acts, recs
 
 
@@ -118,7 +121,7 @@ def sweep(base_lm, tuned_lm, questions, layers: Sequence[int], spans: Sequence[s
             src, dst = PATCH_DIRECTIONS[direction]
             source = acts[src][layer]
             values, mask = _patch_values(b, qid, source, span, mapping if control else None, next(iter(source.values())))
-            with replay(models[dst], recs[dst].forward(i), layer):  # blocks 0..layer as in the clean pass
+            with replay(models[dst], recs[dst][i], layer):  # blocks 0..layer as in the clean pass
                 out[idx] = scored_forward(models[dst], b, {layer: replace_where(values, mask)})[0].numpy()
     frames = [margins(rows, lp).rename("margin").reset_index().assign(direction=d, layer=l_, span=s, control=c)
               for (d, l_, s, c), lp in cells.items()]
