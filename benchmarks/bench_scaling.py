@@ -272,7 +272,7 @@ def fit_and_report(a, points: list[dict], out: Path) -> None:
     for p in points:
         w = StudyWork(**{**p["work"], "stages": tuple(p["work"]["stages"])})
         c = models[p["model"]]
-        pred = sum(sum(c[part][k] * v for k, v in w.features(part).items()) for part in ("finetuning", "margins"))
+        pred = sum(w.seconds(c[part], part) for part in ("finetuning", "margins"))
         meas = p["parts"]["finetuning"] + p["parts"]["margins"]
         print(f"  {p['model']} {p['axis']} {p['value'] or ''}: {pred:.0f} / {meas:.0f} s = {pred / meas:.2f}")
     if a.write_model:

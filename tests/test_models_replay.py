@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emprobe.errors import ModelError
+from emprobe.errors import ConfigError, ModelError
 from emprobe.models.replay import record, replay
 from emprobe.probes import load_prompts
 from emprobe.probes.interventions import add_vector, replace_where, scored_forward
@@ -36,12 +36,14 @@ def test_replayed_prefix_gives_the_full_forward_under_an_edit(name, request):
             fast = torch.cat([scored_forward(lm.model, b, {layer: edit})[0] for b in batches])
         assert (full - torch.cat(clean)).abs().max() > 1e-3          # the edit really moves the log-probs
         assert (fast - full).abs().max() < 1e-5                        # ... and the replay gives the same
-    # one batch of a recorded pass: a patch at layer 2 replayed from that batch's outputs alone
+    # one batch recorded alone: a patch at layer 2 replayed from that batch's outputs
     b = batches[1]
-    values, mask = torch.zeros_like(rec[2][1]), torch.zeros(rec[2][1].shape[:2], dtype=torch.bool)
+    with record(lm.model, [2]) as one:
+        scored_forward(lm.model, b)
+    values, mask = torch.zeros_like(one[2][0]), torch.zeros(one[2][0].shape[:2], dtype=torch.bool)
     mask[:, 1] = True
     full = scored_forward(lm.model, b, {2: replace_where(values, mask)})[0]
-    with replay(lm.model, rec.forward(1), 2):
+    with replay(lm.model, one, 2):
         fast = scored_forward(lm.model, b, {2: replace_where(values, mask)})[0]
     assert (fast - full).abs().max() < 1e-5
     # the blocks run again after the context
@@ -61,6 +63,6 @@ def test_a_replay_that_does_not_line_up_fails(smollm2):
         pass
     with pytest.raises(ModelError, match="not recorded"), replay(smollm2.model, rec, 4):
         pass
-    with pytest.raises(ModelError, match="unknown layer"), record(smollm2.model, [smollm2.n_layers]):
+    with pytest.raises(ConfigError, match="unknown layer"), record(smollm2.model, [smollm2.n_layers]):
         pass
     assert "forward" not in vars(smollm2.model.model.layers[0])      # every block's own forward is back

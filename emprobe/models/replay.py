@@ -23,7 +23,7 @@ import torch
 
 from emprobe.errors import ModelError
 from emprobe.models.arch import decoder_layers
-from emprobe.models.edits import block_hidden
+from emprobe.models.edits import block_hidden, normalize_edits
 
 
 class Recording(dict):
@@ -32,22 +32,13 @@ class Recording(dict):
 
     tuple_output: bool = False
 
-    def forward(self, i: int) -> "Recording":
-        """The recording of forward ``i`` alone (to replay one batch of a recorded pass)."""
-        out = Recording({layer: outs[i:i + 1] for layer, outs in self.items()})
-        out.tuple_output = self.tuple_output
-        return out
-
 
 @contextlib.contextmanager
 def record(model: torch.nn.Module, layers: Sequence[int]) -> Iterator[Recording]:
     """Record the output of each block in ``layers`` (before any edit hooked on it) for every forward inside."""
     blocks = decoder_layers(model)
+    normalize_edits(None, len(blocks), capture=layers)  # an unknown layer raises, as for any edit
     rec = Recording({int(layer): [] for layer in layers})
-    for layer in rec:
-        if not 0 <= layer < len(blocks):
-            raise ModelError(f"unknown layer {layer}: valid layers are 0..{len(blocks) - 1} "
-                             "(layer l = residual stream after decoder block l)")
 
     def hook(layer: int):
         def fn(module, args, output):

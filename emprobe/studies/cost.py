@@ -20,11 +20,9 @@ its thread count); the benchmark also reports the fitted exponent of each axis (
 runs, seeds, steps), which the linear parts reproduce. Tokens are counted with the model's tokenizer when it is on
 disk (a prepared built-in model or a local directory), else estimated at 4 characters a token.
 
-Limit: the coefficients come from the fast preset's short examples (≤ 128 tokens). Per token, long examples cost
-more (the LM head's ``[batch, length, vocab]`` logits and attention grow with length): the insecure-code
-organism (Qwen2.5-Coder-0.5B, 234-244 tokens a mean example, up to 768) fine-tuned in 753 s where 479 s were
-predicted (1.57x; its margins: 74 s measured, 77 s predicted).
-"""
+Limit: the coefficients come from the fast preset's short examples (≤ 128 tokens); per token, long examples cost
+more: the insecure-code organism (Qwen2.5-Coder-0.5B, 234-244 tokens a mean example, up to 768) fine-tuned in
+753 s where 479 s were predicted (1.57x; its margins: 74 s measured, 77 s predicted)."""
 
 from __future__ import annotations
 
@@ -63,6 +61,9 @@ class StudyWork:
              "val_per_worker": self.val_tokens / self.workers, "prompt_tokens": self.prompt_tokens,
              "ref_tokens": self.ref_tokens}
         return {k: f[k] for k in FEATURES[part]}
+
+    def seconds(self, coef: dict[str, float], part: str) -> float:  # part's time under its coefficients coef
+        return sum(coef[k] * v for k, v in self.features(part).items())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,7 +228,7 @@ def predict(cfg, cost_model: dict[str, Any] | None = None, threads: int | None =
     parts: dict[str, float] = {}
     for part in PARTS:
         c = coef[part]
-        parts[part] = scale * sum(c[k] * v for k, v in work.features(part).items())
+        parts[part] = scale * work.seconds(c, part)
     basis, ref = stage_basis(cfg), coef.get("stage_basis")
     for stage, seconds in coef.get("stages", {}).items():
         if stage in cfg.stages:
@@ -287,8 +288,7 @@ LONG_EXAMPLES = 1.5  # a study whose padded examples are this many times the fit
 
 def example_tokens(cfg, train_tokens: float, runs: int) -> float:
     """Padded tokens per training example of study ``cfg`` (its work's ``train_tokens`` over ``runs``)."""
-    t = cfg.training
-    return train_tokens / max(1, runs * t.steps * t.batch_size)
+    return train_tokens / max(1, runs * cfg.training.steps * cfg.training.batch_size)
 
 
 def dry_run(cfg, threads: int | None = None, cost_model: str | Path | None = None) -> list[str]:

@@ -8,6 +8,13 @@ from emprobe.errors import ConfigError
 from emprobe.studies.cost import FEATURES, StudyWork
 
 
+def _design(works: list[StudyWork], part: str):
+    """``[study, feature]``: each study's work features of ``part``, in :data:`FEATURES` order."""
+    import numpy as np
+
+    return np.array([[w.features(part)[k] for k in FEATURES[part]] for w in works], dtype=float)
+
+
 def fit_part(works: list[StudyWork], seconds: list[float], part: str) -> dict[str, float]:
     """Non-negative least squares of ``part``'s measured ``seconds`` on its work features (relative errors
     weighted alike: each row divided by its measured time)."""
@@ -15,7 +22,7 @@ def fit_part(works: list[StudyWork], seconds: list[float], part: str) -> dict[st
     from scipy.optimize import nnls
 
     names = FEATURES[part]
-    x = np.array([[w.features(part)[k] for k in names] for w in works], dtype=float)
+    x = _design(works, part)
     y = np.asarray(seconds, dtype=float)
     if len(y) < len(names):
         raise ConfigError(f"fitting {part} needs at least {len(names)} measured studies, got {len(y)}")
@@ -29,7 +36,7 @@ def identifiable(works: list[StudyWork], part: str) -> bool:
     """Whether ``works`` pin every coefficient of ``part`` (their feature rows have full rank)."""
     import numpy as np
 
-    x = np.array([[w.features(part)[k] for k in FEATURES[part]] for w in works], dtype=float)
+    x = _design(works, part)
     return len(works) >= len(FEATURES[part]) and np.linalg.matrix_rank(x / np.maximum(x.max(0), 1e-12)) == x.shape[1]
 
 
@@ -40,7 +47,7 @@ def scale_part(coef: dict[str, float], works: list[StudyWork], seconds: list[flo
     points to fit every coefficient (e.g. only the question axis, which leaves fine-tuning's features fixed)."""
     import numpy as np
 
-    pred = np.array([sum(coef[k] * v for k, v in w.features(part).items()) for w in works], dtype=float)
+    pred = np.array([w.seconds(coef, part) for w in works], dtype=float)
     factor = float(np.exp(np.mean(np.log(np.asarray(seconds, float) / np.maximum(pred, 1e-9)))))
     return {k: v * factor for k, v in coef.items()}, factor
 

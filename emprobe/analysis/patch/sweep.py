@@ -22,7 +22,7 @@ import torch
 
 from emprobe.analysis.stats.subspace import control_rng
 from emprobe.errors import ConfigError
-from emprobe.models.replay import replay
+from emprobe.models.replay import record, replay
 from emprobe.probes.interventions import replace_where, scored_forward
 
 SPANS = ("last_prompt", "prompt")
@@ -65,8 +65,6 @@ def _clean_pass(models: dict, batches, qid: np.ndarray, layers: Sequence[int], r
     ``{model: [Recording per batch]}``: the block outputs at ``layers`` of the ``replayed`` models (the patch
     destinations), which pass 2 replays instead of running blocks ``0..layer`` again (each recorded around its own
     forward, so two names for one model cannot mix their recordings)."""
-    from emprobe.models.replay import record
-
     clean = {name: np.zeros(len(qid)) for name in models}
     acts: dict = {name: {layer: {} for layer in layers} for name in models}
     recs: dict = {name: [] for name in replayed}
